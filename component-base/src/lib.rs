@@ -1,0 +1,1 @@
+//! Shared daemon plumbing (filled in by the component-base work).

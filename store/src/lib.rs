@@ -1,0 +1,6 @@
+//! kube-store: an MVCC key-value store on sled, replicated with Raft (openraft), serving the
+//! etcd v3 gRPC API. Usable as a library: the apiserver embeds a single member in-process.
+
+pub mod mvcc;
+pub mod raft;
+pub mod server;
