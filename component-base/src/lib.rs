@@ -1,1 +1,14 @@
-//! Shared daemon plumbing (filled in by the component-base work).
+//! What every daemon shares: logging, graceful shutdown, TLS, health checks and the metrics server.
+
+pub mod error;
+pub mod health;
+pub mod http;
+pub mod logs;
+pub mod metrics;
+pub mod shutdown;
+pub mod tls;
+
+pub use error::Error;
+pub use health::Health;
+pub use http::{serve, Handler, Reply};
+pub use shutdown::Shutdown;
