@@ -5,7 +5,21 @@
 //! - Reads ([`Mvcc::range`], [`Mvcc::events`]) may run concurrently with apply.
 //! - After every applied batch, subscribers get each new revision's events, prev_kv filled.
 
-use std::sync::Arc;
+mod apply;
+mod codec;
+mod index;
+mod read;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use tokio::sync::broadcast;
+
+use apply::Applier;
+use index::State;
+use read::Reader;
 
 use proto::etcdserverpb as pb;
 use proto::mvccpb;
@@ -25,12 +39,15 @@ pub enum MvccError {
 }
 
 /// Tunables of the MVCC store.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Logical size budget (bytes of stored keys + values + history); over it puts fail with
     /// NOSPACE and the NOSPACE alarm is raised. 0 means the default, 2 GiB.
     pub quota_backend_bytes: u64,
 }
+
+/// The quota used when [`Options::quota_backend_bytes`] is 0.
+pub const DEFAULT_QUOTA_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
 /// One entry handed to [`Mvcc::apply`]: the Raft log index and the request, or `None` for
 /// entries that carry no request (blank, membership) but still advance the applied index.
@@ -70,29 +87,92 @@ pub struct LeaseInfo {
 /// The MVCC store. Cheap to clone.
 #[derive(Clone)]
 pub struct Mvcc {
-    _inner: Arc<()>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    tree: sled::Tree,
+    /// Index, leases, alarms and counters. Apply holds the write lock from the first request
+    /// until the batch is in sled and subscribers are notified; reads hold the read lock.
+    state: RwLock<State>,
+    events: broadcast::Sender<Notification>,
+    quota: u64,
+    /// Copies of the counters in `state`, published once a batch is fully applied.
+    rev: AtomicI64,
+    compact_rev: AtomicI64,
+    size: AtomicU64,
+}
+
+/// How many notifications a subscriber may fall behind before it lags (and resyncs).
+const NOTIFY_CAPACITY: usize = 4096;
+const TREE_NAME: &str = "mvcc";
+
+impl Inner {
+    fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-written: apply reloads
+        // from sled on failure, so a poisoned lock is still usable.
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn publish(&self, st: &State) {
+        self.rev.store(st.rev, Ordering::Release);
+        self.compact_rev.store(st.compact_rev, Ordering::Release);
+        self.size.store(st.size, Ordering::Release);
+    }
+
+    fn reader(&self) -> Reader<'_> {
+        Reader {
+            tree: &self.tree,
+            pending: None,
+        }
+    }
 }
 
 impl Mvcc {
     /// Opens or creates the store in `db` and rebuilds the in-memory key index.
-    pub fn open(_db: &sled::Db, _opts: Options) -> Result<Self, MvccError> {
-        unimplemented!("mvcc in progress")
+    pub fn open(db: &sled::Db, opts: Options) -> Result<Self, MvccError> {
+        let tree = db.open_tree(TREE_NAME)?;
+        let state = State::load(&tree)?;
+        let (events, _) = broadcast::channel(NOTIFY_CAPACITY);
+        let quota = match opts.quota_backend_bytes {
+            0 => DEFAULT_QUOTA_BYTES,
+            q => q,
+        };
+        let inner = Inner {
+            db: db.clone(),
+            tree,
+            rev: AtomicI64::new(state.rev),
+            compact_rev: AtomicI64::new(state.compact_rev),
+            size: AtomicU64::new(state.size),
+            state: RwLock::new(state),
+            events,
+            quota,
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
     }
 
     /// The current (newest) revision; 1 on an empty store, as in etcd.
     pub fn revision(&self) -> i64 {
-        unimplemented!()
+        self.inner.rev.load(Ordering::Acquire)
     }
 
     /// The revision of the last compaction; 0 if never compacted.
     pub fn compact_revision(&self) -> i64 {
-        unimplemented!()
+        self.inner.compact_rev.load(Ordering::Acquire)
     }
 
     /// Serves a Range at `req.revision` (0 = current). The header carries only `revision`
     /// (the current revision); the caller fills cluster_id, member_id and raft_term.
-    pub fn range(&self, _req: &pb::RangeRequest) -> Result<pb::RangeResponse, MvccError> {
-        unimplemented!()
+    pub fn range(&self, req: &pb::RangeRequest) -> Result<pb::RangeResponse, MvccError> {
+        let st = self.inner.read_state();
+        read::range(&st, &self.inner.reader(), req, st.rev, st.rev)
     }
 
     /// Applies entries in order, atomically in one sled batch together with `meta` (an opaque
@@ -102,71 +182,172 @@ impl Mvcc {
     /// Does not flush; the caller decides when to call [`Mvcc::flush`].
     pub fn apply(
         &self,
-        _entries: &[ApplyEntry<'_>],
-        _meta: &[u8],
+        entries: &[ApplyEntry<'_>],
+        meta: &[u8],
     ) -> Result<Vec<InternalRaftResponse>, MvccError> {
-        unimplemented!()
+        let inner = &*self.inner;
+        let mut st = inner.write_state();
+        // Counted under the write lock, which `subscribe` also takes: a subscriber either
+        // gets all of this batch's events (with prev_kv) or none of them.
+        let want_events = inner.events.receiver_count() > 0;
+        let start_rev = st.rev;
+        let mut applier = Applier::new(&mut st, &inner.tree, want_events, inner.quota);
+        let mut responses = Vec::with_capacity(entries.len());
+        let mut failure = None;
+        for entry in entries {
+            let Some(req) = entry.request else {
+                responses.push(InternalRaftResponse::default());
+                continue;
+            };
+            match applier.apply_request(req) {
+                Ok(resp) => responses.push(resp),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let mut batch = std::mem::take(&mut applier.batch);
+        let revisions = std::mem::take(&mut applier.revisions);
+        drop(applier);
+
+        if let Some(e) = failure {
+            *st = State::load(&inner.tree)?;
+            return Err(e);
+        }
+        batch.insert(codec::META_RAFT, meta);
+        if st.rev != start_rev {
+            batch.insert(codec::META_REVISION, &st.rev.to_be_bytes()[..]);
+        }
+        if let Err(e) = inner.tree.apply_batch(batch) {
+            *st = State::load(&inner.tree)?;
+            return Err(e.into());
+        }
+        inner.publish(&st);
+        if !revisions.is_empty() {
+            // No receiver left is fine: nobody is watching.
+            let _ = inner.events.send(Notification::Events(Arc::new(revisions)));
+        }
+        Ok(responses)
     }
 
     /// The `meta` blob stored by the last apply or restore, if any.
     pub fn meta(&self) -> Result<Option<Vec<u8>>, MvccError> {
-        unimplemented!()
+        Ok(self.inner.tree.get(codec::META_RAFT)?.map(|v| v.to_vec()))
     }
 
     /// Flushes everything applied so far to disk.
     pub fn flush(&self) -> Result<(), MvccError> {
-        unimplemented!()
+        self.inner.db.flush()?;
+        Ok(())
     }
 
     /// The whole state (history, leases, alarms, meta) as one self-describing blob.
     pub fn snapshot(&self) -> Result<Vec<u8>, MvccError> {
-        unimplemented!()
+        let _st = self.inner.read_state();
+        codec::encode_snapshot(self.inner.tree.iter())
     }
 
     /// Replaces the whole state with a blob from [`Mvcc::snapshot`] and sends `Reset`.
-    pub fn restore(&self, _data: &[u8]) -> Result<(), MvccError> {
-        unimplemented!()
+    pub fn restore(&self, data: &[u8]) -> Result<(), MvccError> {
+        let entries = codec::decode_snapshot(data)?;
+        let inner = &*self.inner;
+        let mut st = inner.write_state();
+        // One batch that removes every old key and inserts every new one: sled applies it
+        // atomically, so a crash leaves either the old or the new state.
+        let mut batch = sled::Batch::default();
+        for key in inner.tree.iter().keys() {
+            batch.remove(key?);
+        }
+        for (k, v) in entries {
+            batch.insert(k, v);
+        }
+        inner.tree.apply_batch(batch)?;
+        inner.db.flush()?;
+        *st = State::load(&inner.tree)?;
+        inner.publish(&st);
+        let _ = inner.events.send(Notification::Reset);
+        Ok(())
     }
 
     /// History: every revision in `[from_rev, to_rev]` that changed a key, with its events
     /// (prev_kv filled). `Compacted` if `from_rev` <= the compact revision (and > 0).
-    pub fn events(&self, _from_rev: i64, _to_rev: i64) -> Result<Vec<RevisionEvents>, MvccError> {
-        unimplemented!()
+    pub fn events(&self, from_rev: i64, to_rev: i64) -> Result<Vec<RevisionEvents>, MvccError> {
+        let st = self.inner.read_state();
+        if st.compact_rev > 0 && from_rev <= st.compact_rev {
+            return Err(MvccError::Compacted);
+        }
+        read::events(
+            &st,
+            &self.inner.reader(),
+            from_rev.max(1),
+            to_rev.min(st.rev),
+        )
     }
 
     /// Subscribes to what later applies produce.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Notification> {
-        unimplemented!()
+        let _st = self.inner.read_state();
+        self.inner.events.subscribe()
     }
 
     /// A lease, if granted and not revoked.
-    pub fn lease(&self, _id: i64) -> Option<LeaseInfo> {
-        unimplemented!()
+    pub fn lease(&self, id: i64) -> Option<LeaseInfo> {
+        let st = self.inner.read_state();
+        st.leases.get(&id).map(|l| LeaseInfo {
+            id,
+            ttl: l.ttl,
+            keys: l.keys.iter().cloned().collect(),
+        })
     }
 
     /// Every live lease.
     pub fn leases(&self) -> Vec<LeaseInfo> {
-        unimplemented!()
+        let st = self.inner.read_state();
+        st.leases
+            .iter()
+            .map(|(&id, l)| LeaseInfo {
+                id,
+                ttl: l.ttl,
+                keys: l.keys.iter().cloned().collect(),
+            })
+            .collect()
     }
 
     /// Active alarms (NOSPACE, CORRUPT) by member.
     pub fn alarms(&self) -> Vec<pb::AlarmMember> {
-        unimplemented!()
+        apply::alarm_members(&self.inner.read_state())
     }
 
     /// A hash of all key-value history up to `revision` (0 = current) that is the same on every
     /// member with the same history, and the compact revision it started from.
-    pub fn hash_kv(&self, _revision: i64) -> Result<(u32, i64), MvccError> {
-        unimplemented!()
+    pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64), MvccError> {
+        let st = self.inner.read_state();
+        if revision > st.rev {
+            return Err(MvccError::FutureRev);
+        }
+        if revision > 0 && revision < st.compact_rev {
+            return Err(MvccError::Compacted);
+        }
+        let upto = if revision <= 0 { st.rev } else { revision };
+        let mut hasher = crc32fast::Hasher::new();
+        let start = codec::record_key(1, 0);
+        let end = codec::record_key(upto.saturating_add(1), 0);
+        for item in self.inner.tree.range(start..end) {
+            let (k, v) = item?;
+            hasher.update(&k);
+            hasher.update(&v);
+        }
+        Ok((hasher.finalize(), st.compact_rev))
     }
 
     /// Bytes on disk (the sled database).
     pub fn db_size(&self) -> u64 {
-        unimplemented!()
+        self.inner.db.size_on_disk().unwrap_or(0)
     }
 
     /// Logical bytes in use (what the quota is checked against).
     pub fn db_size_in_use(&self) -> u64 {
-        unimplemented!()
+        self.inner.size.load(Ordering::Acquire)
     }
 }
