@@ -6,16 +6,35 @@
 //! - [`peer_service`] builds the tonic `RaftPeer` service: Raft RPCs go to openraft, the
 //!   forwarding RPCs go to the [`ForwardHandler`] the server module provides.
 //! - [`RaftNode::peer`] gives a cached gRPC client to another member's peer service.
+//!
+//! For the server: a write on a non-leader fails with `ClientWriteError::ForwardToLeader`
+//! (`err.forward_to_leader()`); forward it with [`RaftNode::peer`] to
+//! [`RaftNode::current_leader`]. Linearizable reads use `raft.ensure_linearizable()`. etcd
+//! `member add` maps to `add_learner` then `change_membership(AddVoterIds)`, `member remove` to
+//! `change_membership(RemoveVoters)` (learners: `RemoveNodes`).
+
+mod log_store;
+mod network;
+mod peer;
+mod state_machine;
+mod storage;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::sync::Arc;
+use std::time::Duration;
 
 use proto::etcdserverpb as pb;
 use proto::storepb::{self, InternalRaftRequest, InternalRaftResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::mvcc::Mvcc;
+
+pub use self::log_store::LogStore;
+pub use self::network::{Channels, NetworkFactory, PeerNetwork};
+pub use self::peer::PeerService;
+pub use self::state_machine::{SnapshotBuilder, StateBackend, StateMachine};
+pub use self::storage::{LogStorage, SledStore, StateMachineStorage};
 
 /// A member's Raft id: etcd's member ID, derived from its peer URLs (see [`member_id`]).
 pub type NodeId = u64;
@@ -131,7 +150,10 @@ pub struct RaftConfig {
 /// The server-side handler for RPCs a follower forwards to the leader.
 #[tonic::async_trait]
 pub trait ForwardHandler: Send + Sync + 'static {
-    async fn propose(&self, req: InternalRaftRequest) -> Result<InternalRaftResponse, tonic::Status>;
+    async fn propose(
+        &self,
+        req: InternalRaftRequest,
+    ) -> Result<InternalRaftResponse, tonic::Status>;
     async fn read_index(&self) -> Result<storepb::ReadIndexResponse, tonic::Status>;
     async fn lease_keep_alive(
         &self,
@@ -151,54 +173,159 @@ pub trait ForwardHandler: Send + Sync + 'static {
     ) -> Result<pb::MemberRemoveResponse, tonic::Status>;
 }
 
+/// How long [`RaftNode::wait_applied`] waits before giving up.
+pub const WAIT_APPLIED_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A running Raft member.
 #[derive(Clone)]
 pub struct RaftNode {
     pub id: NodeId,
     pub raft: Raft,
     pub mvcc: Mvcc,
-    _inner: Arc<()>,
+    channels: Channels,
 }
 
 impl RaftNode {
     /// A gRPC client to `id`'s peer service (cached channel), for forwarding.
     pub fn peer(
         &self,
-        _id: NodeId,
-    ) -> Result<storepb::raft_peer_client::RaftPeerClient<tonic::transport::Channel>, RaftError> {
-        unimplemented!("raft in progress")
+        id: NodeId,
+    ) -> Result<storepb::raft_peer_client::RaftPeerClient<tonic::transport::Channel>, RaftError>
+    {
+        let member = self
+            .members()
+            .remove(&id)
+            .ok_or_else(|| RaftError::Transport(format!("member {id:x} is not in the cluster")))?;
+        let url = member
+            .0
+            .peer_urls
+            .first()
+            .ok_or_else(|| RaftError::Transport(format!("member {id:x} has no peer url")))?;
+        self.channels.client(id, url)
     }
 
     /// Waits until the local state machine has applied `index` (for ReadIndex reads).
-    pub async fn wait_applied(&self, _index: u64) -> Result<(), RaftError> {
-        unimplemented!()
+    pub async fn wait_applied(&self, index: u64) -> Result<(), RaftError> {
+        self.raft
+            .wait(Some(WAIT_APPLIED_TIMEOUT))
+            .applied_index_at_least(Some(index), "wait_applied")
+            .await
+            .map(|_| ())
+            .map_err(|e| RaftError::Raft(format!("waiting for applied index {index}: {e}")))
+    }
+
+    /// The leader this member currently follows (or is), if known.
+    pub fn current_leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// The current Raft term.
+    pub fn current_term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    /// The index of the last entry applied to the state machine (0 if none).
+    pub fn applied_index(&self) -> u64 {
+        self.raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |l| l.index)
+    }
+
+    /// The members of the latest membership config (including not yet committed changes),
+    /// each with whether it is a voter (`false`: a learner).
+    pub fn members(&self) -> BTreeMap<NodeId, (Member, bool)> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, node)| (*id, (node.clone(), voters.contains(id))))
+            .collect()
     }
 }
 
 /// Opens the log in `db` (trees prefixed "raft"), builds openraft over it and `mvcc`, and
 /// initializes the cluster if `cfg.new_cluster` and the log is empty.
-pub async fn start(_cfg: RaftConfig, _db: sled::Db, _mvcc: Mvcc) -> Result<RaftNode, RaftError> {
-    unimplemented!("raft in progress")
+pub async fn start(cfg: RaftConfig, db: sled::Db, mvcc: Mvcc) -> Result<RaftNode, RaftError> {
+    let (raft, channels) = start_raft(&cfg, &db, mvcc.clone()).await?;
+    Ok(RaftNode {
+        id: cfg.id,
+        raft,
+        mvcc,
+        channels,
+    })
+}
+
+/// The openraft configuration for `cfg`.
+pub fn openraft_config(cfg: &RaftConfig) -> Result<openraft::Config, RaftError> {
+    let election = cfg.election_timeout_ms.max(cfg.heartbeat_interval_ms + 1);
+    let config = openraft::Config {
+        cluster_name: "kube-store".to_string(),
+        heartbeat_interval: cfg.heartbeat_interval_ms,
+        election_timeout_min: election,
+        election_timeout_max: election * 2,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_count.max(1)),
+        // Like etcd's SnapshotCatchUpEntries: a slightly lagging follower catches up from the
+        // log instead of needing a whole snapshot.
+        max_in_snapshot_log_to_keep: cfg.snapshot_count.clamp(1, 5000),
+        max_payload_entries: 256,
+        // Per snapshot chunk (3 MiB), generous for TLS on a loaded machine.
+        install_snapshot_timeout: 10_000.max(election),
+        ..Default::default()
+    };
+    config
+        .validate()
+        .map_err(|e| RaftError::Raft(format!("invalid raft config: {e}")))
+}
+
+/// Builds openraft over any state backend; `start` with [`Mvcc`] is the production path.
+pub(crate) async fn start_raft<B: StateBackend>(
+    cfg: &RaftConfig,
+    db: &sled::Db,
+    backend: B,
+) -> Result<(Raft, Channels), RaftError> {
+    let config = Arc::new(openraft_config(cfg)?);
+    let channels = Channels::new(cfg.peer_tls.as_ref())?;
+    let (log_store, state_machine) = SledStore::open_split(db, backend)
+        .map_err(|e| RaftError::Raft(format!("opening raft storage: {e}")))?;
+    let network = NetworkFactory {
+        id: cfg.id,
+        channels: channels.clone(),
+    };
+    let raft = openraft::Raft::new(cfg.id, config, network, log_store, state_machine)
+        .await
+        .map_err(|e| RaftError::Raft(format!("starting raft: {e}")))?;
+    if cfg.new_cluster {
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| RaftError::Raft(e.to_string()))?;
+        if !initialized {
+            match raft.initialize(cfg.initial_members.clone()).await {
+                Ok(()) => {}
+                // Another initial member initialized first and already contacted us.
+                Err(openraft::error::RaftError::APIError(
+                    openraft::error::InitializeError::NotAllowed(_),
+                )) => {}
+                Err(e) => return Err(RaftError::Raft(format!("initializing cluster: {e}"))),
+            }
+        }
+    }
+    Ok((raft, channels))
 }
 
 /// The tonic `RaftPeer` service for this member.
 pub fn peer_service(
-    _node: RaftNode,
-    _forward: Arc<dyn ForwardHandler>,
+    node: RaftNode,
+    forward: Arc<dyn ForwardHandler>,
 ) -> storepb::raft_peer_server::RaftPeerServer<impl storepb::raft_peer_server::RaftPeer> {
-    storepb::raft_peer_server::RaftPeerServer::new(Unimplemented)
-}
-
-struct Unimplemented;
-#[tonic::async_trait]
-impl storepb::raft_peer_server::RaftPeer for Unimplemented {
-    async fn append_entries(&self, _r: tonic::Request<storepb::RaftMessage>) -> Result<tonic::Response<storepb::RaftMessage>, tonic::Status> { Err(tonic::Status::unimplemented("")) }
-    async fn vote(&self, _r: tonic::Request<storepb::RaftMessage>) -> Result<tonic::Response<storepb::RaftMessage>, tonic::Status> { Err(tonic::Status::unimplemented("")) }
-    async fn install_snapshot(&self, _r: tonic::Request<storepb::RaftMessage>) -> Result<tonic::Response<storepb::RaftMessage>, tonic::Status> { Err(tonic::Status::unimplemented("")) }
-    async fn propose(&self, _r: tonic::Request<InternalRaftRequest>) -> Result<tonic::Response<InternalRaftResponse>, tonic::Status> { Err(tonic::Status::unimplemented("")) }
-    async fn read_index(&self, _r: tonic::Request<storepb::ReadIndexRequest>) -> Result<tonic::Response<storepb::ReadIndexResponse>, tonic::Status> { Err(tonic::Status::unimplemented("")) }
-    async fn lease_keep_alive(&self, _r: tonic::Request<pb::LeaseKeepAliveRequest>) -> Result<tonic::Response<pb::LeaseKeepAliveResponse>, tonic::Status> { Err(tonic::Status::unimplemented("")) }
-    async fn lease_time_to_live(&self, _r: tonic::Request<pb::LeaseTimeToLiveRequest>) -> Result<tonic::Response<pb::LeaseTimeToLiveResponse>, tonic::Status> { Err(tonic::Status::unimplemented("")) }
-    async fn member_add(&self, _r: tonic::Request<pb::MemberAddRequest>) -> Result<tonic::Response<pb::MemberAddResponse>, tonic::Status> { Err(tonic::Status::unimplemented("")) }
-    async fn member_remove(&self, _r: tonic::Request<pb::MemberRemoveRequest>) -> Result<tonic::Response<pb::MemberRemoveResponse>, tonic::Status> { Err(tonic::Status::unimplemented("")) }
+    storepb::raft_peer_server::RaftPeerServer::new(PeerService {
+        raft: node.raft,
+        forward,
+    })
+    .max_decoding_message_size(network::MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(network::MAX_MESSAGE_BYTES)
 }

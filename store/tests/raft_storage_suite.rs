@@ -1,0 +1,33 @@
+//! openraft's storage test suite against the sled log store and the MVCC state machine.
+
+use openraft::testing::{StoreBuilder, Suite};
+use openraft::StorageError;
+use store::mvcc::{Mvcc, Options};
+use store::raft::{LogStorage, NodeId, SledStore, StateMachineStorage, TypeConfig};
+
+struct SledMvccBuilder;
+
+impl StoreBuilder<TypeConfig, LogStorage, StateMachineStorage, tempfile::TempDir>
+    for SledMvccBuilder
+{
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStorage, StateMachineStorage), StorageError<NodeId>> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::open(dir.path()).expect("open sled");
+        let mvcc = Mvcc::open(
+            &db,
+            Options {
+                quota_backend_bytes: 0,
+            },
+        )
+        .expect("open mvcc");
+        let (log, sm) = SledStore::open_split(&db, mvcc)?;
+        Ok((dir, log, sm))
+    }
+}
+
+#[test]
+fn sled_log_and_mvcc_state_machine_pass_the_openraft_storage_suite() {
+    Suite::test_all(SledMvccBuilder).expect("openraft storage suite");
+}
