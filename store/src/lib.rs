@@ -2,5 +2,6 @@
 //! etcd v3 gRPC API. Usable as a library: the apiserver embeds a single member in-process.
 
 pub mod mvcc;
+pub mod options;
 pub mod raft;
 pub mod server;

@@ -1,0 +1,310 @@
+//! The member: ties MVCC, Raft and the lessor together behind etcd's request semantics.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError as OpenRaftError};
+use openraft::ServerState;
+use proto::etcdserverpb as pb;
+use proto::storepb::{self, InternalRaftRequest, InternalRaftResponse};
+use tonic::Status;
+
+use super::errors;
+use super::lessor::Lessor;
+use super::metrics::Metrics;
+use crate::mvcc::Mvcc;
+use crate::raft::{NodeId, RaftNode, Request};
+
+/// Request limits, as etcd's flags.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// `--max-request-bytes`: larger requests get "request is too large".
+    pub max_request_bytes: usize,
+    /// `--max-txn-ops`: more operations in one Txn branch get "too many operations".
+    pub max_txn_ops: usize,
+    /// How long a proposal or a linearizable read may take before "request timed out".
+    pub request_timeout: Duration,
+    /// `--quota-backend-bytes`, reported in metrics.
+    pub quota_backend_bytes: u64,
+}
+
+/// One kube-store member as its services see it.
+pub struct EtcdServer {
+    pub id: NodeId,
+    pub cluster_id: u64,
+    pub cluster_token: String,
+    pub name: String,
+    pub client_urls: Vec<String>,
+    pub node: RaftNode,
+    pub mvcc: Mvcc,
+    pub lessor: Lessor,
+    pub limits: Limits,
+    pub metrics: Metrics,
+    next_lease_id: AtomicI64,
+}
+
+impl EtcdServer {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: NodeId,
+        cluster_id: u64,
+        cluster_token: String,
+        name: String,
+        client_urls: Vec<String>,
+        node: RaftNode,
+        lessor: Lessor,
+        limits: Limits,
+        metrics: Metrics,
+    ) -> Self {
+        // Lease ids: member bits on top, a time-seeded counter below, always positive, so two
+        // members (or a restarted member) never hand out the same id.
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let seed = ((id as i64 & 0x7fff) << 48) | ((now_ms << 8) & ((1 << 48) - 1));
+        let mvcc = node.mvcc.clone();
+        Self {
+            id,
+            cluster_id,
+            cluster_token,
+            name,
+            client_urls,
+            node,
+            mvcc,
+            lessor,
+            limits,
+            metrics,
+            next_lease_id: AtomicI64::new(seed.max(1)),
+        }
+    }
+
+    /// A response header at `revision`.
+    pub fn header(&self, revision: i64) -> pb::ResponseHeader {
+        pb::ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.id,
+            revision,
+            raft_term: self.term(),
+        }
+    }
+
+    /// A header at the current revision.
+    pub fn current_header(&self) -> pb::ResponseHeader {
+        self.header(self.mvcc.revision())
+    }
+
+    pub fn fill_header(&self, header: &mut Option<pb::ResponseHeader>) {
+        let rev = header
+            .as_ref()
+            .map(|h| h.revision)
+            .unwrap_or_else(|| self.mvcc.revision());
+        *header = Some(self.header(rev));
+    }
+
+    pub fn term(&self) -> u64 {
+        self.node.raft.metrics().borrow().current_term
+    }
+
+    pub fn leader(&self) -> Option<NodeId> {
+        self.node.raft.metrics().borrow().current_leader
+    }
+
+    pub fn is_leader(&self) -> bool {
+        let m = self.node.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
+    pub fn new_lease_id(&self) -> i64 {
+        self.next_lease_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Rejects requests over `--max-request-bytes`.
+    pub fn check_size(&self, req: &impl prost::Message) -> Result<(), Status> {
+        if req.encoded_len() > self.limits.max_request_bytes {
+            return Err(errors::request_too_large());
+        }
+        Ok(())
+    }
+
+    /// Replicates `req` and returns what applying it produced, forwarding to the leader when
+    /// this member is not the leader. A proposal whose fate is unknown fails with Unavailable:
+    /// it is never retried here, because it may already have been applied.
+    pub async fn propose(&self, req: InternalRaftRequest) -> Result<InternalRaftResponse, Status> {
+        let started = std::time::Instant::now();
+        let res = tokio::time::timeout(self.limits.request_timeout, self.propose_inner(req))
+            .await
+            .unwrap_or_else(|_| Err(errors::timeout()));
+        self.metrics
+            .observe_proposal(started.elapsed(), res.is_ok());
+        res.and_then(errors::check_applied)
+    }
+
+    async fn propose_inner(
+        &self,
+        req: InternalRaftRequest,
+    ) -> Result<InternalRaftResponse, Status> {
+        match self.wait_for_leader().await? {
+            leader if leader == self.id => self.propose_local(req).await,
+            leader => {
+                let mut peer = self.node.peer(leader).map_err(errors::internal)?;
+                peer.propose(req).await.map(tonic::Response::into_inner)
+            }
+        }
+    }
+
+    /// Proposes on this member, which believes it is the leader.
+    pub async fn propose_local(
+        &self,
+        req: InternalRaftRequest,
+    ) -> Result<InternalRaftResponse, Status> {
+        if let Some(storepb::internal_raft_request::Request::MemberAttributes(attrs)) = &req.request
+        {
+            return self.publish_attributes(attrs.clone()).await;
+        }
+        let lease_change = match &req.request {
+            Some(storepb::internal_raft_request::Request::LeaseGrant(g)) => {
+                Some((g.id, Some(g.ttl)))
+            }
+            Some(storepb::internal_raft_request::Request::LeaseRevoke(r)) => Some((r.id, None)),
+            _ => None,
+        };
+        match self.node.raft.client_write(Request(req)).await {
+            Ok(resp) => {
+                // The leader owns lease clocks: start or stop one as the change is applied.
+                if resp.data.0.error_code == 0 {
+                    match lease_change {
+                        Some((id, Some(ttl))) => self.lessor.granted(id, ttl),
+                        Some((id, None)) => self.lessor.revoked(id),
+                        None => {}
+                    }
+                }
+                Ok(resp.data.0)
+            }
+            // Either we were not leader when it arrived (nothing appended), or leadership was
+            // lost after it was appended (it may still commit): the client must treat it as
+            // indeterminate, exactly like etcd's "leader changed".
+            Err(OpenRaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(Status::new(
+                tonic::Code::Unavailable,
+                "etcdserver: leader changed",
+            )),
+            Err(OpenRaftError::APIError(e)) => Err(errors::internal(e)),
+            Err(OpenRaftError::Fatal(_)) => Err(errors::stopped()),
+        }
+    }
+
+    /// Waits (up to the request timeout) until some member is known to lead.
+    pub async fn wait_for_leader(&self) -> Result<NodeId, Status> {
+        let mut rx = self.node.raft.metrics();
+        let deadline = tokio::time::Instant::now() + self.limits.request_timeout;
+        loop {
+            {
+                let m = rx.borrow_and_update();
+                if m.running_state.is_err() {
+                    return Err(errors::stopped());
+                }
+                if let Some(l) = m.current_leader {
+                    // A leader we know of but that is not us is only trusted once it is in the
+                    // membership we can reach.
+                    if l == self.id && m.state != ServerState::Leader {
+                        // stale: we lost leadership but the metric has not caught up yet
+                    } else {
+                        return Ok(l);
+                    }
+                }
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return Err(errors::no_leader());
+            }
+        }
+    }
+
+    /// Makes a following local read linearizable (ReadIndex): the leader confirms its
+    /// leadership with a quorum and names the log index; we wait until we applied it.
+    pub async fn linearizable_barrier(&self) -> Result<(), Status> {
+        tokio::time::timeout(self.limits.request_timeout, async {
+            let leader = self.wait_for_leader().await?;
+            if leader == self.id {
+                return self
+                    .node
+                    .raft
+                    .ensure_linearizable()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| match e {
+                        OpenRaftError::APIError(_) => {
+                            Status::new(tonic::Code::Unavailable, "etcdserver: leader changed")
+                        }
+                        OpenRaftError::Fatal(_) => errors::stopped(),
+                    });
+            }
+            let mut peer = self.node.peer(leader).map_err(errors::internal)?;
+            let resp = peer
+                .read_index(storepb::ReadIndexRequest {})
+                .await?
+                .into_inner();
+            if resp.error_code != 0 {
+                return Err(Status::new(
+                    tonic::Code::from(resp.error_code as i32),
+                    resp.error_message,
+                ));
+            }
+            self.node
+                .wait_applied(resp.index)
+                .await
+                .map_err(|_| errors::timeout())
+        })
+        .await
+        .unwrap_or_else(|_| Err(errors::timeout()))
+    }
+
+    /// The leader's side of ReadIndex for a follower.
+    pub async fn read_index_local(&self) -> storepb::ReadIndexResponse {
+        match self.node.raft.get_read_log_id().await {
+            Ok((read, _applied)) => storepb::ReadIndexResponse {
+                index: read.map(|l| l.index).unwrap_or(0),
+                term: self.term(),
+                ..Default::default()
+            },
+            Err(e) => storepb::ReadIndexResponse {
+                error_code: tonic::Code::Unavailable as u32,
+                error_message: format!("etcdserver: read index failed: {e}"),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// etcd's "publish": the leader records a member's name and client URLs in the membership.
+    async fn publish_attributes(
+        &self,
+        attrs: storepb::MemberAttributes,
+    ) -> Result<InternalRaftResponse, Status> {
+        let current = {
+            let m = self.node.raft.metrics();
+            let m = m.borrow();
+            m.membership_config
+                .membership()
+                .get_node(&attrs.id)
+                .cloned()
+        };
+        let Some(mut member) = current else {
+            return Err(errors::member_not_found());
+        };
+        if member.name == attrs.name && member.client_urls == attrs.client_urls {
+            return Ok(InternalRaftResponse::default());
+        }
+        member.name = attrs.name;
+        member.client_urls = attrs.client_urls;
+        let change = openraft::ChangeMembers::SetNodes([(attrs.id, member)].into_iter().collect());
+        self.node
+            .raft
+            .change_membership(change, true)
+            .await
+            .map_err(|e| Status::new(tonic::Code::Unavailable, format!("etcdserver: {e}")))?;
+        Ok(InternalRaftResponse::default())
+    }
+}

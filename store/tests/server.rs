@@ -1,0 +1,592 @@
+//! The gRPC server in-process on loopback: etcd semantics through a real tonic client.
+
+use std::time::Duration;
+
+use component_base::shutdown::Shutdown;
+use proto::etcdserverpb::{
+    self as pb, compare::CompareResult, compare::CompareTarget, compare::TargetUnion,
+    kv_client::KvClient, lease_client::LeaseClient, maintenance_client::MaintenanceClient,
+    request_op::Request as ReqOp, watch_client::WatchClient, watch_request::RequestUnion,
+};
+use store::server::{self, Config};
+use tonic::transport::Channel;
+
+struct Member {
+    shutdown: Shutdown,
+    channel: Channel,
+    _dir: tempfile::TempDir,
+    running: Option<tokio::task::JoinHandle<()>>,
+}
+
+async fn start_with(tweak: impl FnOnce(&mut Config)) -> Member {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = Config::single(dir.path().to_path_buf(), 0, peer);
+    cfg.heartbeat_interval = Duration::from_millis(50);
+    cfg.election_timeout = Duration::from_millis(500);
+    tweak(&mut cfg);
+    let shutdown = Shutdown::new();
+    let running = server::start(cfg, shutdown.clone()).await.unwrap();
+    let addr = running.client_addrs[0];
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let handle = tokio::spawn(running.wait());
+    let m = Member {
+        shutdown,
+        channel,
+        _dir: dir,
+        running: Some(handle),
+    };
+    // Wait for the single member to elect itself.
+    let mut maint = MaintenanceClient::new(m.channel.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = maint
+            .status(pb::StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if s.leader != 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no leader elected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    m
+}
+
+async fn start() -> Member {
+    start_with(|_| {}).await
+}
+
+impl Member {
+    fn kv(&self) -> KvClient<Channel> {
+        KvClient::new(self.channel.clone())
+    }
+    async fn stop(mut self) {
+        self.shutdown.trigger();
+        if let Some(h) = self.running.take() {
+            tokio::time::timeout(Duration::from_secs(15), h)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+fn put(k: &str, v: &str) -> pb::PutRequest {
+    pb::PutRequest {
+        key: k.into(),
+        value: v.into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn put_get_delete_round_trip_with_revisions() {
+    let m = start().await;
+    let mut kv = m.kv();
+    let r1 = kv.put(put("a", "1")).await.unwrap().into_inner();
+    let rev1 = r1.header.unwrap().revision;
+    assert!(rev1 >= 2);
+    let r2 = kv
+        .put(pb::PutRequest {
+            prev_kv: true,
+            ..put("a", "2")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r2.prev_kv.unwrap().value, b"1");
+    let got = kv
+        .range(pb::RangeRequest {
+            key: "a".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.kvs.len(), 1);
+    assert_eq!(got.kvs[0].value, b"2");
+    assert_eq!(got.kvs[0].version, 2);
+    assert_eq!(got.kvs[0].create_revision, rev1);
+    let old = kv
+        .range(pb::RangeRequest {
+            key: "a".into(),
+            revision: rev1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(old.kvs[0].value, b"1");
+    let del = kv
+        .delete_range(pb::DeleteRangeRequest {
+            key: "a".into(),
+            prev_kv: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(del.deleted, 1);
+    let future = kv
+        .range(pb::RangeRequest {
+            key: "a".into(),
+            revision: 1_000_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(future.code(), tonic::Code::OutOfRange);
+    assert!(future.message().contains("future revision"));
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_etcd_errors() {
+    let m = start().await;
+    let mut kv = m.kv();
+    let e = kv.put(put("", "x")).await.unwrap_err();
+    assert_eq!(
+        (e.code(), e.message()),
+        (
+            tonic::Code::InvalidArgument,
+            "etcdserver: key is not provided"
+        )
+    );
+    let big = pb::PutRequest {
+        key: "big".into(),
+        value: vec![0u8; 1536 * 1024 + 10],
+        ..Default::default()
+    };
+    let e = kv.put(big).await.unwrap_err();
+    assert_eq!(e.message(), "etcdserver: request is too large");
+    let txn = pb::TxnRequest {
+        success: (0..129)
+            .map(|i| pb::RequestOp {
+                request: Some(ReqOp::RequestPut(put(&format!("k{i}"), "v"))),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let e = kv.txn(txn).await.unwrap_err();
+    assert_eq!(
+        e.message(),
+        "etcdserver: too many operations in txn request"
+    );
+    let e = kv
+        .put(pb::PutRequest {
+            lease: 12345,
+            ..put("l", "v")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), e.message()),
+        (
+            tonic::Code::NotFound,
+            "etcdserver: requested lease not found"
+        )
+    );
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn txn_compare_and_swap_on_mod_revision() {
+    let m = start().await;
+    let mut kv = m.kv();
+    let rev = kv
+        .put(put("cas", "0"))
+        .await
+        .unwrap()
+        .into_inner()
+        .header
+        .unwrap()
+        .revision;
+    let swap = |expect: i64, v: &str| pb::TxnRequest {
+        compare: vec![pb::Compare {
+            result: CompareResult::Equal as i32,
+            target: CompareTarget::Mod as i32,
+            key: "cas".into(),
+            target_union: Some(TargetUnion::ModRevision(expect)),
+            ..Default::default()
+        }],
+        success: vec![pb::RequestOp {
+            request: Some(ReqOp::RequestPut(put("cas", v))),
+        }],
+        failure: vec![pb::RequestOp {
+            request: Some(ReqOp::RequestRange(pb::RangeRequest {
+                key: "cas".into(),
+                ..Default::default()
+            })),
+        }],
+    };
+    let ok = kv.txn(swap(rev, "1")).await.unwrap().into_inner();
+    assert!(ok.succeeded);
+    let stale = kv.txn(swap(rev, "2")).await.unwrap().into_inner();
+    assert!(!stale.succeeded);
+    match &stale.responses[0].response {
+        Some(pb::response_op::Response::ResponseRange(r)) => assert_eq!(r.kvs[0].value, b"1"),
+        other => panic!("unexpected {other:?}"),
+    }
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn watch_sees_history_then_live_events_in_order_with_prev_kv() {
+    let m = start().await;
+    let mut kv = m.kv();
+    let first = kv
+        .put(put("/w/a", "1"))
+        .await
+        .unwrap()
+        .into_inner()
+        .header
+        .unwrap()
+        .revision;
+    kv.put(put("/w/a", "2")).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(pb::WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(pb::WatchCreateRequest {
+            key: "/w/".into(),
+            range_end: "/w0".into(),
+            start_revision: first,
+            prev_kv: true,
+            ..Default::default()
+        })),
+    })
+    .await
+    .unwrap();
+    let mut stream = WatchClient::new(m.channel.clone())
+        .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let created = stream.message().await.unwrap().unwrap();
+    assert!(created.created);
+    kv.delete_range(pb::DeleteRangeRequest {
+        key: "/w/a".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut events = Vec::new();
+    while events.len() < 3 {
+        let resp = tokio::time::timeout(Duration::from_secs(5), stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        events.extend(resp.events);
+    }
+    let revs: Vec<i64> = events
+        .iter()
+        .map(|e| e.kv.as_ref().unwrap().mod_revision)
+        .collect();
+    assert_eq!(revs, vec![first, first + 1, first + 2]);
+    assert_eq!(events[1].prev_kv.as_ref().unwrap().value, b"1");
+    assert_eq!(events[2].r#type, 1, "third event is the delete");
+    assert_eq!(events[2].prev_kv.as_ref().unwrap().value, b"2");
+    // A progress request answers with a revision covering everything delivered.
+    tx.send(pb::WatchRequest {
+        request_union: Some(RequestUnion::ProgressRequest(pb::WatchProgressRequest {})),
+    })
+    .await
+    .unwrap();
+    let progress = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(progress.watch_id, -1);
+    assert!(progress.events.is_empty());
+    assert_eq!(progress.header.unwrap().revision, first + 2);
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn watch_from_a_compacted_revision_is_cancelled_with_the_compact_revision() {
+    let m = start().await;
+    let mut kv = m.kv();
+    let first = kv
+        .put(put("c", "1"))
+        .await
+        .unwrap()
+        .into_inner()
+        .header
+        .unwrap()
+        .revision;
+    let last = kv
+        .put(put("c", "2"))
+        .await
+        .unwrap()
+        .into_inner()
+        .header
+        .unwrap()
+        .revision;
+    kv.put(put("c", "3")).await.unwrap();
+    kv.compact(pb::CompactionRequest {
+        revision: last,
+        physical: true,
+    })
+    .await
+    .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(pb::WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(pb::WatchCreateRequest {
+            key: "c".into(),
+            start_revision: first,
+            ..Default::default()
+        })),
+    })
+    .await
+    .unwrap();
+    let mut stream = WatchClient::new(m.channel.clone())
+        .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got = None;
+    for _ in 0..3 {
+        let r = tokio::time::timeout(Duration::from_secs(5), stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if r.canceled {
+            got = Some(r);
+            break;
+        }
+    }
+    let r = got.expect("watch cancelled");
+    assert_eq!(r.compact_revision, last);
+    let e = kv
+        .range(pb::RangeRequest {
+            key: "c".into(),
+            revision: first,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("compacted"));
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn revoking_a_lease_deletes_its_keys_and_expiry_does_too() {
+    let m = start().await;
+    let mut kv = m.kv();
+    let mut lease = LeaseClient::new(m.channel.clone());
+    let g = lease
+        .lease_grant(pb::LeaseGrantRequest { ttl: 60, id: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(g.id > 0);
+    kv.put(pb::PutRequest {
+        lease: g.id,
+        ..put("l1", "v")
+    })
+    .await
+    .unwrap();
+    kv.put(pb::PutRequest {
+        lease: g.id,
+        ..put("l2", "v")
+    })
+    .await
+    .unwrap();
+    let ttl = lease
+        .lease_time_to_live(pb::LeaseTimeToLiveRequest {
+            id: g.id,
+            keys: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ttl.granted_ttl, 60);
+    assert_eq!(ttl.keys.len(), 2);
+    let before = kv
+        .range(pb::RangeRequest {
+            key: "l1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    lease
+        .lease_revoke(pb::LeaseRevokeRequest { id: g.id })
+        .await
+        .unwrap();
+    let after = kv
+        .range(pb::RangeRequest {
+            key: "l".into(),
+            range_end: "m".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(after.kvs.is_empty());
+    assert_eq!(
+        after.header.unwrap().revision,
+        before.header.unwrap().revision + 1,
+        "one revision for both deletes"
+    );
+
+    // A short lease expires on its own (min TTL is 1.5 election timeouts, here 1 s).
+    let g = lease
+        .lease_grant(pb::LeaseGrantRequest { ttl: 1, id: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    kv.put(pb::PutRequest {
+        lease: g.id,
+        ..put("short", "v")
+    })
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = kv
+            .range(pb::RangeRequest {
+                key: "short".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if r.kvs.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lease did not expire"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let gone = lease
+        .lease_time_to_live(pb::LeaseTimeToLiveRequest {
+            id: g.id,
+            keys: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(gone.ttl, -1);
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn quota_raises_nospace_until_the_alarm_is_disarmed() {
+    let m = start_with(|c| c.quota_backend_bytes = 64 * 1024).await;
+    let mut kv = m.kv();
+    let mut err = None;
+    for i in 0..200 {
+        match kv
+            .put(pb::PutRequest {
+                key: format!("q{i}").into(),
+                value: vec![7u8; 4096],
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => {
+                err = Some(e);
+                break;
+            }
+        }
+    }
+    let e = err.expect("quota hit");
+    assert_eq!(
+        (e.code(), e.message()),
+        (
+            tonic::Code::ResourceExhausted,
+            "etcdserver: mvcc: database space exceeded"
+        )
+    );
+    let mut maint = MaintenanceClient::new(m.channel.clone());
+    let alarms = maint
+        .alarm(pb::AlarmRequest {
+            action: 0,
+            member_id: 0,
+            alarm: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(alarms
+        .alarms
+        .iter()
+        .any(|a| a.alarm == pb::AlarmType::Nospace as i32));
+    // Deletes still work under the alarm.
+    kv.delete_range(pb::DeleteRangeRequest {
+        key: "q".into(),
+        range_end: "r".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn restart_keeps_every_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut last_rev = 0;
+    for round in 0..3 {
+        let mut cfg = Config::single(dir.path().to_path_buf(), 0, peer);
+        cfg.heartbeat_interval = Duration::from_millis(50);
+        cfg.election_timeout = Duration::from_millis(500);
+        let shutdown = Shutdown::new();
+        let running = server::start(cfg, shutdown.clone()).await.unwrap();
+        let ch = Channel::from_shared(format!("http://{}", running.client_addrs[0]))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut kv = KvClient::new(ch);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let rev = loop {
+            match kv.put(put(&format!("r{round}"), "v")).await {
+                Ok(r) => break r.into_inner().header.unwrap().revision,
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert!(
+            rev > last_rev,
+            "revision moved backwards: {rev} <= {last_rev}"
+        );
+        last_rev = rev;
+        let all = kv
+            .range(pb::RangeRequest {
+                key: "r".into(),
+                range_end: "s".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(all.kvs.len(), round + 1);
+        shutdown.trigger();
+        tokio::time::timeout(Duration::from_secs(15), running.wait())
+            .await
+            .unwrap();
+    }
+}
