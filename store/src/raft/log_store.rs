@@ -75,10 +75,10 @@ impl LogStore {
 
     /// Waits until everything written to the db so far is on disk.
     async fn flush(&self, on_err: fn(AnyError) -> StorageIOError<NodeId>) -> StorageResult<()> {
-        self.db
-            .flush_async()
-            .await
-            .map_err(|e| io_err(on_err, &e))?;
+        let start = std::time::Instant::now();
+        let res = self.db.flush_async().await;
+        crate::metrics::WAL_FSYNC.observe(start.elapsed().as_secs_f64());
+        res.map_err(|e| io_err(on_err, &e))?;
         Ok(())
     }
 

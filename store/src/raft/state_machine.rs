@@ -161,9 +161,10 @@ impl<B: StateBackend> StateMachine<B> {
         let meta = next
             .encode()
             .map_err(|e| sm_err(StorageIOError::write_state_machine, &e))?;
-        let responses = self.backend.apply(&batch, &meta).map_err(|e| {
-            StorageError::from(StorageIOError::apply(last.log_id, AnyError::new(&e)))
-        })?;
+        let responses = crate::metrics::timed(&crate::metrics::BACKEND_COMMIT, || {
+            self.backend.apply(&batch, &meta)
+        })
+        .map_err(|e| StorageError::from(StorageIOError::apply(last.log_id, AnyError::new(&e))))?;
         if responses.len() != entries.len() {
             let msg = format!(
                 "{} responses for {} entries",
@@ -279,7 +280,7 @@ impl<B: StateBackend> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<B> {
         let backend = self.backend.clone();
         let data = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, B::Error> {
             backend.flush()?;
-            backend.snapshot()
+            crate::metrics::timed(&crate::metrics::BACKEND_SNAPSHOT, || backend.snapshot())
         })
         .await
         .map_err(|e| sm_err(StorageIOError::read_state_machine, &e))?

@@ -1,6 +1,6 @@
 //! Prometheus metrics under etcd's names, so etcd dashboards and alerts work unchanged.
 
-use std::sync::{Arc, LazyLock, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use prometheus::core::{Collector, Desc};
@@ -10,47 +10,7 @@ use prometheus::{
 };
 
 use super::member::EtcdServer;
-
-fn buckets_disk() -> Vec<f64> {
-    // etcd's: 1 ms doubling to ~4 s.
-    prometheus::exponential_buckets(0.001, 2.0, 13).expect("static bucket layout is valid")
-}
-
-/// `etcd_disk_wal_fsync_duration_seconds`: the Raft log's flush before acknowledging.
-pub static WAL_FSYNC: LazyLock<Histogram> = LazyLock::new(|| {
-    Histogram::with_opts(
-        HistogramOpts::new(
-            "etcd_disk_wal_fsync_duration_seconds",
-            "The latency distributions of fsync called by WAL.",
-        )
-        .buckets(buckets_disk()),
-    )
-    .expect("static histogram options are valid")
-});
-
-/// `etcd_disk_backend_commit_duration_seconds`: applying a batch to the MVCC backend.
-pub static BACKEND_COMMIT: LazyLock<Histogram> = LazyLock::new(|| {
-    Histogram::with_opts(
-        HistogramOpts::new(
-            "etcd_disk_backend_commit_duration_seconds",
-            "The latency distributions of commit called by backend.",
-        )
-        .buckets(buckets_disk()),
-    )
-    .expect("static histogram options are valid")
-});
-
-/// `etcd_disk_backend_snapshot_duration_seconds`: building a state machine snapshot.
-pub static BACKEND_SNAPSHOT: LazyLock<Histogram> = LazyLock::new(|| {
-    Histogram::with_opts(
-        HistogramOpts::new(
-            "etcd_disk_backend_snapshot_duration_seconds",
-            "The latency distribution of backend snapshots.",
-        )
-        .buckets(prometheus::exponential_buckets(0.01, 2.0, 17).expect("valid buckets")),
-    )
-    .expect("static histogram options are valid")
-});
+use crate::metrics::{buckets_disk, BACKEND_COMMIT, BACKEND_SNAPSHOT, WAL_FSYNC};
 
 /// The member's metrics and the registry they are exposed from.
 #[derive(Clone)]
@@ -258,9 +218,8 @@ struct Live {
     quota: IntGauge,
     revision: IntGauge,
     compact_revision: IntGauge,
-    committed: IntGauge,
-    applied: IntGauge,
-    lease_count: Gauge,
+    committed: IntCounter,
+    applied: IntCounter,
     server_id: GaugeVec,
 }
 
@@ -276,14 +235,13 @@ impl Live {
             quota: IntGauge::new("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.")?,
             revision: IntGauge::new("etcd_debugging_mvcc_current_revision", "The current revision of store.")?,
             compact_revision: IntGauge::new("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store.")?,
-            committed: IntGauge::new("etcd_server_proposals_committed_total", "The total number of consensus proposals committed.")?,
-            applied: IntGauge::new("etcd_server_proposals_applied_total", "The total number of consensus proposals applied.")?,
-            lease_count: Gauge::new("etcd_debugging_lease_total", "The number of live leases.")?,
+            committed: IntCounter::new("etcd_server_proposals_committed_total", "The total number of consensus proposals committed.")?,
+            applied: IntCounter::new("etcd_server_proposals_applied_total", "The total number of consensus proposals applied.")?,
             server_id: GaugeVec::new(Opts::new("etcd_server_id", "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID."), &["server_id"])?,
         })
     }
 
-    fn gauges(&self) -> [&dyn Collector; 12] {
+    fn gauges(&self) -> [&dyn Collector; 11] {
         [
             &self.has_leader,
             &self.is_leader,
@@ -295,7 +253,6 @@ impl Live {
             &self.compact_revision,
             &self.committed,
             &self.applied,
-            &self.lease_count,
             &self.server_id,
         ]
     }
@@ -319,10 +276,13 @@ impl Live {
         self.quota.set(server.limits.quota_backend_bytes as i64);
         self.revision.set(server.mvcc.revision());
         self.compact_revision.set(server.mvcc.compact_revision());
-        self.committed.set(m.last_log_index.unwrap_or(0) as i64);
+        // Raft indexes only grow (a restart starts the counters again, as a counter may).
+        let committed = m.last_log_index.unwrap_or(0);
+        self.committed
+            .inc_by(committed.saturating_sub(self.committed.get()));
+        let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
         self.applied
-            .set(m.last_applied.map(|l| l.index).unwrap_or(0) as i64);
-        self.lease_count.set(server.mvcc.leases().len() as f64);
+            .inc_by(applied.saturating_sub(self.applied.get()));
         self.server_id
             .with_label_values(&[&format!("{:x}", server.id)])
             .set(1.0);
