@@ -1,5 +1,7 @@
 //! The gRPC server in-process on loopback: etcd semantics through a real tonic client.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::time::Duration;
 
 use component_base::shutdown::Shutdown;
