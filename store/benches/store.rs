@@ -6,7 +6,7 @@
 //! default 3), BENCH_MEMBERS ("1,3" by default), BENCH_ONLY (a workload name to run alone).
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
