@@ -592,3 +592,85 @@ async fn restart_keeps_every_acknowledged_write() {
             .unwrap();
     }
 }
+
+/// One scenario through the `KvStore` trait: put, read back, CAS, and watch the result.
+async fn exercise(store: &dyn store::KvStore, prefix: &str) {
+    let k = format!("{prefix}/obj");
+    let first = store.put(put(&k, "v1")).await.unwrap();
+    let rev = first.header.unwrap().revision;
+    let (tx, mut events) = store.watch().await.unwrap();
+    tx.send(pb::WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(pb::WatchCreateRequest {
+            key: k.clone().into(),
+            start_revision: rev,
+            ..Default::default()
+        })),
+    })
+    .await
+    .unwrap();
+    let got = store
+        .range(pb::RangeRequest {
+            key: k.clone().into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(got.kvs[0].mod_revision, rev);
+    let txn = store
+        .txn(pb::TxnRequest {
+            compare: vec![pb::Compare {
+                result: CompareResult::Equal as i32,
+                target: CompareTarget::Mod as i32,
+                key: k.clone().into(),
+                target_union: Some(TargetUnion::ModRevision(rev)),
+                ..Default::default()
+            }],
+            success: vec![pb::RequestOp {
+                request: Some(ReqOp::RequestPut(put(&k, "v2"))),
+            }],
+            failure: vec![],
+        })
+        .await
+        .unwrap();
+    assert!(txn.succeeded);
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        use tokio_stream::StreamExt;
+        let r = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        seen.extend(r.events.into_iter().map(|e| e.kv.unwrap().value));
+    }
+    assert_eq!(seen, vec![b"v1".to_vec(), b"v2".to_vec()]);
+    assert_ne!(store.status().await.unwrap().leader, 0);
+}
+
+#[tokio::test]
+async fn the_kv_store_trait_behaves_the_same_embedded_and_over_grpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = Config::single(dir.path().to_path_buf(), 0, peer);
+    cfg.heartbeat_interval = Duration::from_millis(50);
+    cfg.election_timeout = Duration::from_millis(500);
+    let shutdown = Shutdown::new();
+    let running = server::start(cfg, shutdown.clone()).await.unwrap();
+    let grpc =
+        store::GrpcStore::connect(&[format!("http://{}", running.client_addrs[0])], None).unwrap();
+    let embedded = store::EmbeddedStore::new(
+        running.server.clone(),
+        shutdown.clone(),
+        Duration::from_secs(600),
+    );
+    exercise(&grpc, "/grpc").await;
+    exercise(&embedded, "/embedded").await;
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(15), running.wait())
+        .await
+        .unwrap();
+}

@@ -1,6 +1,7 @@
 //! The etcd v3 gRPC services and the member that ties MVCC, Raft and leases together.
 
 mod cluster;
+mod embedded;
 pub mod errors;
 mod kv;
 mod lease;
@@ -23,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
+pub use embedded::EmbeddedStore;
 pub use kv::check_txn;
 pub use maintenance::ETCD_VERSION;
 pub use member::{EtcdServer, Limits};

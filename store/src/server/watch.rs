@@ -17,6 +17,7 @@ use proto::etcdserverpb::{
 use proto::mvccpb::{self, event::EventType};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::kv::in_range;
@@ -42,13 +43,23 @@ impl Watch for WatchService {
         &self,
         req: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        Ok(Response::new(self.open(req.into_inner())))
+    }
+}
+
+impl WatchService {
+    /// Serves one watch stream: requests in, responses out (gRPC or in-process alike).
+    pub fn open<S>(&self, inbound: S) -> ReceiverStream<Result<pb::WatchResponse, Status>>
+    where
+        S: Stream<Item = Result<pb::WatchRequest, Status>> + Send + Unpin + 'static,
+    {
         let (tx, rx) = mpsc::channel(64);
         let stream = WatchStream::new(self.server.clone(), tx, self.progress_interval);
         self.server
             .metrics
             .stream_started("etcdserverpb.Watch", "Watch");
-        tokio::spawn(stream.run(req.into_inner(), self.shutdown.clone()));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        tokio::spawn(stream.run(inbound, self.shutdown.clone()));
+        ReceiverStream::new(rx)
     }
 }
 
@@ -130,11 +141,10 @@ impl WatchStream {
         }
     }
 
-    async fn run(
-        mut self,
-        mut inbound: Streaming<pb::WatchRequest>,
-        shutdown: component_base::Shutdown,
-    ) {
+    async fn run<S>(mut self, mut inbound: S, shutdown: component_base::Shutdown)
+    where
+        S: Stream<Item = Result<pb::WatchRequest, Status>> + Send + Unpin,
+    {
         let mut notes = self.server.mvcc.subscribe();
         self.seen_rev = self.server.mvcc.revision();
         self.server.metrics.watch_streams.inc();
@@ -145,10 +155,10 @@ impl WatchStream {
             let step = tokio::select! {
                 biased;
                 _ = shutdown.wait() => break tonic::Code::Unavailable,
-                msg = inbound.message() => match msg {
-                    Ok(Some(req)) => self.handle_request(req, &mut notes).await,
-                    Ok(None) => break tonic::Code::Ok,
-                    Err(s) => break s.code(),
+                msg = inbound.next() => match msg {
+                    Some(Ok(req)) => self.handle_request(req, &mut notes).await,
+                    None => break tonic::Code::Ok,
+                    Some(Err(s)) => break s.code(),
                 },
                 note = notes.recv() => self.handle_notification(note).await,
                 _ = progress.tick() => self.send_periodic_progress().await,
