@@ -288,6 +288,36 @@ async fn watch_latency(endpoints: &[String], writers: usize, secs: f64) -> Stats
     summarize(lat.len() as u64, elapsed, lat)
 }
 
+/// Mean fsync and apply-batch times from a member's own histograms (BENCH_DISK_STATS=1).
+fn disk_stats(metrics_port: u16) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", metrics_port)) else {
+        return "metrics unreachable".into();
+    };
+    let _ = write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    let value = |name: &str| -> f64 {
+        body.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let mean = |h: &str| {
+        let (sum, n) = (value(&format!("{h}_sum")), value(&format!("{h}_count")));
+        format!("{n} x {:.3} ms", 1000.0 * sum / n)
+    };
+    format!(
+        "wal fsync {}; backend commit {}",
+        mean("etcd_disk_wal_fsync_duration_seconds"),
+        mean("etcd_disk_backend_commit_duration_seconds")
+    )
+}
+
 struct Workload {
     name: &'static str,
 }
@@ -370,6 +400,9 @@ fn main() {
                     }
                     median(all)
                 });
+                if kind == Impl::KubeStore && std::env::var_os("BENCH_DISK_STATS").is_some() {
+                    eprintln!("{}: {}", w.name, disk_stats(cluster.spec(0).metrics_port));
+                }
                 drop(cluster);
                 per_impl.push(stats);
             }

@@ -13,7 +13,6 @@ use store::mvcc::{Mvcc, Options};
 use store::raft::{self, ForwardHandler, Member, NodeId, RaftConfig, RaftNode, Request};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 
 const TOKEN: &str = "raft-cluster-test";
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -122,9 +121,12 @@ async fn run_member(
     let server = tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()
             .add_service(svc)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                let _ = stopped.await;
-            })
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                async {
+                    let _ = stopped.await;
+                },
+            )
             .await;
     });
     Ok(Running {

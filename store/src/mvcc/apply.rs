@@ -5,7 +5,7 @@ use proto::etcdserverpb as pb;
 use proto::mvccpb;
 use proto::storepb::internal_raft_request::Request;
 use proto::storepb::internal_raft_response::Response;
-use proto::storepb::{InternalRaftRequest, InternalRaftResponse};
+use proto::storepb::{InternalRaftBatchResponse, InternalRaftRequest, InternalRaftResponse};
 
 use pb::request_op::Request as OpRequest;
 use pb::response_op::Response as OpResponse;
@@ -144,6 +144,16 @@ impl<'a> Applier<'a> {
     ) -> Result<InternalRaftResponse, MvccError> {
         let out = match &req.request {
             None | Some(Request::MemberAttributes(_)) => return Ok(InternalRaftResponse::default()),
+            Some(Request::Batch(b)) => {
+                let mut responses = Vec::with_capacity(b.requests.len());
+                for r in &b.requests {
+                    responses.push(self.apply_request(r)?);
+                }
+                return Ok(InternalRaftResponse {
+                    response: Some(Response::Batch(InternalRaftBatchResponse { responses })),
+                    ..Default::default()
+                });
+            }
             Some(Request::Put(p)) => self.modify(true, |a, rq| a.put(rq, p)).map(Response::Put),
             Some(Request::DeleteRange(d)) => self
                 .modify(false, |a, rq| a.delete_range(rq, d))
@@ -705,5 +715,7 @@ fn set_header(resp: &mut Response, rev: i64) {
         Response::LeaseRevoke(r) => r.header = header(rev),
         Response::Alarm(r) => r.header = header(rev),
         Response::MemberAttributes(h) => *h = header(rev).unwrap_or_default(),
+        // Each response of a batch got its own header when it was applied.
+        Response::Batch(_) => {}
     }
 }

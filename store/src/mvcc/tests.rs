@@ -1497,3 +1497,43 @@ fn hostile_inputs_never_panic() {
     let _ = apply(&m, Request::Txn(pb::TxnRequest::default()));
     assert!(m.revision() >= 4);
 }
+
+#[test]
+fn a_batch_applies_each_request_as_its_own_entry_and_rejects_only_the_bad_one() {
+    let m = open();
+    let batch = proto::storepb::InternalRaftBatch {
+        requests: vec![
+            InternalRaftRequest {
+                request: Some(Request::Put(put_req("a", "1"))),
+            },
+            InternalRaftRequest {
+                request: Some(Request::Put(pb::PutRequest {
+                    lease: 99,
+                    ..put_req("b", "x")
+                })),
+            },
+            InternalRaftRequest {
+                request: Some(Request::Put(put_req("a", "2"))),
+            },
+        ],
+    };
+    let resp = apply(&m, Request::Batch(batch));
+    let Some(Response::Batch(b)) = resp.response else {
+        panic!("not a batch response: {resp:?}")
+    };
+    assert_eq!(b.responses.len(), 3);
+    assert_eq!(header_rev(&b.responses[0]), 2);
+    assert_eq!(
+        b.responses[1].error_code, 5,
+        "unknown lease is rejected alone"
+    );
+    assert_eq!(header_rev(&b.responses[2]), 3);
+    assert_eq!(m.revision(), 3);
+    assert_eq!(get(&m, "a").expect("a").version, 2);
+    assert!(get(&m, "b").is_none());
+    let events = m.events(2, 3).expect("history");
+    assert_eq!(
+        events.iter().map(|r| r.revision).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+}

@@ -3,17 +3,18 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, RaftError as OpenRaftError};
+use openraft::error::RaftError as OpenRaftError;
 use openraft::ServerState;
 use proto::etcdserverpb as pb;
 use proto::storepb::{self, InternalRaftRequest, InternalRaftResponse};
 use tonic::Status;
 
+use super::batcher::Batcher;
 use super::errors;
 use super::lessor::Lessor;
 use super::metrics::Metrics;
 use crate::mvcc::Mvcc;
-use crate::raft::{NodeId, RaftNode, Request};
+use crate::raft::{NodeId, RaftNode};
 
 /// Request limits, as etcd's flags.
 #[derive(Debug, Clone)]
@@ -41,6 +42,7 @@ pub struct EtcdServer {
     pub limits: Limits,
     pub metrics: Metrics,
     next_lease_id: AtomicI64,
+    batcher: Batcher,
 }
 
 impl EtcdServer {
@@ -64,6 +66,7 @@ impl EtcdServer {
             .unwrap_or(0);
         let seed = ((id as i64 & 0x7fff) << 48) | ((now_ms << 8) & ((1 << 48) - 1));
         let mvcc = node.mvcc.clone();
+        let batcher = Batcher::start(node.raft.clone());
         Self {
             id,
             cluster_id,
@@ -76,6 +79,7 @@ impl EtcdServer {
             limits,
             metrics,
             next_lease_id: AtomicI64::new(seed.max(1)),
+            batcher,
         }
     }
 
@@ -170,28 +174,16 @@ impl EtcdServer {
             Some(storepb::internal_raft_request::Request::LeaseRevoke(r)) => Some((r.id, None)),
             _ => None,
         };
-        match self.node.raft.client_write(Request(req)).await {
-            Ok(resp) => {
-                // The leader owns lease clocks: start or stop one as the change is applied.
-                if resp.data.0.error_code == 0 {
-                    match lease_change {
-                        Some((id, Some(ttl))) => self.lessor.granted(id, ttl),
-                        Some((id, None)) => self.lessor.revoked(id),
-                        None => {}
-                    }
-                }
-                Ok(resp.data.0)
+        let resp = self.batcher.propose(req).await?;
+        // The leader owns lease clocks: start or stop one as the change is applied.
+        if resp.error_code == 0 {
+            match lease_change {
+                Some((id, Some(ttl))) => self.lessor.granted(id, ttl),
+                Some((id, None)) => self.lessor.revoked(id),
+                None => {}
             }
-            // Either we were not leader when it arrived (nothing appended), or leadership was
-            // lost after it was appended (it may still commit): the client must treat it as
-            // indeterminate, exactly like etcd's "leader changed".
-            Err(OpenRaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(Status::new(
-                tonic::Code::Unavailable,
-                "etcdserver: leader changed",
-            )),
-            Err(OpenRaftError::APIError(e)) => Err(errors::internal(e)),
-            Err(OpenRaftError::Fatal(_)) => Err(errors::stopped()),
         }
+        Ok(resp)
     }
 
     /// Waits (up to the request timeout) until some member is known to lead.

@@ -1,5 +1,6 @@
 //! The etcd v3 gRPC services and the member that ties MVCC, Raft and leases together.
 
+mod batcher;
 mod cluster;
 mod embedded;
 pub mod errors;
@@ -21,7 +22,7 @@ use component_base::shutdown::Shutdown;
 use proto::etcdserverpb as pb;
 use proto::storepb::{self, internal_raft_request::Request as Op, InternalRaftRequest};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 pub use embedded::EmbeddedStore;
@@ -220,6 +221,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     Ok(())
 }
 
+/// Accepted connections with Nagle off: a small gRPC reply must not wait ~40 ms for the
+/// peer's delayed ACK (tonic's own `tcp_nodelay` only covers listeners it binds itself).
+fn incoming(l: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(l).with_nodelay(Some(true))
+}
+
 fn read(path: &PathBuf) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|source| Error::TlsFile {
         path: path.clone(),
@@ -347,10 +354,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, Error>
         let sd = shutdown.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = router
-                .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(l),
-                    async move { sd.wait().await },
-                )
+                .serve_with_incoming_shutdown(incoming(l), async move { sd.wait().await })
                 .await
             {
                 tracing::error!(error = %e, "peer server failed");
@@ -424,10 +428,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, Error>
                 r = ready.wait_for(|r| *r) => if r.is_err() { return },
             }
             if let Err(e) = router
-                .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(l),
-                    async move { sd.wait().await },
-                )
+                .serve_with_incoming_shutdown(incoming(l), async move { sd.wait().await })
                 .await
             {
                 tracing::error!(error = %e, "client server failed");
