@@ -4,12 +4,14 @@
 
 use std::sync::Arc;
 
+use component_base::Shutdown;
 use openraft::error::{ClientWriteError, RaftError as OpenRaftError};
 use prost::Message;
 use proto::storepb::internal_raft_request::Request as Op;
 use proto::storepb::internal_raft_response::Response as Resp;
 use proto::storepb::{InternalRaftBatch, InternalRaftRequest, InternalRaftResponse};
 use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::JoinHandle;
 use tonic::Status;
 
 use super::errors;
@@ -32,11 +34,17 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Starts the batching task; it ends when the batcher is dropped.
-    pub fn start(raft: Raft) -> Self {
+    /// Starts the batching task; it ends on shutdown (or when the batcher is dropped), and
+    /// the handle lets the caller wait until it let go of Raft.
+    pub fn start(raft: Raft, shutdown: Shutdown) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run(raft, rx));
-        Self { tx }
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.wait() => {}
+                _ = run(raft, rx) => {}
+            }
+        });
+        (Self { tx }, task)
     }
 
     /// Proposes `req` and returns what applying it produced.

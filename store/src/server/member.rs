@@ -3,7 +3,6 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use openraft::error::RaftError as OpenRaftError;
 use openraft::ServerState;
 use proto::etcdserverpb as pb;
 use proto::storepb::{self, InternalRaftRequest, InternalRaftResponse};
@@ -13,6 +12,7 @@ use super::batcher::Batcher;
 use super::errors;
 use super::lessor::Lessor;
 use super::metrics::Metrics;
+use super::read_index::{self, ReadIndex};
 use crate::mvcc::Mvcc;
 use crate::raft::{NodeId, RaftNode};
 
@@ -43,6 +43,7 @@ pub struct EtcdServer {
     pub metrics: Metrics,
     next_lease_id: AtomicI64,
     batcher: Batcher,
+    reads: ReadIndex,
 }
 
 impl EtcdServer {
@@ -57,6 +58,8 @@ impl EtcdServer {
         lessor: Lessor,
         limits: Limits,
         metrics: Metrics,
+        batcher: Batcher,
+        reads: ReadIndex,
     ) -> Self {
         // Lease ids: member bits on top, a time-seeded counter below, always positive, so two
         // members (or a restarted member) never hand out the same id.
@@ -66,7 +69,6 @@ impl EtcdServer {
             .unwrap_or(0);
         let seed = ((id as i64 & 0x7fff) << 48) | ((now_ms << 8) & ((1 << 48) - 1));
         let mvcc = node.mvcc.clone();
-        let batcher = Batcher::start(node.raft.clone());
         Self {
             id,
             cluster_id,
@@ -80,6 +82,7 @@ impl EtcdServer {
             metrics,
             next_lease_id: AtomicI64::new(seed.max(1)),
             batcher,
+            reads,
         }
     }
 
@@ -188,70 +191,12 @@ impl EtcdServer {
 
     /// Waits (up to the request timeout) until some member is known to lead.
     pub async fn wait_for_leader(&self) -> Result<NodeId, Status> {
-        let mut rx = self.node.raft.metrics();
-        let deadline = tokio::time::Instant::now() + self.limits.request_timeout;
-        loop {
-            {
-                let m = rx.borrow_and_update();
-                if m.running_state.is_err() {
-                    return Err(errors::stopped());
-                }
-                if let Some(l) = m.current_leader {
-                    // A leader we know of but that is not us is only trusted once it is in the
-                    // membership we can reach.
-                    if l == self.id && m.state != ServerState::Leader {
-                        // stale: we lost leadership but the metric has not caught up yet
-                    } else {
-                        return Ok(l);
-                    }
-                }
-            }
-            if tokio::time::timeout_at(deadline, rx.changed())
-                .await
-                .is_err()
-            {
-                return Err(errors::no_leader());
-            }
-        }
+        read_index::wait_for_leader(&self.node, self.id, self.limits.request_timeout).await
     }
 
-    /// Makes a following local read linearizable (ReadIndex): the leader confirms its
-    /// leadership with a quorum and names the log index; we wait until we applied it.
+    /// Makes a following local read linearizable (ReadIndex, coalesced across readers).
     pub async fn linearizable_barrier(&self) -> Result<(), Status> {
-        tokio::time::timeout(self.limits.request_timeout, async {
-            let leader = self.wait_for_leader().await?;
-            if leader == self.id {
-                return self
-                    .node
-                    .raft
-                    .ensure_linearizable()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| match e {
-                        OpenRaftError::APIError(_) => {
-                            Status::new(tonic::Code::Unavailable, "etcdserver: leader changed")
-                        }
-                        OpenRaftError::Fatal(_) => errors::stopped(),
-                    });
-            }
-            let mut peer = self.node.peer(leader).map_err(errors::internal)?;
-            let resp = peer
-                .read_index(storepb::ReadIndexRequest {})
-                .await?
-                .into_inner();
-            if resp.error_code != 0 {
-                return Err(Status::new(
-                    tonic::Code::from(resp.error_code as i32),
-                    resp.error_message,
-                ));
-            }
-            self.node
-                .wait_applied(resp.index)
-                .await
-                .map_err(|_| errors::timeout())
-        })
-        .await
-        .unwrap_or_else(|_| Err(errors::timeout()))
+        self.reads.barrier().await
     }
 
     /// The leader's side of ReadIndex for a follower.

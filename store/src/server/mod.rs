@@ -10,6 +10,7 @@ mod lessor;
 mod maintenance;
 mod member;
 pub mod metrics;
+mod read_index;
 mod watch;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -323,6 +324,10 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, Error>
         request_timeout: Duration::from_secs(5) + 2 * config.election_timeout,
         quota_backend_bytes: config.quota_backend_bytes,
     };
+    // Both loops hold Raft (and so the data dir) and are awaited by `Running::wait`.
+    let (batcher, batcher_task) = batcher::Batcher::start(node.raft.clone(), shutdown.clone());
+    let (reads, reads_task) =
+        read_index::ReadIndex::start(node.clone(), id, limits.request_timeout, shutdown.clone());
     let server = Arc::new(EtcdServer::new(
         id,
         cluster_id,
@@ -333,10 +338,12 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, Error>
         lessor::Lessor::new(config.election_timeout),
         limits,
         metrics.clone(),
+        batcher,
+        reads,
     ));
     metrics.bind(Arc::downgrade(&server));
 
-    let mut tasks = Vec::new();
+    let mut tasks = vec![batcher_task, reads_task];
     let mut peer_addrs = Vec::new();
     for l in peer_listeners {
         peer_addrs.push(l.local_addr().map_err(|source| Error::Bind {
