@@ -289,6 +289,12 @@ mod tests {
     }
 
     #[test]
+    fn localhost_binds_ipv4_loopback() {
+        let u = Url::parse("http://localhost:2379").unwrap();
+        assert_eq!(u.socket_addr().unwrap(), "127.0.0.1:2379".parse().unwrap());
+    }
+
+    #[test]
     fn durations_parse_like_go() {
         let h = Duration::from_secs(3600);
         assert_eq!(parse_duration("1", h).unwrap(), h);

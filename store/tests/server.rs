@@ -72,6 +72,27 @@ impl Member {
     fn kv(&self) -> KvClient<Channel> {
         KvClient::new(self.channel.clone())
     }
+    /// Opens a watch stream with one create request; the sender stays open for more requests.
+    async fn watch(
+        &self,
+        create: pb::WatchCreateRequest,
+    ) -> (
+        tokio::sync::mpsc::Sender<pb::WatchRequest>,
+        tonic::Streaming<pb::WatchResponse>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let req = pb::WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(create)),
+        };
+        tx.send(req).await.unwrap();
+        let stream = WatchClient::new(self.channel.clone())
+            .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        (tx, stream)
+    }
+
     async fn stop(mut self) {
         self.shutdown.trigger();
         if let Some(h) = self.running.take() {
@@ -255,23 +276,15 @@ async fn watch_sees_history_then_live_events_in_order_with_prev_kv() {
         .unwrap()
         .revision;
     kv.put(put("/w/a", "2")).await.unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(pb::WatchRequest {
-        request_union: Some(RequestUnion::CreateRequest(pb::WatchCreateRequest {
+    let (tx, mut stream) = m
+        .watch(pb::WatchCreateRequest {
             key: "/w/".into(),
             range_end: "/w0".into(),
             start_revision: first,
             prev_kv: true,
             ..Default::default()
-        })),
-    })
-    .await
-    .unwrap();
-    let mut stream = WatchClient::new(m.channel.clone())
-        .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
+        })
+        .await;
     let created = stream.message().await.unwrap().unwrap();
     assert!(created.created);
     kv.delete_range(pb::DeleteRangeRequest {
@@ -341,21 +354,13 @@ async fn watch_from_a_compacted_revision_is_cancelled_with_the_compact_revision(
     })
     .await
     .unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(pb::WatchRequest {
-        request_union: Some(RequestUnion::CreateRequest(pb::WatchCreateRequest {
+    let (_tx, mut stream) = m
+        .watch(pb::WatchCreateRequest {
             key: "c".into(),
             start_revision: first,
             ..Default::default()
-        })),
-    })
-    .await
-    .unwrap();
-    let mut stream = WatchClient::new(m.channel.clone())
-        .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
+        })
+        .await;
     let mut got = None;
     for _ in 0..3 {
         let r = tokio::time::timeout(Duration::from_secs(5), stream.message())

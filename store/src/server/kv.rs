@@ -6,7 +6,6 @@ use std::sync::Arc;
 use proto::etcdserverpb::{self as pb, kv_server::Kv, request_op::Request as ReqOp};
 use proto::storepb::{
     internal_raft_request::Request as Op, internal_raft_response::Response as Resp,
-    InternalRaftRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -33,14 +32,6 @@ impl KvService {
         self.server.fill_header(&mut resp.header);
         Ok(resp)
     }
-
-    async fn write(&self, op: Op) -> Result<Resp, Status> {
-        let req = InternalRaftRequest { request: Some(op) };
-        self.server.check_size(&req)?;
-        let resp = self.server.propose(req).await?;
-        resp.response
-            .ok_or_else(|| errors::internal("apply produced no response"))
-    }
 }
 
 #[tonic::async_trait]
@@ -60,13 +51,11 @@ impl Kv for KvService {
             if req.key.is_empty() {
                 return Err(errors::empty_key());
             }
-            match self.write(Op::Put(req)).await? {
-                Resp::Put(mut r) => {
-                    self.server.fill_header(&mut r.header);
-                    Ok(r)
-                }
-                _ => Err(errors::internal("unexpected apply response")),
-            }
+            let pick = |r| match r {
+                Resp::Put(r) => Some(r),
+                _ => None,
+            };
+            self.server.write(Op::Put(req), pick).await
         }
         .await;
         self.server.metrics.unary("etcdserverpb.KV", "Put", &res);
@@ -82,13 +71,11 @@ impl Kv for KvService {
             if req.key.is_empty() {
                 return Err(errors::empty_key());
             }
-            match self.write(Op::DeleteRange(req)).await? {
-                Resp::DeleteRange(mut r) => {
-                    self.server.fill_header(&mut r.header);
-                    Ok(r)
-                }
-                _ => Err(errors::internal("unexpected apply response")),
-            }
+            let pick = |r| match r {
+                Resp::DeleteRange(r) => Some(r),
+                _ => None,
+            };
+            self.server.write(Op::DeleteRange(req), pick).await
         }
         .await;
         self.server
@@ -101,14 +88,14 @@ impl Kv for KvService {
         let req = req.into_inner();
         let res = async {
             check_txn(&req, self.server.limits.max_txn_ops)?;
-            match self.write(Op::Txn(req)).await? {
-                Resp::Txn(mut r) => {
-                    let rev = r.header.as_ref().map(|h| h.revision).unwrap_or(0);
-                    fill_txn_headers(&self.server, &mut r, rev);
-                    Ok(r)
-                }
-                _ => Err(errors::internal("unexpected apply response")),
-            }
+            let pick = |r| match r {
+                Resp::Txn(r) => Some(r),
+                _ => None,
+            };
+            let mut r = self.server.write(Op::Txn(req), pick).await?;
+            let rev = r.header.as_ref().map(|h| h.revision).unwrap_or(0);
+            fill_txn_headers(&self.server, &mut r, rev);
+            Ok(r)
         }
         .await;
         self.server.metrics.unary("etcdserverpb.KV", "Txn", &res);
@@ -120,16 +107,11 @@ impl Kv for KvService {
         req: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
         let req = req.into_inner();
-        let res = async {
-            match self.write(Op::Compaction(req)).await? {
-                Resp::Compaction(mut r) => {
-                    self.server.fill_header(&mut r.header);
-                    Ok(r)
-                }
-                _ => Err(errors::internal("unexpected apply response")),
-            }
-        }
-        .await;
+        let pick = |r| match r {
+            Resp::Compaction(r) => Some(r),
+            _ => None,
+        };
+        let res = self.server.write(Op::Compaction(req), pick).await;
         self.server
             .metrics
             .unary("etcdserverpb.KV", "Compact", &res);

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use proto::etcdserverpb::{self as pb, lease_server::Lease};
 use proto::storepb::{
     internal_raft_request::Request as Op, internal_raft_response::Response as Resp,
-    InternalRaftRequest,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -35,39 +34,25 @@ impl LeaseService {
             req.id = self.server.new_lease_id();
         }
         let (id, ttl) = (req.id, req.ttl);
-        let resp = self
-            .server
-            .propose(InternalRaftRequest {
-                request: Some(Op::LeaseGrant(req)),
-            })
-            .await?;
-        match resp.response {
-            Some(Resp::LeaseGrant(mut r)) => {
-                r.id = id;
-                r.ttl = ttl;
-                self.server.fill_header(&mut r.header);
-                Ok(r)
-            }
-            _ => Err(errors::internal("unexpected apply response")),
-        }
+        let pick = |r| match r {
+            Resp::LeaseGrant(r) => Some(r),
+            _ => None,
+        };
+        let mut r = self.server.write(Op::LeaseGrant(req), pick).await?;
+        r.id = id;
+        r.ttl = ttl;
+        Ok(r)
     }
 
     async fn revoke(&self, req: pb::LeaseRevokeRequest) -> Result<pb::LeaseRevokeResponse, Status> {
         let id = req.id;
-        let resp = self
-            .server
-            .propose(InternalRaftRequest {
-                request: Some(Op::LeaseRevoke(req)),
-            })
-            .await?;
+        let pick = |r| match r {
+            Resp::LeaseRevoke(r) => Some(r),
+            _ => None,
+        };
+        let r = self.server.write(Op::LeaseRevoke(req), pick).await?;
         self.server.lessor.revoked(id);
-        match resp.response {
-            Some(Resp::LeaseRevoke(mut r)) => {
-                self.server.fill_header(&mut r.header);
-                Ok(r)
-            }
-            _ => Err(errors::internal("unexpected apply response")),
-        }
+        Ok(r)
     }
 
     async fn time_to_live(

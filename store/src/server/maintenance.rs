@@ -7,7 +7,6 @@ use proto::etcdserverpb::{
 };
 use proto::storepb::{
     internal_raft_request::Request as Op, internal_raft_response::Response as Resp,
-    InternalRaftRequest,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -71,19 +70,11 @@ impl MaintenanceService {
                 alarms: self.server.mvcc.alarms(),
             }),
             Ok(_) => {
-                let resp = self
-                    .server
-                    .propose(InternalRaftRequest {
-                        request: Some(Op::Alarm(req)),
-                    })
-                    .await?;
-                match resp.response {
-                    Some(Resp::Alarm(mut r)) => {
-                        self.server.fill_header(&mut r.header);
-                        Ok(r)
-                    }
-                    _ => Err(errors::internal("unexpected apply response")),
-                }
+                let pick = |r| match r {
+                    Resp::Alarm(r) => Some(r),
+                    _ => None,
+                };
+                self.server.write(Op::Alarm(req), pick).await
             }
             Err(_) => Err(Status::invalid_argument("etcdserver: unknown alarm action")),
         }

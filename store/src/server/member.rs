@@ -29,6 +29,30 @@ pub struct Limits {
     pub quota_backend_bytes: u64,
 }
 
+/// An etcd response carrying a header.
+pub trait WithHeader {
+    fn header_mut(&mut self) -> &mut Option<pb::ResponseHeader>;
+}
+
+macro_rules! with_header {
+    ($($t:ty),*) => {
+        $(impl WithHeader for $t {
+            fn header_mut(&mut self) -> &mut Option<pb::ResponseHeader> {
+                &mut self.header
+            }
+        })*
+    };
+}
+with_header!(
+    pb::PutResponse,
+    pb::DeleteRangeResponse,
+    pb::TxnResponse,
+    pb::CompactionResponse,
+    pb::LeaseGrantResponse,
+    pb::LeaseRevokeResponse,
+    pb::AlarmResponse
+);
+
 /// One kube-store member as its services see it.
 pub struct EtcdServer {
     pub id: NodeId,
@@ -133,6 +157,25 @@ impl EtcdServer {
             return Err(errors::request_too_large());
         }
         Ok(())
+    }
+
+    /// Replicates `op` (size-checked) and returns the response `pick` selects from what applying
+    /// it produced, with this member's header.
+    pub async fn write<T: WithHeader>(
+        &self,
+        op: storepb::internal_raft_request::Request,
+        pick: fn(storepb::internal_raft_response::Response) -> Option<T>,
+    ) -> Result<T, Status> {
+        let req = InternalRaftRequest { request: Some(op) };
+        self.check_size(&req)?;
+        let mut resp = self
+            .propose(req)
+            .await?
+            .response
+            .and_then(pick)
+            .ok_or_else(|| errors::internal("unexpected apply response"))?;
+        self.fill_header(resp.header_mut());
+        Ok(resp)
     }
 
     /// Replicates `req` and returns what applying it produced, forwarding to the leader when

@@ -107,11 +107,17 @@ impl Url {
     }
 
     /// The socket address to bind for this URL.
+    /// `localhost` binds 127.0.0.1 (not ::1), so the usual `--endpoints=127.0.0.1:2379` works.
     pub fn socket_addr(&self) -> Result<SocketAddr, Error> {
-        (self.host.as_str(), self.port)
+        let addrs: Vec<SocketAddr> = (self.host.as_str(), self.port)
             .to_socket_addrs()
             .map_err(|e| Error::Config(format!("resolving {}: {e}", self.raw)))?
-            .next()
+            .collect();
+        addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(addrs.first())
+            .copied()
             .ok_or_else(|| Error::Config(format!("{} resolves to nothing", self.raw)))
     }
 }
