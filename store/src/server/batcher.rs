@@ -2,24 +2,19 @@
 //! flush acknowledges many clients. openraft 0.9 flushes each client write on its own; the
 //! batch is applied request by request, each with its own revision, exactly as if unbatched.
 
-use std::sync::Arc;
-
 use component_base::Shutdown;
 use openraft::error::{ClientWriteError, RaftError as OpenRaftError};
 use prost::Message;
 use proto::storepb::internal_raft_request::Request as Op;
 use proto::storepb::internal_raft_response::Response as Resp;
 use proto::storepb::{InternalRaftBatch, InternalRaftRequest, InternalRaftResponse};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tonic::Status;
 
 use super::errors;
 use crate::raft::{Raft, Request};
 
-/// Batches in Raft at once: while they are being flushed and replicated, new proposals queue
-/// up and leave together in the next batch.
-const MAX_IN_FLIGHT: usize = 1;
 const MAX_BATCH: usize = 1024;
 const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
@@ -58,12 +53,11 @@ impl Batcher {
     }
 }
 
+/// One batch in Raft at a time: while it is flushed, replicated and applied, new proposals
+/// queue up and leave together in the next one. (Measured: more batches in flight only split
+/// them smaller, since openraft flushes each entry on its own, on one member and on three.)
 async fn run(raft: Raft, mut rx: mpsc::Receiver<Proposal>) {
-    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
         let mut bytes = first.req.encoded_len();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
@@ -75,11 +69,7 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<Proposal>) {
                 Err(_) => break,
             }
         }
-        let raft = raft.clone();
-        tokio::spawn(async move {
-            submit(&raft, batch).await;
-            drop(permit);
-        });
+        submit(&raft, batch).await;
     }
 }
 
