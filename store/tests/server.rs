@@ -679,3 +679,52 @@ async fn the_kv_store_trait_behaves_the_same_embedded_and_over_grpc() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn periodic_auto_compaction_compacts_history_older_than_the_retention() {
+    let m = start_with(|c| {
+        c.auto_compaction = Some(server::AutoCompaction::Periodic(Duration::from_secs(1)))
+    })
+    .await;
+    let mut kv = m.kv();
+    let first = kv
+        .put(put("ac", "1"))
+        .await
+        .unwrap()
+        .into_inner()
+        .header
+        .unwrap()
+        .revision;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        // Keep writing so there is newer history to keep.
+        kv.put(put("ac", "n")).await.unwrap();
+        let old = kv
+            .range(pb::RangeRequest {
+                key: "ac".into(),
+                revision: first,
+                ..Default::default()
+            })
+            .await;
+        match old {
+            Err(e) if e.message().contains("compacted") => break,
+            Ok(_) => {}
+            Err(e) => panic!("unexpected error {e}"),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "history was never compacted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The newest value survives compaction.
+    let now = kv
+        .range(pb::RangeRequest {
+            key: "ac".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(now.into_inner().kvs[0].value, b"n");
+    m.stop().await;
+}
