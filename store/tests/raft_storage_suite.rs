@@ -3,16 +3,14 @@
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageError;
 use store::mvcc::{Mvcc, Options};
-use store::raft::{LogStorage, NodeId, SledStore, StateMachineStorage, TypeConfig};
+use store::raft::{open_storage, LogStore, NodeId, StateMachine, TypeConfig};
 
 struct SledMvccBuilder;
 
-impl StoreBuilder<TypeConfig, LogStorage, StateMachineStorage, tempfile::TempDir>
-    for SledMvccBuilder
-{
+impl StoreBuilder<TypeConfig, LogStore, StateMachine<Mvcc>, tempfile::TempDir> for SledMvccBuilder {
     async fn build(
         &self,
-    ) -> Result<(tempfile::TempDir, LogStorage, StateMachineStorage), StorageError<NodeId>> {
+    ) -> Result<(tempfile::TempDir, LogStore, StateMachine<Mvcc>), StorageError<NodeId>> {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = sled::open(dir.path()).expect("open sled");
         let mvcc = Mvcc::open(
@@ -22,7 +20,7 @@ impl StoreBuilder<TypeConfig, LogStorage, StateMachineStorage, tempfile::TempDir
             },
         )
         .expect("open mvcc");
-        let (log, sm) = SledStore::open_split(&db, mvcc)?;
+        let (log, sm) = open_storage(&db, mvcc)?;
         Ok((dir, log, sm))
     }
 }

@@ -5,8 +5,10 @@
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 
+use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
-    AnyError, Entry, LogId, LogState, RaftLogReader, StorageError, StorageIOError, Vote,
+    AnyError, Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageError, StorageIOError,
+    Vote,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -204,11 +206,63 @@ impl LogStore {
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
     ) -> StorageResult<Vec<Entry<TypeConfig>>> {
         self.entries(range)
+    }
+}
+
+/// openraft drives this from its core task, independently of the state machine; the inherent
+/// methods (called by path, so the trait methods of the same name do not recurse) do the work.
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
+        self.log_state()
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StorageResult<()> {
+        LogStore::save_vote(self, vote).await
+    }
+
+    async fn read_vote(&mut self) -> StorageResult<Option<Vote<NodeId>>> {
+        LogStore::read_vote(self)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
+        LogStore::save_committed(self, committed)
+    }
+
+    async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
+        LogStore::read_committed(self)
+    }
+
+    /// Acknowledges only after the flush: `LogStore::append` returns once the entries are on
+    /// disk, and on error the callback is dropped unacknowledged.
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        LogStore::append(self, entries.into_iter().collect()).await?;
+        callback.log_io_completed(Ok(()));
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        LogStore::truncate(self, log_id).await
+    }
+
+    /// openraft purges only up to `snapshot.last_log_id - max_in_snapshot_log_to_keep`, and
+    /// building a snapshot flushes the state machine, so purged entries are durable in it.
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        LogStore::purge(self, log_id)
     }
 }
 

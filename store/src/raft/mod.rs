@@ -34,7 +34,7 @@ pub use self::log_store::LogStore;
 pub use self::network::{Channels, NetworkFactory, PeerNetwork};
 pub use self::peer::PeerService;
 pub use self::state_machine::{SnapshotBuilder, StateBackend, StateMachine};
-pub use self::storage::{LogStorage, SledStore, StateMachineStorage};
+pub use self::storage::open_storage;
 
 /// A member's Raft id: etcd's member ID, derived from its peer URLs (see [`member_id`]).
 pub type NodeId = u64;
@@ -289,7 +289,7 @@ pub(crate) async fn start_raft<B: StateBackend>(
 ) -> Result<(Raft, Channels), RaftError> {
     let config = Arc::new(openraft_config(cfg)?);
     let channels = Channels::new(cfg.peer_tls.as_ref())?;
-    let (log_store, state_machine) = SledStore::open_split(db, backend)
+    let (log_store, state_machine) = open_storage(db, backend)
         .map_err(|e| RaftError::Raft(format!("opening raft storage: {e}")))?;
     let network = NetworkFactory {
         id: cfg.id,

@@ -7,9 +7,10 @@ use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use openraft::storage::RaftStateMachine;
 use openraft::{
-    AnyError, Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
-    StorageError, StorageIOError, StoredMembership,
+    AnyError, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, Snapshot,
+    SnapshotMeta, StorageError, StorageIOError, StoredMembership,
 };
 use proto::storepb::InternalRaftResponse;
 use tokio::sync::Mutex;
@@ -234,6 +235,48 @@ impl<B: StateBackend> StateMachine<B> {
             meta,
             snapshot: Box::new(Cursor::new(data.to_vec())),
         }))
+    }
+}
+
+/// openraft drives this from its state-machine worker, so applying overlaps with log appends
+/// and flushes on the core task. The inherent methods (called by path, so the trait methods of
+/// the same name do not recurse) do the work.
+impl<B: StateBackend> RaftStateMachine<TypeConfig> for StateMachine<B> {
+    type SnapshotBuilder = SnapshotBuilder<B>;
+
+    async fn applied_state(
+        &mut self,
+    ) -> StorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, Member>)> {
+        Ok(StateMachine::applied_state(self).await)
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<Response>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<_> = entries.into_iter().collect();
+        StateMachine::apply(self, &entries).await
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.snapshot_builder()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<Cursor<Vec<u8>>>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, Member>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> StorageResult<()> {
+        StateMachine::install_snapshot(self, meta, snapshot).await
+    }
+
+    async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
+        self.current_snapshot()
     }
 }
 
