@@ -728,3 +728,165 @@ async fn periodic_auto_compaction_compacts_history_older_than_the_retention() {
     assert_eq!(now.into_inner().kvs[0].value, b"n");
     m.stop().await;
 }
+
+#[tokio::test]
+async fn hostile_requests_get_answers_and_the_member_keeps_serving() {
+    use proto::etcdserverpb::cluster_client::ClusterClient;
+    let m = start().await;
+    let mut kv = m.kv();
+    let mut lease = LeaseClient::new(m.channel.clone());
+    let mut maint = MaintenanceClient::new(m.channel.clone());
+    let mut cluster = ClusterClient::new(m.channel.clone());
+    kv.put(put("a", "1")).await.unwrap();
+    // Each may succeed or fail, but must answer (no panic, no hang).
+    let weird_range = pb::RangeRequest {
+        key: "a".into(),
+        range_end: "\0".into(),
+        limit: -5,
+        revision: -3,
+        sort_order: 99,
+        sort_target: 99,
+        min_mod_revision: i64::MAX,
+        max_create_revision: i64::MIN,
+        ..Default::default()
+    };
+    let _ = kv.range(weird_range).await;
+    let _ = kv
+        .range(pb::RangeRequest {
+            key: "z".into(),
+            range_end: "a".into(),
+            ..Default::default()
+        })
+        .await;
+    let _ = kv
+        .put(pb::PutRequest {
+            lease: -1,
+            ..put("b", "x")
+        })
+        .await;
+    let _ = kv
+        .put(pb::PutRequest {
+            ignore_value: true,
+            ignore_lease: true,
+            ..put("nokey", "")
+        })
+        .await;
+    let _ = kv
+        .delete_range(pb::DeleteRangeRequest {
+            key: "z".into(),
+            range_end: "a".into(),
+            ..Default::default()
+        })
+        .await;
+    let weird_txn = pb::TxnRequest {
+        compare: vec![pb::Compare {
+            result: 99,
+            target: 99,
+            key: "a".into(),
+            ..Default::default()
+        }],
+        success: vec![pb::RequestOp { request: None }],
+        failure: vec![pb::RequestOp {
+            request: Some(ReqOp::RequestTxn(pb::TxnRequest {
+                success: vec![pb::RequestOp {
+                    request: Some(ReqOp::RequestPut(put("n", "v"))),
+                }],
+                ..Default::default()
+            })),
+        }],
+    };
+    let _ = kv.txn(weird_txn).await;
+    let _ = kv
+        .compact(pb::CompactionRequest {
+            revision: -1,
+            physical: true,
+        })
+        .await;
+    let _ = kv
+        .compact(pb::CompactionRequest {
+            revision: i64::MAX,
+            physical: true,
+        })
+        .await;
+    let _ = lease
+        .lease_grant(pb::LeaseGrantRequest { ttl: -5, id: -9 })
+        .await;
+    let e = lease
+        .lease_grant(pb::LeaseGrantRequest {
+            ttl: i64::MAX,
+            id: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.message(), "etcdserver: too large lease TTL");
+    let _ = lease.lease_revoke(pb::LeaseRevokeRequest { id: -1 }).await;
+    let ttl = lease
+        .lease_time_to_live(pb::LeaseTimeToLiveRequest { id: 0, keys: true })
+        .await
+        .unwrap();
+    assert_eq!(ttl.into_inner().ttl, -1);
+    let _ = maint
+        .alarm(pb::AlarmRequest {
+            action: 99,
+            member_id: 1,
+            alarm: 99,
+        })
+        .await;
+    let _ = maint
+        .alarm(pb::AlarmRequest {
+            action: 1,
+            member_id: 1,
+            alarm: 99,
+        })
+        .await;
+    let _ = maint.hash_kv(pb::HashKvRequest { revision: -1 }).await;
+    let e = cluster
+        .member_remove(pb::MemberRemoveRequest { id: 0 })
+        .await
+        .unwrap_err();
+    assert_eq!(e.message(), "etcdserver: member not found");
+    let e = cluster
+        .member_add(pb::MemberAddRequest {
+            peer_ur_ls: vec!["not a url".into()],
+            is_learner: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.message(), "etcdserver: given member URLs are invalid");
+    let (tx, mut stream) = m
+        .watch(pb::WatchCreateRequest {
+            key: "a".into(),
+            start_revision: -5,
+            filters: vec![99, -1],
+            watch_id: -7,
+            ..Default::default()
+        })
+        .await;
+    tx.send(pb::WatchRequest {
+        request_union: Some(RequestUnion::CancelRequest(pb::WatchCancelRequest {
+            watch_id: 12345,
+        })),
+    })
+    .await
+    .unwrap();
+    tx.send(pb::WatchRequest {
+        request_union: None,
+    })
+    .await
+    .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .unwrap();
+    assert!(first.is_ok(), "watch stream failed: {first:?}");
+    // Still serving, state intact.
+    let got = kv
+        .range(pb::RangeRequest {
+            key: "a".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(got.into_inner().kvs[0].value, b"1");
+    kv.put(put("after", "ok")).await.unwrap();
+    m.stop().await;
+}
