@@ -104,6 +104,17 @@ impl Member {
     }
 }
 
+/// Puts and returns the revision it got.
+async fn put_rev(kv: &mut KvClient<Channel>, k: &str, v: &str) -> i64 {
+    kv.put(put(k, v))
+        .await
+        .unwrap()
+        .into_inner()
+        .header
+        .unwrap()
+        .revision
+}
+
 fn put(k: &str, v: &str) -> pb::PutRequest {
     pb::PutRequest {
         key: k.into(),
@@ -226,14 +237,7 @@ async fn bad_requests_get_etcd_errors() {
 async fn txn_compare_and_swap_on_mod_revision() {
     let m = start().await;
     let mut kv = m.kv();
-    let rev = kv
-        .put(put("cas", "0"))
-        .await
-        .unwrap()
-        .into_inner()
-        .header
-        .unwrap()
-        .revision;
+    let rev = put_rev(&mut kv, "cas", "0").await;
     let swap = |expect: i64, v: &str| pb::TxnRequest {
         compare: vec![pb::Compare {
             result: CompareResult::Equal as i32,
@@ -267,14 +271,7 @@ async fn txn_compare_and_swap_on_mod_revision() {
 async fn watch_sees_history_then_live_events_in_order_with_prev_kv() {
     let m = start().await;
     let mut kv = m.kv();
-    let first = kv
-        .put(put("/w/a", "1"))
-        .await
-        .unwrap()
-        .into_inner()
-        .header
-        .unwrap()
-        .revision;
+    let first = put_rev(&mut kv, "/w/a", "1").await;
     kv.put(put("/w/a", "2")).await.unwrap();
     let (tx, mut stream) = m
         .watch(pb::WatchCreateRequest {
@@ -331,22 +328,8 @@ async fn watch_sees_history_then_live_events_in_order_with_prev_kv() {
 async fn watch_from_a_compacted_revision_is_cancelled_with_the_compact_revision() {
     let m = start().await;
     let mut kv = m.kv();
-    let first = kv
-        .put(put("c", "1"))
-        .await
-        .unwrap()
-        .into_inner()
-        .header
-        .unwrap()
-        .revision;
-    let last = kv
-        .put(put("c", "2"))
-        .await
-        .unwrap()
-        .into_inner()
-        .header
-        .unwrap()
-        .revision;
+    let first = put_rev(&mut kv, "c", "1").await;
+    let last = put_rev(&mut kv, "c", "2").await;
     kv.put(put("c", "3")).await.unwrap();
     kv.compact(pb::CompactionRequest {
         revision: last,
@@ -687,14 +670,7 @@ async fn periodic_auto_compaction_compacts_history_older_than_the_retention() {
     })
     .await;
     let mut kv = m.kv();
-    let first = kv
-        .put(put("ac", "1"))
-        .await
-        .unwrap()
-        .into_inner()
-        .header
-        .unwrap()
-        .revision;
+    let first = put_rev(&mut kv, "ac", "1").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         // Keep writing so there is newer history to keep.

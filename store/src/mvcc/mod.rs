@@ -6,6 +6,7 @@
 //! - After every applied batch, subscribers get each new revision's events, prev_kv filled.
 
 mod apply;
+pub(crate) use apply::{Reject, COMPACTED, FUTURE_REV, LEASE_NOT_FOUND};
 mod codec;
 mod index;
 mod read;

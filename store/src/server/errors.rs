@@ -4,6 +4,13 @@ use tonic::{Code, Status};
 
 use proto::storepb::InternalRaftResponse;
 
+use crate::mvcc;
+
+/// The same error as the state machine answers it, so each etcd message is written once.
+fn reject(r: mvcc::Reject) -> Status {
+    Status::new(Code::from(r.code as i32), r.message)
+}
+
 fn status(code: Code, msg: &'static str) -> Status {
     Status::new(code, msg)
 }
@@ -27,19 +34,13 @@ pub fn request_too_large() -> Status {
     status(Code::InvalidArgument, "etcdserver: request is too large")
 }
 pub fn compacted() -> Status {
-    status(
-        Code::OutOfRange,
-        "etcdserver: mvcc: required revision has been compacted",
-    )
+    reject(mvcc::COMPACTED)
 }
 pub fn future_rev() -> Status {
-    status(
-        Code::OutOfRange,
-        "etcdserver: mvcc: required revision is a future revision",
-    )
+    reject(mvcc::FUTURE_REV)
 }
 pub fn lease_not_found() -> Status {
-    status(Code::NotFound, "etcdserver: requested lease not found")
+    reject(mvcc::LEASE_NOT_FOUND)
 }
 pub fn lease_ttl_too_large() -> Status {
     status(Code::OutOfRange, "etcdserver: too large lease TTL")
