@@ -20,16 +20,22 @@ struct Member {
     running: Option<tokio::task::JoinHandle<()>>,
 }
 
-async fn start_with(tweak: impl FnOnce(&mut Config)) -> Member {
-    let dir = tempfile::tempdir().unwrap();
-    let peer = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut cfg = Config::single(dir.path().to_path_buf(), 0, peer);
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A single member in `dir` on a free client port, with fast elections for tests.
+fn config(dir: &std::path::Path, peer_port: u16) -> Config {
+    let mut cfg = Config::single(dir.to_path_buf(), 0, peer_port);
     cfg.heartbeat_interval = Duration::from_millis(50);
     cfg.election_timeout = Duration::from_millis(500);
+    cfg
+}
+
+async fn start_with(tweak: impl FnOnce(&mut Config)) -> Member {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), free_port());
     tweak(&mut cfg);
     let shutdown = Shutdown::new();
     let running = server::start(cfg, shutdown.clone()).await.unwrap();
@@ -531,16 +537,10 @@ async fn quota_raises_nospace_until_the_alarm_is_disarmed() {
 #[tokio::test]
 async fn restart_keeps_every_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
-    let peer = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let peer = free_port();
     let mut last_rev = 0;
     for round in 0..3 {
-        let mut cfg = Config::single(dir.path().to_path_buf(), 0, peer);
-        cfg.heartbeat_interval = Duration::from_millis(50);
-        cfg.election_timeout = Duration::from_millis(500);
+        let cfg = config(dir.path(), peer);
         let shutdown = Shutdown::new();
         let running = server::start(cfg, shutdown.clone()).await.unwrap();
         let ch = Channel::from_shared(format!("http://{}", running.client_addrs[0]))
@@ -638,14 +638,7 @@ async fn exercise(store: &dyn store::KvStore, prefix: &str) {
 #[tokio::test]
 async fn the_kv_store_trait_behaves_the_same_embedded_and_over_grpc() {
     let dir = tempfile::tempdir().unwrap();
-    let peer = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut cfg = Config::single(dir.path().to_path_buf(), 0, peer);
-    cfg.heartbeat_interval = Duration::from_millis(50);
-    cfg.election_timeout = Duration::from_millis(500);
+    let cfg = config(dir.path(), free_port());
     let shutdown = Shutdown::new();
     let running = server::start(cfg, shutdown.clone()).await.unwrap();
     let grpc =
