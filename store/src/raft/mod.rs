@@ -261,12 +261,18 @@ pub async fn start(cfg: RaftConfig, db: sled::Db, mvcc: Mvcc) -> Result<RaftNode
 
 /// The openraft configuration for `cfg`.
 pub fn openraft_config(cfg: &RaftConfig) -> Result<openraft::Config, RaftError> {
-    let election = cfg.election_timeout_ms.max(cfg.heartbeat_interval_ms + 1);
+    // openraft makes a follower that saw a leader wait its leader lease (election_timeout_max)
+    // plus a random election timeout before campaigning. With etcd's [T, 2T) window that is
+    // 3-4 T; [T/2, T] gives 1.5-2 T, about etcd's failover time. Reads stay linearizable: they
+    // confirm leadership with a quorum round, not with the lease.
+    let election = cfg
+        .election_timeout_ms
+        .max(2 * cfg.heartbeat_interval_ms + 2);
     let config = openraft::Config {
         cluster_name: "kube-store".to_string(),
         heartbeat_interval: cfg.heartbeat_interval_ms,
-        election_timeout_min: election,
-        election_timeout_max: election * 2,
+        election_timeout_min: election / 2,
+        election_timeout_max: election,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_count.max(1)),
         // Like etcd's SnapshotCatchUpEntries: a slightly lagging follower catches up from the
         // log instead of needing a whole snapshot.
