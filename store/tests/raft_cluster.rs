@@ -196,21 +196,34 @@ impl Cluster {
         Ok(leader)
     }
 
-    /// Puts through the leader; returns the log index of the entry.
+    /// Puts through the leader; returns the log index of the entry. Like any client, retries
+    /// when the member it picked turns out not to lead (an election was under way): nothing
+    /// was appended then.
     async fn put(&self, key: &str, value: &str) -> anyhow::Result<u64> {
-        let leader = self.leader().await?;
-        let req = InternalRaftRequest {
-            request: Some(internal_raft_request::Request::Put(pb::PutRequest {
-                key: key.as_bytes().to_vec(),
-                value: value.as_bytes().to_vec(),
-                ..Default::default()
-            })),
-        };
-        let resp = leader.raft.client_write(Request(req)).await?;
-        if resp.data.0.error_code != 0 {
-            bail!("put failed: {}", resp.data.0.error_message);
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            let leader = self.leader().await?;
+            let req = InternalRaftRequest {
+                request: Some(internal_raft_request::Request::Put(pb::PutRequest {
+                    key: key.as_bytes().to_vec(),
+                    value: value.as_bytes().to_vec(),
+                    ..Default::default()
+                })),
+            };
+            match leader.raft.client_write(Request(req)).await {
+                Ok(resp) if resp.data.0.error_code != 0 => {
+                    bail!("put failed: {}", resp.data.0.error_message)
+                }
+                Ok(resp) => return Ok(resp.log_id.index),
+                Err(e) if e.forward_to_leader().is_some() => {
+                    if tokio::time::Instant::now() > deadline {
+                        return Err(e.into());
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-        Ok(resp.log_id.index)
     }
 
     /// Stops a member and waits until nothing holds its db any more.
