@@ -364,6 +364,28 @@ async fn watch_from_a_compacted_revision_is_cancelled_with_the_compact_revision(
     }
     let r = got.expect("watch cancelled");
     assert_eq!(r.compact_revision, last);
+    // A watch from exactly the compact revision is served from there on, as by etcd.
+    let (_tx2, mut from_compact) = m
+        .watch(pb::WatchCreateRequest {
+            key: "c".into(),
+            start_revision: last,
+            ..Default::default()
+        })
+        .await;
+    let mut values = Vec::new();
+    while values.len() < 2 {
+        let r = tokio::time::timeout(Duration::from_secs(5), from_compact.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(
+            !r.canceled,
+            "a watch from the compact revision was cancelled"
+        );
+        values.extend(r.events.into_iter().map(|e| e.kv.unwrap().value));
+    }
+    assert_eq!(values, vec![b"2".to_vec(), b"3".to_vec()]);
     let e = kv
         .range(pb::RangeRequest {
             key: "c".into(),

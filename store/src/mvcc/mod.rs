@@ -272,10 +272,12 @@ impl Mvcc {
     }
 
     /// History: every revision in `[from_rev, to_rev]` that changed a key, with its events
-    /// (prev_kv filled). `Compacted` if `from_rev` <= the compact revision (and > 0).
+    /// (prev_kv filled). `Compacted` if `from_rev` is below the compact revision.
     pub fn events(&self, from_rev: i64, to_rev: i64) -> Result<Vec<RevisionEvents>, MvccError> {
         let st = self.inner.read_state();
-        if st.compact_rev > 0 && from_rev <= st.compact_rev {
+        // Compaction at C keeps every record at C and later, so history from C is whole (etcd
+        // likewise serves a watch that starts at the compact revision).
+        if st.compact_rev > 0 && from_rev < st.compact_rev {
             return Err(MvccError::Compacted);
         }
         read::events(

@@ -1039,7 +1039,13 @@ fn compaction_keeps_what_ranges_at_or_after_it_see_and_frees_the_rest() {
         get_at_result(&m, 7).is_ok(),
         "the compact revision itself is readable"
     );
-    assert!(matches!(m.events(7, 9), Err(MvccError::Compacted)));
+    assert!(matches!(m.events(6, 9), Err(MvccError::Compacted)));
+    // History from the compact revision itself is whole: every record at 7 was kept.
+    let from_compact = m.events(7, 9).expect("events from the compact revision");
+    assert_eq!(
+        from_compact.iter().map(|r| r.revision).collect::<Vec<_>>(),
+        vec![7, 8, 9]
+    );
     let evs = m.events(8, 9).expect("events after compaction");
     assert_eq!(
         evs[0].events[0].prev_kv.clone().expect("prev kept").value,
