@@ -672,6 +672,17 @@ async fn the_kv_store_trait_behaves_the_same_embedded_and_over_grpc() {
     );
     exercise(&grpc, "/grpc").await;
     exercise(&embedded, "/embedded").await;
+    // Both watches caught up from history and then followed live: none is left slow.
+    let slow = &running.server.metrics.slow_watchers;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while slow.get() != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "slow watchers gauge at {}",
+            slow.get()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     shutdown.trigger();
     tokio::time::timeout(Duration::from_secs(15), running.wait())
         .await

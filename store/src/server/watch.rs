@@ -118,6 +118,8 @@ struct WatchStream {
     next_id: i64,
     seen_rev: i64,
     progress_pending: bool,
+    /// Unsynced watchers as last added to the slow-watcher gauge.
+    reported_slow: i64,
     progress_interval: Duration,
 }
 
@@ -137,6 +139,7 @@ impl WatchStream {
             next_id: 0,
             seen_rev: 0,
             progress_pending: false,
+            reported_slow: 0,
             progress_interval,
         }
     }
@@ -151,7 +154,14 @@ impl WatchStream {
         let mut progress = tokio::time::interval(self.progress_interval);
         progress.tick().await;
         let code = loop {
-            let catching_up = self.watchers.values().any(|w| !w.synced);
+            // The gauge follows this stream's real count of unsynced watchers.
+            let slow = self.watchers.values().filter(|w| !w.synced).count() as i64;
+            self.server
+                .metrics
+                .slow_watchers
+                .add(slow - self.reported_slow);
+            self.reported_slow = slow;
+            let catching_up = slow > 0;
             let step = tokio::select! {
                 biased;
                 _ = shutdown.wait() => break tonic::Code::Unavailable,
@@ -169,6 +179,7 @@ impl WatchStream {
             }
         };
         self.server.metrics.watchers.sub(self.watchers.len() as i64);
+        self.server.metrics.slow_watchers.sub(self.reported_slow);
         self.server.metrics.watch_streams.dec();
         self.server
             .metrics
@@ -323,10 +334,6 @@ impl WatchStream {
             }
             Ok(Notification::Reset) | Err(broadcast::error::RecvError::Lagged(_)) => {
                 // Missed or replaced history: every watcher re-reads from where it is.
-                self.server
-                    .metrics
-                    .slow_watchers
-                    .add(self.watchers.len() as i64);
                 for w in self.watchers.values_mut() {
                     w.synced = false;
                 }
@@ -354,7 +361,6 @@ impl WatchStream {
             if w.next_rev > current {
                 if let Some(w) = self.watchers.get_mut(&id) {
                     w.synced = true;
-                    self.server.metrics.slow_watchers.dec();
                 }
                 continue;
             }
@@ -370,7 +376,6 @@ impl WatchStream {
                         w.next_rev = to + 1;
                         if to == current {
                             w.synced = true;
-                            self.server.metrics.slow_watchers.dec();
                         }
                     }
                     if !events.is_empty() {
