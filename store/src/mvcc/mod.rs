@@ -317,6 +317,17 @@ impl Mvcc {
             .collect()
     }
 
+    /// The granted TTL of a live lease, without copying its keys (keep-alives need only this).
+    pub fn lease_ttl(&self, id: i64) -> Option<i64> {
+        self.inner.read_state().leases.get(&id).map(|l| l.ttl)
+    }
+
+    /// Every live lease as (id, granted TTL), without copying keys.
+    pub fn lease_ttls(&self) -> Vec<(i64, i64)> {
+        let st = self.inner.read_state();
+        st.leases.iter().map(|(&id, l)| (id, l.ttl)).collect()
+    }
+
     /// Active alarms (NOSPACE, CORRUPT) by member.
     pub fn alarms(&self) -> Vec<pb::AlarmMember> {
         apply::alarm_members(&self.inner.read_state())

@@ -1132,7 +1132,9 @@ fn lease_revoke_deletes_attached_keys_in_one_revision() {
     put(&m, "free", "v");
     let info = m.lease(9).expect("lease");
     assert_eq!((info.ttl, info.keys.len()), (100, 3));
-    assert_eq!(m.leases(), vec![info]);
+    assert_eq!(m.leases(), vec![info.clone()]);
+    assert_eq!(m.lease_ttl(info.id), Some(info.ttl));
+    assert_eq!(m.lease_ttls(), vec![(info.id, info.ttl)]);
     let resp = apply(&m, Request::LeaseRevoke(pb::LeaseRevokeRequest { id: 9 }));
     assert_eq!(resp.error_code, 0);
     assert_eq!(header_rev(&resp), 6);

@@ -199,9 +199,9 @@ impl Lease for LeaseService {
             let leases = self
                 .server
                 .mvcc
-                .leases()
+                .lease_ttls()
                 .into_iter()
-                .map(|l| pb::LeaseStatus { id: l.id })
+                .map(|(id, _)| pb::LeaseStatus { id })
                 .collect();
             Ok(pb::LeaseLeasesResponse {
                 header: Some(self.server.current_header()),

@@ -60,14 +60,14 @@ impl Lessor {
 
     /// Renews a lease on the leader; `Ok(0)` for an unknown lease, as etcd answers.
     pub fn renew(&self, server: &EtcdServer, id: i64) -> i64 {
-        match server.mvcc.lease(id) {
-            Some(l) => {
+        match server.mvcc.lease_ttl(id) {
+            Some(ttl) => {
                 let mut st = self.lock();
                 if st.revoking.contains(&id) {
                     return 0;
                 }
-                st.deadlines.insert(id, Instant::now() + secs(l.ttl));
-                l.ttl
+                st.deadlines.insert(id, Instant::now() + secs(ttl));
+                ttl
             }
             None => 0,
         }
@@ -109,17 +109,17 @@ impl Lessor {
             };
             if rescan {
                 // Catch leases granted through another leader or applied after we took over.
-                let leases = server.mvcc.leases();
+                let leases = server.mvcc.lease_ttls();
                 let mut st = server.lessor.lock();
                 if st.led_term != Some(term) {
                     st.deadlines.clear();
                     st.revoking.clear();
                     st.led_term = Some(term);
                 }
-                let live: HashSet<i64> = leases.iter().map(|l| l.id).collect();
+                let live: HashSet<i64> = leases.iter().map(|(id, _)| *id).collect();
                 st.deadlines.retain(|id, _| live.contains(id));
-                for l in leases {
-                    st.deadlines.entry(l.id).or_insert(now + secs(l.ttl));
+                for (id, ttl) in leases {
+                    st.deadlines.entry(id).or_insert(now + secs(ttl));
                 }
                 last_full_scan = now;
             }
