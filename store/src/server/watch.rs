@@ -222,14 +222,9 @@ impl WatchStream {
                         Ok(n) => self.handle_notification(Ok(n)).await?,
                         Err(broadcast::error::TryRecvError::Empty) => break,
                         Err(broadcast::error::TryRecvError::Closed) => break,
-                        Err(e @ broadcast::error::TryRecvError::Lagged(_)) => {
-                            let e = match e {
-                                broadcast::error::TryRecvError::Lagged(n) => {
-                                    broadcast::error::RecvError::Lagged(n)
-                                }
-                                _ => broadcast::error::RecvError::Closed,
-                            };
-                            self.handle_notification(Err(e)).await?;
+                        Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                            let lagged = broadcast::error::RecvError::Lagged(n);
+                            self.handle_notification(Err(lagged)).await?;
                         }
                     }
                 }
