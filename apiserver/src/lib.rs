@@ -4,3 +4,4 @@ pub mod error;
 pub mod object;
 pub mod registry;
 pub mod resources;
+pub mod typed;
