@@ -12,7 +12,7 @@ export OUT ?= _out
 STORE_BIN ?= target/debug/kube-store
 export STORE_BIN
 
-.PHONY: help deps build test verify fix bench bench-store up down e2e
+.PHONY: help deps build test verify fix bench bench-store up up-store down e2e
 
 help: ## List the targets
 	@echo "Targets:"
@@ -43,12 +43,16 @@ bench: bench-store ## Every benchmark (release builds; not part of `make test`)
 bench-store: deps ## kube-store vs real etcd 3.4, same client and workload, ratios (docs/benchmarks.md)
 	$(CARGO) bench -p store --bench store
 
-up: deps ## Build kube-store and start a single member in the background (data in _out/store)
+up: deps ## Build and start kube-apiserver with its embedded store on :6443; kubeconfig in _out/admin.conf
+	$(CARGO) build -p apiserver --bin kube-apiserver
+	@scripts/apiserver-up.sh
+
+up-store: deps ## Start only a standalone kube-store member (etcd ports 2379/2380/2381, data in _out/store)
 	@if [ "$(STORE_BIN)" = "target/debug/kube-store" ]; then $(CARGO) build -p store --bin kube-store; fi
 	@scripts/store-up.sh
 
-down: ## Stop the member started by `make up` (data is kept)
-	@scripts/store-down.sh
+down: ## Stop what `make up` / `make up-store` started (data is kept)
+	@scripts/apiserver-down.sh
 
 e2e: ## End-to-end suites against real processes (none yet: they come with the daemons)
 	@echo "e2e: no end-to-end suites yet; the etcdctl suite runs in \`make test\` (store/tests/etcdctl.rs)"

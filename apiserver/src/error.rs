@@ -128,6 +128,9 @@ fn render_value(v: &Value) -> String {
     }
 }
 
+/// Where [`ApiError::with_continue`] keeps its token until the Status is written.
+const CONTINUE_KEY: &str = "$continue";
+
 /// An error answered to the client as a `Status` with upstream's code and reason.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
@@ -242,7 +245,12 @@ impl ApiError {
             .collect();
         let mut d = details(group, kind, name);
         d["causes"] = Value::Array(causes);
-        Self::new(422, "Invalid", format!("{gk} \"{name}\" is invalid: {joined}")).with_details(d)
+        Self::new(
+            422,
+            "Invalid",
+            format!("{gk} \"{name}\" is invalid: {joined}"),
+        )
+        .with_details(d)
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
@@ -263,6 +271,12 @@ impl ApiError {
     /// 410 Gone/Expired: a resourceVersion or continue token older than retained history.
     pub fn expired(message: impl Into<String>) -> Self {
         Self::new(410, "Expired", message)
+    }
+    /// A 410 for an expired continue token carries a fresh token in `metadata.continue`.
+    pub fn with_continue(self, token: String) -> Self {
+        let mut d = serde_json::Map::new();
+        d.insert(CONTINUE_KEY.to_string(), Value::String(token));
+        self.with_details(Value::Object(d))
     }
     pub fn gone(message: impl Into<String>) -> Self {
         Self::new(410, "Gone", message)
@@ -310,8 +324,12 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
-        if let Some(d) = &self.details {
-            s["details"] = d.clone();
+        match &self.details {
+            Some(d) if d.get(CONTINUE_KEY).is_some() => {
+                s["metadata"] = json!({"continue": d[CONTINUE_KEY]});
+            }
+            Some(d) => s["details"] = d.clone(),
+            None => {}
         }
         s
     }
@@ -331,7 +349,11 @@ mod tests {
             "Deployment",
             "web",
             &[
-                FieldError::invalid("spec.replicas", json!(-1), "must be greater than or equal to 0"),
+                FieldError::invalid(
+                    "spec.replicas",
+                    json!(-1),
+                    "must be greater than or equal to 0",
+                ),
                 FieldError::required("spec.selector", ""),
             ],
         );

@@ -1,7 +1,33 @@
 //! kube-apiserver: the Kubernetes API over HTTPS, stored in an etcd v3 compatible store.
 
+pub mod allocator;
+pub mod authn;
+pub mod bootstrap;
+pub mod catalog;
+pub mod certs;
+pub mod crd;
+pub mod crd_sync;
+pub mod discovery;
 pub mod error;
+pub mod fieldmanager;
+pub mod handlers;
+pub mod http;
+pub mod limits;
+pub mod metrics;
 pub mod object;
+pub mod openapi;
+pub mod options;
+pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod resources;
+pub mod scale;
+pub mod selector;
+pub mod server;
+pub mod storage;
+pub mod strategies;
+pub mod table;
 pub mod typed;
+
+pub use options::{Config, Options};
+pub use server::{run, start, Running};

@@ -44,7 +44,10 @@ pub fn labels(obj: &Value) -> impl Iterator<Item = (&str, &str)> {
         .and_then(|m| m.get("labels"))
         .and_then(Value::as_object)
         .into_iter()
-        .flat_map(|m| m.iter().filter_map(|(k, v)| Some((k.as_str(), v.as_str()?))))
+        .flat_map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
+        })
 }
 
 /// The value at a dotted path (`spec.nodeName`, `status.phase`), if present.
@@ -193,7 +196,10 @@ mod tests {
         let s = format_rfc3339(t);
         assert_eq!(s, "2023-11-14T22:13:20Z");
         assert_eq!(parse_rfc3339(&s), Some(1_700_000_000));
-        assert_eq!(parse_rfc3339("2023-11-14T23:13:20.5+01:00"), Some(1_700_000_000));
+        assert_eq!(
+            parse_rfc3339("2023-11-14T23:13:20.5+01:00"),
+            Some(1_700_000_000)
+        );
         assert_eq!(parse_rfc3339("yesterday"), None);
     }
 

@@ -85,7 +85,9 @@ struct Def {
 const NS: bool = true;
 const CLUSTER: bool = false;
 const CRUD: &[&str] = ALL_VERBS;
-const NO_COLLECTION: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+const NO_COLLECTION: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
 const CREATE_ONLY: &[&str] = &["create"];
 
 macro_rules! def {
@@ -95,52 +97,559 @@ macro_rules! def {
 }
 
 const BUILTIN: &[Def] = &[
-    def!("", "v1", "bindings", "Binding", NS, [], false, CREATE_ONLY, []),
-    def!("", "v1", "componentstatuses", "ComponentStatus", CLUSTER, ["cs"], false, &["get", "list"], []),
-    def!("", "v1", "configmaps", "ConfigMap", NS, ["cm"], false, CRUD, []),
-    def!("", "v1", "endpoints", "Endpoints", NS, ["ep"], false, CRUD, []),
+    def!(
+        "",
+        "v1",
+        "bindings",
+        "Binding",
+        NS,
+        [],
+        false,
+        CREATE_ONLY,
+        []
+    ),
+    def!(
+        "",
+        "v1",
+        "componentstatuses",
+        "ComponentStatus",
+        CLUSTER,
+        ["cs"],
+        false,
+        &["get", "list"],
+        []
+    ),
+    def!(
+        "",
+        "v1",
+        "configmaps",
+        "ConfigMap",
+        NS,
+        ["cm"],
+        false,
+        CRUD,
+        []
+    ),
+    def!(
+        "",
+        "v1",
+        "endpoints",
+        "Endpoints",
+        NS,
+        ["ep"],
+        false,
+        CRUD,
+        []
+    ),
     def!("", "v1", "events", "Event", NS, ["ev"], false, CRUD, []),
-    def!("", "v1", "limitranges", "LimitRange", NS, ["limits"], false, CRUD, []),
-    def!("", "v1", "namespaces", "Namespace", CLUSTER, ["ns"], false, NO_COLLECTION, ["status", "finalize"]),
-    def!("", "v1", "nodes", "Node", CLUSTER, ["no"], false, CRUD, ["status", "proxy"]),
-    def!("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", NS, ["pvc"], true, CRUD, ["status"]),
-    def!("", "v1", "persistentvolumes", "PersistentVolume", CLUSTER, ["pv"], false, CRUD, ["status"]),
-    def!("", "v1", "pods", "Pod", NS, ["po"], true, CRUD, ["attach", "binding", "ephemeralcontainers", "eviction", "exec", "log", "portforward", "proxy", "resize", "status"]),
-    def!("", "v1", "podtemplates", "PodTemplate", NS, [], false, CRUD, []),
-    def!("", "v1", "replicationcontrollers", "ReplicationController", NS, ["rc"], true, CRUD, ["scale", "status"]),
-    def!("", "v1", "resourcequotas", "ResourceQuota", NS, ["quota"], false, CRUD, ["status"]),
+    def!(
+        "",
+        "v1",
+        "limitranges",
+        "LimitRange",
+        NS,
+        ["limits"],
+        false,
+        CRUD,
+        []
+    ),
+    def!(
+        "",
+        "v1",
+        "namespaces",
+        "Namespace",
+        CLUSTER,
+        ["ns"],
+        false,
+        NO_COLLECTION,
+        ["status", "finalize"]
+    ),
+    def!(
+        "",
+        "v1",
+        "nodes",
+        "Node",
+        CLUSTER,
+        ["no"],
+        false,
+        CRUD,
+        ["status", "proxy"]
+    ),
+    def!(
+        "",
+        "v1",
+        "persistentvolumeclaims",
+        "PersistentVolumeClaim",
+        NS,
+        ["pvc"],
+        true,
+        CRUD,
+        ["status"]
+    ),
+    def!(
+        "",
+        "v1",
+        "persistentvolumes",
+        "PersistentVolume",
+        CLUSTER,
+        ["pv"],
+        false,
+        CRUD,
+        ["status"]
+    ),
+    def!(
+        "",
+        "v1",
+        "pods",
+        "Pod",
+        NS,
+        ["po"],
+        true,
+        CRUD,
+        [
+            "attach",
+            "binding",
+            "ephemeralcontainers",
+            "eviction",
+            "exec",
+            "log",
+            "portforward",
+            "proxy",
+            "resize",
+            "status"
+        ]
+    ),
+    def!(
+        "",
+        "v1",
+        "podtemplates",
+        "PodTemplate",
+        NS,
+        [],
+        false,
+        CRUD,
+        []
+    ),
+    def!(
+        "",
+        "v1",
+        "replicationcontrollers",
+        "ReplicationController",
+        NS,
+        ["rc"],
+        true,
+        CRUD,
+        ["scale", "status"]
+    ),
+    def!(
+        "",
+        "v1",
+        "resourcequotas",
+        "ResourceQuota",
+        NS,
+        ["quota"],
+        false,
+        CRUD,
+        ["status"]
+    ),
     def!("", "v1", "secrets", "Secret", NS, [], false, CRUD, []),
-    def!("", "v1", "serviceaccounts", "ServiceAccount", NS, ["sa"], false, CRUD, ["token"]),
-    def!("", "v1", "services", "Service", NS, ["svc"], true, NO_COLLECTION, ["proxy", "status"]),
-    def!("apps", "v1", "controllerrevisions", "ControllerRevision", NS, [], false, CRUD, []),
-    def!("apps", "v1", "daemonsets", "DaemonSet", NS, ["ds"], true, CRUD, ["status"]),
-    def!("apps", "v1", "deployments", "Deployment", NS, ["deploy"], true, CRUD, ["scale", "status"]),
-    def!("apps", "v1", "replicasets", "ReplicaSet", NS, ["rs"], true, CRUD, ["scale", "status"]),
-    def!("apps", "v1", "statefulsets", "StatefulSet", NS, ["sts"], true, CRUD, ["scale", "status"]),
-    def!("batch", "v1", "cronjobs", "CronJob", NS, ["cj"], true, CRUD, ["status"]),
+    def!(
+        "",
+        "v1",
+        "serviceaccounts",
+        "ServiceAccount",
+        NS,
+        ["sa"],
+        false,
+        CRUD,
+        ["token"]
+    ),
+    def!(
+        "",
+        "v1",
+        "services",
+        "Service",
+        NS,
+        ["svc"],
+        true,
+        NO_COLLECTION,
+        ["proxy", "status"]
+    ),
+    def!(
+        "apps",
+        "v1",
+        "controllerrevisions",
+        "ControllerRevision",
+        NS,
+        [],
+        false,
+        CRUD,
+        []
+    ),
+    def!(
+        "apps",
+        "v1",
+        "daemonsets",
+        "DaemonSet",
+        NS,
+        ["ds"],
+        true,
+        CRUD,
+        ["status"]
+    ),
+    def!(
+        "apps",
+        "v1",
+        "deployments",
+        "Deployment",
+        NS,
+        ["deploy"],
+        true,
+        CRUD,
+        ["scale", "status"]
+    ),
+    def!(
+        "apps",
+        "v1",
+        "replicasets",
+        "ReplicaSet",
+        NS,
+        ["rs"],
+        true,
+        CRUD,
+        ["scale", "status"]
+    ),
+    def!(
+        "apps",
+        "v1",
+        "statefulsets",
+        "StatefulSet",
+        NS,
+        ["sts"],
+        true,
+        CRUD,
+        ["scale", "status"]
+    ),
+    def!(
+        "batch",
+        "v1",
+        "cronjobs",
+        "CronJob",
+        NS,
+        ["cj"],
+        true,
+        CRUD,
+        ["status"]
+    ),
     def!("batch", "v1", "jobs", "Job", NS, [], true, CRUD, ["status"]),
-    def!("coordination.k8s.io", "v1", "leases", "Lease", NS, [], false, CRUD, []),
-    def!("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", NS, [], false, CRUD, []),
-    def!("events.k8s.io", "v1", "events", "Event", NS, ["ev"], false, CRUD, []),
-    def!("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", NS, ["pdb"], false, CRUD, ["status"]),
-    def!("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", CLUSTER, ["pc"], false, CRUD, []),
-    def!("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", CLUSTER, ["crd", "crds"], false, CRUD, ["status"]),
+    def!(
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        "Lease",
+        NS,
+        [],
+        false,
+        CRUD,
+        []
+    ),
+    def!(
+        "discovery.k8s.io",
+        "v1",
+        "endpointslices",
+        "EndpointSlice",
+        NS,
+        [],
+        false,
+        CRUD,
+        []
+    ),
+    def!(
+        "events.k8s.io",
+        "v1",
+        "events",
+        "Event",
+        NS,
+        ["ev"],
+        false,
+        CRUD,
+        []
+    ),
+    def!(
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        NS,
+        ["pdb"],
+        false,
+        CRUD,
+        ["status"]
+    ),
+    def!(
+        "scheduling.k8s.io",
+        "v1",
+        "priorityclasses",
+        "PriorityClass",
+        CLUSTER,
+        ["pc"],
+        false,
+        CRUD,
+        []
+    ),
+    def!(
+        "autoscaling",
+        "v2",
+        "horizontalpodautoscalers",
+        "HorizontalPodAutoscaler",
+        NS,
+        ["hpa"],
+        true,
+        CRUD,
+        ["status"]
+    ),
+    def!(
+        "networking.k8s.io",
+        "v1",
+        "ingresses",
+        "Ingress",
+        NS,
+        ["ing"],
+        false,
+        CRUD,
+        ["status"]
+    ),
+    def!(
+        "networking.k8s.io",
+        "v1",
+        "ingressclasses",
+        "IngressClass",
+        CLUSTER,
+        [],
+        false,
+        CRUD,
+        []
+    ),
+    def!(
+        "networking.k8s.io",
+        "v1",
+        "networkpolicies",
+        "NetworkPolicy",
+        NS,
+        ["netpol"],
+        false,
+        CRUD,
+        []
+    ),
+    def!(
+        "storage.k8s.io",
+        "v1",
+        "storageclasses",
+        "StorageClass",
+        CLUSTER,
+        ["sc"],
+        false,
+        CRUD,
+        []
+    ),
+    def!(
+        "storage.k8s.io",
+        "v1",
+        "csidrivers",
+        "CSIDriver",
+        CLUSTER,
+        [],
+        false,
+        CRUD,
+        []
+    ),
+    def!(
+        "storage.k8s.io",
+        "v1",
+        "csinodes",
+        "CSINode",
+        CLUSTER,
+        [],
+        false,
+        CRUD,
+        []
+    ),
+    def!(
+        "storage.k8s.io",
+        "v1",
+        "volumeattachments",
+        "VolumeAttachment",
+        CLUSTER,
+        [],
+        false,
+        CRUD,
+        ["status"]
+    ),
+    def!(
+        "storage.k8s.io",
+        "v1",
+        "csistoragecapacities",
+        "CSIStorageCapacity",
+        NS,
+        [],
+        false,
+        CRUD,
+        []
+    ),
+    def!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterroles",
+        "ClusterRole",
+        CLUSTER,
+        [],
+        false,
+        CRUD,
+        []
+    ),
+    def!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        CLUSTER,
+        [],
+        false,
+        CRUD,
+        []
+    ),
+    def!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "roles",
+        "Role",
+        NS,
+        [],
+        false,
+        CRUD,
+        []
+    ),
+    def!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "rolebindings",
+        "RoleBinding",
+        NS,
+        [],
+        false,
+        CRUD,
+        []
+    ),
+    def!(
+        "certificates.k8s.io",
+        "v1",
+        "certificatesigningrequests",
+        "CertificateSigningRequest",
+        CLUSTER,
+        ["csr"],
+        false,
+        CRUD,
+        ["approval", "status"]
+    ),
+    def!(
+        "admissionregistration.k8s.io",
+        "v1",
+        "mutatingwebhookconfigurations",
+        "MutatingWebhookConfiguration",
+        CLUSTER,
+        [],
+        false,
+        CRUD,
+        []
+    ),
+    def!(
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingwebhookconfigurations",
+        "ValidatingWebhookConfiguration",
+        CLUSTER,
+        [],
+        false,
+        CRUD,
+        []
+    ),
+    def!(
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingadmissionpolicies",
+        "ValidatingAdmissionPolicy",
+        CLUSTER,
+        [],
+        false,
+        CRUD,
+        ["status"]
+    ),
+    def!(
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingadmissionpolicybindings",
+        "ValidatingAdmissionPolicyBinding",
+        CLUSTER,
+        [],
+        false,
+        CRUD,
+        []
+    ),
+    def!(
+        "node.k8s.io",
+        "v1",
+        "runtimeclasses",
+        "RuntimeClass",
+        CLUSTER,
+        [],
+        false,
+        CRUD,
+        []
+    ),
+    def!(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        CLUSTER,
+        ["crd", "crds"],
+        false,
+        CRUD,
+        ["status"]
+    ),
 ];
 
 fn subresource(parent: &Def, name: &str) -> Subresource {
     let (kind, group, version, verbs): (&str, &str, &str, &[&str]) = match name {
-        "status" => (parent.kind, parent.group, parent.version, &["get", "patch", "update"]),
+        "status" => (
+            parent.kind,
+            parent.group,
+            parent.version,
+            &["get", "patch", "update"],
+        ),
         "scale" => ("Scale", "autoscaling", "v1", &["get", "patch", "update"]),
         "binding" => ("Binding", "", "v1", &["create"]),
         "eviction" => ("Eviction", "policy", "v1", &["create"]),
         "ephemeralcontainers" | "resize" => ("Pod", "", "v1", &["get", "patch", "update"]),
         "finalize" => ("Namespace", "", "v1", &["update"]),
+        "approval" => (
+            parent.kind,
+            parent.group,
+            parent.version,
+            &["get", "patch", "update"],
+        ),
         "token" => ("TokenRequest", "authentication.k8s.io", "v1", &["create"]),
         "log" => ("Pod", "", "v1", &["get"]),
         "exec" | "attach" => ("PodExecOptions", "", "v1", &["create", "get"]),
         "portforward" => ("PodPortForwardOptions", "", "v1", &["create", "get"]),
         _ => (
-            if parent.kind == "Node" { "NodeProxyOptions" } else if parent.kind == "Service" { "ServiceProxyOptions" } else { "PodProxyOptions" },
+            if parent.kind == "Node" {
+                "NodeProxyOptions"
+            } else if parent.kind == "Service" {
+                "ServiceProxyOptions"
+            } else {
+                "PodProxyOptions"
+            },
             "",
             "v1",
             &["create", "delete", "get", "patch", "update"],

@@ -1,0 +1,136 @@
+//! What a fresh cluster has before anyone writes: the four system namespaces, the
+//! `kubernetes` Service with its endpoints, and the two system priority classes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::object;
+use crate::server::ApiServer;
+
+fn meta(name: &str, namespace: Option<&str>) -> Value {
+    let mut m = json!({
+        "name": name,
+        "uid": uuid::Uuid::new_v4().to_string(),
+        "creationTimestamp": object::now_rfc3339(),
+    });
+    if let Some(ns) = namespace {
+        m["namespace"] = json!(ns);
+    }
+    m
+}
+
+async fn ensure(api: &ApiServer, key: &str, obj: Value) {
+    match api.storage.get(key, "bootstrap").await {
+        Ok(Some(_)) => {}
+        Ok(None) => match api.storage.create(key, &obj, "bootstrap").await {
+            Ok(_) | Err(crate::storage::StorageError::AlreadyExists) => {}
+            Err(e) => tracing::warn!(key, error = %e, "bootstrap write failed"),
+        },
+        Err(e) => tracing::warn!(key, error = %e, "bootstrap read failed"),
+    }
+}
+
+/// Creates whatever of the defaults is missing (idempotent, safe with several apiservers).
+pub async fn ensure_defaults(api: &ApiServer) {
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let mut m = meta(ns, None);
+        m["labels"] = json!({"kubernetes.io/metadata.name": ns});
+        ensure(
+            api,
+            &format!("/registry/namespaces/{ns}"),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": m,
+                   "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}),
+        )
+        .await;
+    }
+    for (name, value, desc) in [
+        ("system-node-critical", 2_000_001_000i64, "Used for system critical pods that must not be moved from their current node."),
+        ("system-cluster-critical", 2_000_000_000i64, "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary."),
+    ] {
+        ensure(
+            api,
+            &format!("/registry/priorityclasses/{name}"),
+            json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": meta(name, None),
+                   "value": value, "globalDefault": false, "description": desc,
+                   "preemptionPolicy": "PreemptLowerPriority"}),
+        )
+        .await;
+    }
+    let ip = api.config.service_cluster_ip_range.first_ip();
+    if let Err(e) = api.allocator.reserve_ip(ip).await {
+        tracing::warn!(error = %e, "reserving the kubernetes service IP");
+    }
+    let port = api.secure_port();
+    let mut svc_meta = meta("kubernetes", Some("default"));
+    svc_meta["labels"] = json!({"component": "apiserver", "provider": "kubernetes"});
+    ensure(
+        api,
+        "/registry/services/default/kubernetes",
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": svc_meta,
+               "spec": {"type": "ClusterIP", "clusterIP": ip.to_string(), "clusterIPs": [ip.to_string()],
+                        "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
+                        "sessionAffinity": "None", "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
+                        "internalTrafficPolicy": "Cluster"},
+               "status": {"loadBalancer": {}}}),
+    )
+    .await;
+    reconcile_endpoints(api).await;
+}
+
+/// The kubernetes Service's Endpoints and EndpointSlice point at this apiserver.
+async fn reconcile_endpoints(api: &ApiServer) {
+    let addr = api.config.advertise_address.to_string();
+    let port = api.secure_port();
+    let mut ep_meta = meta("kubernetes", Some("default"));
+    ep_meta["labels"] = json!({"endpointslice.kubernetes.io/skip-mirror": "true"});
+    let endpoints = json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": ep_meta,
+        "subsets": [{"addresses": [{"ip": addr}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]});
+    let mut slice_meta = meta("kubernetes", Some("default"));
+    slice_meta["labels"] = json!({"kubernetes.io/service-name": "kubernetes", "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"});
+    let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": slice_meta,
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [addr], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}]});
+    for (key, obj, field) in [
+        (
+            "/registry/endpoints/default/kubernetes",
+            endpoints,
+            "subsets",
+        ),
+        (
+            "/registry/endpointslices/default/kubernetes",
+            slice,
+            "endpoints",
+        ),
+    ] {
+        match api.storage.get(key, "bootstrap").await {
+            Ok(Some((cur, rev))) => {
+                if cur[field] != obj[field] {
+                    let mut next = cur.clone();
+                    next[field] = obj[field].clone();
+                    if field == "endpoints" {
+                        next["ports"] = obj["ports"].clone();
+                    }
+                    let _ = api.storage.update(key, &next, rev, "bootstrap").await;
+                }
+            }
+            Ok(None) => {
+                let _ = api.storage.create(key, &obj, "bootstrap").await;
+            }
+            Err(e) => tracing::warn!(key, error = %e, "endpoints reconcile failed"),
+        }
+    }
+}
+
+/// Keeps the defaults in place (someone may delete them) until shutdown.
+pub async fn maintain(api: Arc<ApiServer>) {
+    loop {
+        tokio::select! {
+            _ = api.shutdown.wait() => return,
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+        ensure_defaults(&api).await;
+    }
+}

@@ -1,0 +1,203 @@
+//! Name rules CRDs and custom resources share: DNS labels and subdomains, and object metadata.
+
+use serde_json::{json, Value};
+
+use crate::error::FieldError;
+use crate::object;
+
+const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
+const DNS1123_SUBDOMAIN_FMT: &str =
+    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
+
+/// The message apimachinery's `RegexError` builds, double space before `or` included, so
+/// clients matching on upstream text see the same words.
+fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
+    let mut s = format!("{msg} (e.g. ");
+    for (i, e) in examples.iter().enumerate() {
+        if i > 0 {
+            s.push_str(" or ");
+        }
+        s.push_str(&format!("'{e}', "));
+    }
+    s.push_str(&format!("regex used for validation is '{fmt}')"));
+    s
+}
+
+fn max_len_error(n: usize) -> String {
+    format!("must be no more than {n} characters")
+}
+
+fn is_alnum(c: u8) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit()
+}
+
+/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`
+fn matches_1123_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(&f), Some(&l)) => {
+            is_alnum(f) && is_alnum(l) && b.iter().all(|&c| is_alnum(c) || c == b'-')
+        }
+        _ => false,
+    }
+}
+
+/// RFC 1123 subdomain (resource names, API groups).
+pub fn dns1123_subdomain(value: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if value.len() > 253 {
+        errs.push(max_len_error(253));
+    }
+    if !value.split('.').all(matches_1123_label) {
+        errs.push(regex_error(
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+            DNS1123_SUBDOMAIN_FMT,
+            &["example.com"],
+        ));
+    }
+    errs
+}
+
+/// RFC 1123 label (namespace names).
+pub fn dns1123_label(value: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if value.len() > 63 {
+        errs.push(max_len_error(63));
+    }
+    if !matches_1123_label(value) {
+        errs.push(regex_error(
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character",
+            DNS1123_LABEL_FMT,
+            &["my-name", "123-abc"],
+        ));
+    }
+    errs
+}
+
+/// RFC 1035 label (plural, singular, version names, short names, categories).
+pub fn dns1035_label(value: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if value.len() > 63 {
+        errs.push(max_len_error(63));
+    }
+    let b = value.as_bytes();
+    let ok = match (b.first(), b.last()) {
+        (Some(f), Some(&l)) => {
+            f.is_ascii_lowercase() && is_alnum(l) && b.iter().all(|&c| is_alnum(c) || c == b'-')
+        }
+        _ => false,
+    };
+    if !ok {
+        errs.push(regex_error(
+            "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character",
+            DNS1035_LABEL_FMT,
+            &["my-name", "abc-123"],
+        ));
+    }
+    errs
+}
+
+/// `NameIsDNSSubdomain`: a generateName prefix may end in a dash, so that dash is masked.
+pub fn name_is_dns_subdomain(name: &str, prefix: bool) -> Vec<String> {
+    match name.strip_suffix('-') {
+        Some(head) if prefix => dns1123_subdomain(&format!("{head}a")),
+        _ => dns1123_subdomain(name),
+    }
+}
+
+/// The name, generateName, namespace and generation checks of upstream's `ValidateObjectMeta`. `name_fn`
+/// gets the name and whether it is a generateName prefix, and returns what is wrong with it.
+pub fn validate_object_meta(
+    obj: &Value,
+    namespaced: bool,
+    name_fn: &dyn Fn(&str, bool) -> Vec<String>,
+) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if let Some(gen) = object::meta_str(obj, "generateName").filter(|g| !g.is_empty()) {
+        for msg in name_fn(gen, true) {
+            errs.push(FieldError::invalid(
+                "metadata.generateName",
+                json!(gen),
+                msg,
+            ));
+        }
+    }
+    // A missing name is reported by the generic create path, which checks it for every
+    // resource; reporting it here too would list the cause twice.
+    let name = object::name(obj);
+    if !name.is_empty() {
+        for msg in name_fn(name, false) {
+            errs.push(FieldError::invalid("metadata.name", json!(name), msg));
+        }
+    }
+    let ns = object::namespace(obj);
+    if namespaced {
+        if ns.is_empty() {
+            errs.push(FieldError::required("metadata.namespace", ""));
+        } else {
+            for msg in dns1123_label(ns) {
+                errs.push(FieldError::invalid("metadata.namespace", json!(ns), msg));
+            }
+        }
+    } else if !ns.is_empty() {
+        errs.push(FieldError::forbidden(
+            "metadata.namespace",
+            "not allowed on this type",
+        ));
+    }
+    if let Some(g) = obj
+        .get("metadata")
+        .and_then(|m| m.get("generation"))
+        .and_then(Value::as_i64)
+        .filter(|g| *g < 0)
+    {
+        errs.push(FieldError::invalid(
+            "metadata.generation",
+            json!(g),
+            "must be greater than or equal to 0",
+        ));
+    }
+    errs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subdomains_accept_dotted_lowercase_names_only() {
+        assert!(dns1123_subdomain("widgets.example.com").is_empty());
+        assert!(!dns1123_subdomain("Widgets.example.com").is_empty());
+        assert!(!dns1123_subdomain("a..b").is_empty());
+        assert!(!dns1123_subdomain("").is_empty());
+        assert_eq!(dns1123_subdomain(&"a".repeat(254)).len(), 1);
+    }
+
+    #[test]
+    fn dns1035_labels_must_start_with_a_letter_and_print_upstream_text() {
+        assert!(dns1035_label("v1beta1").is_empty());
+        assert_eq!(
+            dns1035_label("1v"),
+            vec!["a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')".to_string()]
+        );
+        assert!(!dns1035_label("v1-").is_empty());
+    }
+
+    #[test]
+    fn generate_name_prefixes_may_end_in_a_dash() {
+        assert!(name_is_dns_subdomain("web-", true).is_empty());
+        assert!(!name_is_dns_subdomain("web-", false).is_empty());
+    }
+
+    #[test]
+    fn cluster_scoped_objects_may_not_carry_a_namespace() {
+        let o = json!({"metadata": {"name": "x", "namespace": "default"}});
+        let errs = validate_object_meta(&o, false, &name_is_dns_subdomain);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].field, "metadata.namespace");
+        let errs = validate_object_meta(&json!({"metadata": {}}), true, &name_is_dns_subdomain);
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, vec!["metadata.namespace"]);
+    }
+}

@@ -1,0 +1,350 @@
+//! Objects in the etcd v3 compatible store: JSON values under `/registry/...` keys,
+//! resourceVersion = mod_revision, every write guarded by a Txn on the key's revision.
+
+pub mod cacher;
+pub mod compactor;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use proto::etcdserverpb::{
+    self as pb, compare, request_op, response_op, Compare, RequestOp, TxnRequest,
+};
+use serde_json::Value;
+use store::client::KvStore;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::object;
+
+/// Why a storage operation failed, before it is named for a resource.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("key exists")]
+    AlreadyExists,
+    #[error("key not found")]
+    NotFound,
+    /// The object changed since the given revision; carries the current one, if any.
+    #[error("revision mismatch")]
+    Conflict(Option<Box<(Value, i64)>>),
+    #[error("the resourceVersion {0} is too old")]
+    Compacted(i64),
+    #[error("store: {0}")]
+    Store(String),
+    #[error("corrupt object at {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+impl StorageError {
+    /// The upstream Status for this failure on `resource` `name`.
+    pub fn to_api(&self, group: &str, resource: &str, name: &str) -> ApiError {
+        match self {
+            Self::AlreadyExists => ApiError::already_exists(group, resource, name),
+            Self::NotFound => ApiError::not_found(group, resource, name),
+            Self::Conflict(_) => ApiError::stale(group, resource, name),
+            Self::Compacted(_) => ApiError::expired(self.to_string()),
+            Self::Store(msg) if msg.contains("too large") => ApiError::too_large(msg.clone()),
+            Self::Store(msg) => ApiError::internal(msg.clone()),
+            Self::Corrupt { .. } => ApiError::internal(self.to_string()),
+        }
+    }
+}
+
+impl From<tonic::Status> for StorageError {
+    fn from(s: tonic::Status) -> Self {
+        if s.message().contains("required revision has been compacted") {
+            return Self::Compacted(0);
+        }
+        Self::Store(s.message().to_string())
+    }
+}
+
+/// Typed access to the key-value store.
+#[derive(Clone)]
+pub struct Storage {
+    kv: Arc<dyn KvStore>,
+    metrics: Arc<Metrics>,
+}
+
+/// Parses a stored object and stamps its resourceVersion.
+pub fn decode(key: &[u8], value: &[u8], mod_revision: i64) -> Result<Value, StorageError> {
+    let mut obj: Value = serde_json::from_slice(value).map_err(|e| StorageError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    })?;
+    object::set_meta(
+        &mut obj,
+        "resourceVersion",
+        Value::String(mod_revision.to_string()),
+    );
+    Ok(obj)
+}
+
+/// The stored bytes: the object without its resourceVersion (the store's revision is it).
+pub fn encode(obj: &Value) -> Vec<u8> {
+    let mut o = obj.clone();
+    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    serde_json::to_vec(&o).expect("JSON values always serialize")
+}
+
+fn put_op(key: &str, value: Vec<u8>) -> RequestOp {
+    RequestOp {
+        request: Some(request_op::Request::RequestPut(pb::PutRequest {
+            key: key.as_bytes().to_vec(),
+            value,
+            ..Default::default()
+        })),
+    }
+}
+
+fn get_op(key: &str) -> RequestOp {
+    RequestOp {
+        request: Some(request_op::Request::RequestRange(pb::RangeRequest {
+            key: key.as_bytes().to_vec(),
+            ..Default::default()
+        })),
+    }
+}
+
+fn compare_mod(key: &str, rev: i64) -> Compare {
+    Compare {
+        result: compare::CompareResult::Equal as i32,
+        target: compare::CompareTarget::Mod as i32,
+        key: key.as_bytes().to_vec(),
+        target_union: Some(compare::TargetUnion::ModRevision(rev)),
+        range_end: vec![],
+    }
+}
+
+fn current_of(resp: &pb::TxnResponse) -> Result<Option<Box<(Value, i64)>>, StorageError> {
+    for r in &resp.responses {
+        if let Some(response_op::Response::ResponseRange(rr)) = &r.response {
+            if let Some(kv) = rr.kvs.first() {
+                return Ok(Some(Box::new((
+                    decode(&kv.key, &kv.value, kv.mod_revision)?,
+                    kv.mod_revision,
+                ))));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The smallest key after every key with this prefix.
+pub fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+impl Storage {
+    pub fn new(kv: Arc<dyn KvStore>, metrics: Arc<Metrics>) -> Self {
+        Self { kv, metrics }
+    }
+
+    pub fn kv(&self) -> &Arc<dyn KvStore> {
+        &self.kv
+    }
+
+    fn observe(&self, op: &str, ty: &str, start: Instant) {
+        self.metrics.observe_storage(op, ty, start.elapsed(), true);
+    }
+
+    /// The object at `key` and its revision.
+    pub async fn get(&self, key: &str, ty: &str) -> Result<Option<(Value, i64)>, StorageError> {
+        let start = Instant::now();
+        let resp = self
+            .kv
+            .range(pb::RangeRequest {
+                key: key.as_bytes().to_vec(),
+                ..Default::default()
+            })
+            .await?;
+        self.observe("get", ty, start);
+        match resp.kvs.first() {
+            Some(kv) => Ok(Some((
+                decode(&kv.key, &kv.value, kv.mod_revision)?,
+                kv.mod_revision,
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// Every object under `prefix` at `revision` (0 = newest), and the revision read.
+    pub async fn list(
+        &self,
+        prefix: &str,
+        revision: i64,
+        ty: &str,
+    ) -> Result<(Vec<(Value, i64)>, i64), StorageError> {
+        let start = Instant::now();
+        let resp = self
+            .kv
+            .range(pb::RangeRequest {
+                key: prefix.as_bytes().to_vec(),
+                range_end: prefix_end(prefix),
+                revision,
+                ..Default::default()
+            })
+            .await?;
+        self.observe("list", ty, start);
+        let mut out = Vec::with_capacity(resp.kvs.len());
+        for kv in &resp.kvs {
+            match decode(&kv.key, &kv.value, kv.mod_revision) {
+                Ok(v) => out.push((v, kv.mod_revision)),
+                Err(e) => tracing::warn!(error = %e, "skipping undecodable object"),
+            }
+        }
+        let rev = resp.header.map(|h| h.revision).unwrap_or(0);
+        Ok((out, rev))
+    }
+
+    /// The store's current revision.
+    pub async fn current_revision(&self) -> Result<i64, StorageError> {
+        let resp = self
+            .kv
+            .range(pb::RangeRequest {
+                key: b"/registry/".to_vec(),
+                range_end: prefix_end("/registry/"),
+                count_only: true,
+                limit: 1,
+                ..Default::default()
+            })
+            .await?;
+        Ok(resp.header.map(|h| h.revision).unwrap_or(0))
+    }
+
+    /// Creates `key` if it does not exist; returns the new revision.
+    pub async fn create(&self, key: &str, obj: &Value, ty: &str) -> Result<i64, StorageError> {
+        let start = Instant::now();
+        let resp = self
+            .kv
+            .txn(TxnRequest {
+                compare: vec![compare_mod(key, 0)],
+                success: vec![put_op(key, encode(obj))],
+                failure: vec![],
+            })
+            .await?;
+        self.observe("create", ty, start);
+        if !resp.succeeded {
+            return Err(StorageError::AlreadyExists);
+        }
+        Ok(resp.header.map(|h| h.revision).unwrap_or(0))
+    }
+
+    /// Replaces `key` if its revision is still `expected`; on mismatch returns the current
+    /// object (or NotFound if it is gone).
+    pub async fn update(
+        &self,
+        key: &str,
+        obj: &Value,
+        expected: i64,
+        ty: &str,
+    ) -> Result<i64, StorageError> {
+        let start = Instant::now();
+        let resp = self
+            .kv
+            .txn(TxnRequest {
+                compare: vec![compare_mod(key, expected)],
+                success: vec![put_op(key, encode(obj))],
+                failure: vec![get_op(key)],
+            })
+            .await?;
+        self.observe("update", ty, start);
+        if resp.succeeded {
+            return Ok(resp.header.map(|h| h.revision).unwrap_or(0));
+        }
+        match current_of(&resp)? {
+            Some(cur) => Err(StorageError::Conflict(Some(cur))),
+            None => Err(StorageError::NotFound),
+        }
+    }
+
+    /// Deletes `key` if its revision is still `expected`; returns the deletion's revision.
+    pub async fn delete(&self, key: &str, expected: i64, ty: &str) -> Result<i64, StorageError> {
+        let start = Instant::now();
+        let resp = self
+            .kv
+            .txn(TxnRequest {
+                compare: vec![compare_mod(key, expected)],
+                success: vec![RequestOp {
+                    request: Some(request_op::Request::RequestDeleteRange(
+                        pb::DeleteRangeRequest {
+                            key: key.as_bytes().to_vec(),
+                            ..Default::default()
+                        },
+                    )),
+                }],
+                failure: vec![get_op(key)],
+            })
+            .await?;
+        self.observe("delete", ty, start);
+        if resp.succeeded {
+            return Ok(resp.header.map(|h| h.revision).unwrap_or(0));
+        }
+        match current_of(&resp)? {
+            Some(cur) => Err(StorageError::Conflict(Some(cur))),
+            None => Err(StorageError::NotFound),
+        }
+    }
+
+    /// Creates `key` only if absent, with no object semantics (allocator reservations).
+    pub async fn reserve(&self, key: &str, value: &[u8]) -> Result<bool, StorageError> {
+        let resp = self
+            .kv
+            .txn(TxnRequest {
+                compare: vec![compare_mod(key, 0)],
+                success: vec![put_op(key, value.to_vec())],
+                failure: vec![],
+            })
+            .await?;
+        Ok(resp.succeeded)
+    }
+
+    /// Removes a raw key (allocator releases).
+    pub async fn release(&self, key: &str) -> Result<(), StorageError> {
+        self.kv
+            .delete_range(pb::DeleteRangeRequest {
+                key: key.as_bytes().to_vec(),
+                ..Default::default()
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Raw keys under a prefix (allocator state).
+    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let resp = self
+            .kv
+            .range(pb::RangeRequest {
+                key: prefix.as_bytes().to_vec(),
+                range_end: prefix_end(prefix),
+                keys_only: true,
+                ..Default::default()
+            })
+            .await?;
+        Ok(resp
+            .kvs
+            .iter()
+            .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
+            .collect())
+    }
+
+    /// Compacts history up to `revision`.
+    pub async fn compact(&self, revision: i64) -> Result<(), StorageError> {
+        self.kv
+            .compact(pb::CompactionRequest {
+                revision,
+                physical: false,
+            })
+            .await?;
+        Ok(())
+    }
+}
