@@ -87,6 +87,6 @@ up: kube-apiserver is running (pid $pid) on https://127.0.0.1:$PORT with an embe
   kubeconfig: $OUT/admin.conf        log: $logfile      data: $dir/data
   try:        export KUBECONFIG=$PWD/$OUT/admin.conf
               kubectl get ns
-              kubectl create deployment web --image=nginx && kubectl get deploy -o wide
+              kubectl create configmap demo --from-literal=hello=world && kubectl get cm demo -o yaml
   stop:       make down
 MSG

@@ -173,8 +173,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> std::result::Result<Ru
         bootstrapped,
     });
     for info in crate::resources::builtin() {
-        let strategy: Arc<dyn crate::registry::Strategy> =
-            Arc::from(crate::strategies::strategy_for(&info.group, &info.resource));
+        let strategy = crate::strategies::strategy_for(&info.group, &info.resource);
         let cacher = api.cacher_for(&info).await?;
         api.catalog.add(Entry {
             info: Arc::new(info),
@@ -388,7 +387,7 @@ impl ApiServer {
     /// The stored shape of an object (events.k8s.io events are kept as core events).
     pub fn to_storage(&self, entry: &Entry, obj: Value) -> Value {
         if entry.info.group == "events.k8s.io" {
-            return crate::strategies::events_v1_to_core(&obj);
+            return crate::registry::events_v1_to_core(&obj);
         }
         obj
     }
@@ -396,7 +395,7 @@ impl ApiServer {
     /// The served shape of a stored object.
     pub fn from_storage(&self, entry: &Entry, obj: Value) -> Value {
         if entry.info.group == "events.k8s.io" {
-            return crate::strategies::core_to_events_v1(&obj);
+            return crate::registry::core_to_events_v1(&obj);
         }
         obj
     }

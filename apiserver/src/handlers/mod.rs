@@ -78,7 +78,7 @@ impl Ctx {
     pub fn present(&self, mut obj: Value) -> Value {
         let info = &self.entry.info;
         if info.group == "events.k8s.io" {
-            obj = crate::strategies::core_to_events_v1(&obj);
+            obj = crate::registry::core_to_events_v1(&obj);
         }
         if let Some(m) = obj.as_object_mut() {
             m.insert("apiVersion".into(), json!(info.api_version()));

@@ -463,11 +463,15 @@ fn bump_generation(ctx: &Ctx, new: &mut Value, cur: &Value) {
         .and_then(|m| m.get("generation"))
         .and_then(Value::as_i64)
         .unwrap_or(1);
-    let next = if spec_of(new) != spec_of(cur) {
+    let mut next = if spec_of(new) != spec_of(cur) {
         gen + 1
     } else {
         gen
     };
+    // A strategy may have bumped it already (deployments count annotation changes too).
+    if let Some(set) = new["metadata"]["generation"].as_i64() {
+        next = next.max(set);
+    }
     object::set_meta(new, "generation", json!(next));
 }
 

@@ -37,3 +37,269 @@ pub trait Strategy: Send + Sync {
         false
     }
 }
+
+pub mod apps;
+pub mod batch;
+pub mod core;
+pub mod other;
+pub mod quantity;
+pub mod validation;
+
+use std::sync::Arc;
+
+pub use self::core::event::{core_to_events_v1, events_v1_to_core};
+use self::validation::{
+    name_is_dns_subdomain, validate_object_meta, validate_object_meta_update, NameFn,
+};
+use crate::resources::ResourceInfo;
+
+/// Metadata checks only: the fallback for resources without their own rules (custom
+/// resources, component statuses).
+pub struct GenericStrategy {
+    /// `None` when the scope is not known here (the caller checks the namespace).
+    pub namespaced: Option<bool>,
+    pub name: NameFn,
+    pub generation: bool,
+}
+
+impl Strategy for GenericStrategy {
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        validate_object_meta(obj, self.namespaced, self.name)
+    }
+
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        let mut errs = validate_object_meta_update(new, old);
+        errs.extend(self.validate(new));
+        errs
+    }
+
+    fn tracks_generation(&self) -> bool {
+        self.generation
+    }
+}
+
+/// Objects of a CustomResourceDefinition: DNS subdomain names and a generation, as upstream's
+/// `customResourceStrategy` (schema validation is the caller's).
+pub fn custom_resource_strategy(namespaced: bool) -> Arc<dyn Strategy> {
+    Arc::new(GenericStrategy {
+        namespaced: Some(namespaced),
+        name: name_is_dns_subdomain,
+        generation: true,
+    })
+}
+
+/// The strategy of a built-in resource by group and plural name; unknown resources get
+/// [`GenericStrategy`] with generation tracking, as custom resources have.
+pub fn strategy_for(group: &str, resource: &str) -> Arc<dyn Strategy> {
+    use self::apps::{controllerrevision, daemonset, deployment, replicaset, statefulset};
+    use self::batch::{cronjob, job};
+    use self::core::{
+        configmap, event, misc, namespace, node, pod, replicationcontroller, secret, service,
+        volume,
+    };
+    match (group, resource) {
+        ("", "pods") => Arc::new(pod::PodStrategy),
+        ("", "podtemplates") => Arc::new(pod::PodTemplateStrategy),
+        ("", "replicationcontrollers") => {
+            Arc::new(replicationcontroller::ReplicationControllerStrategy)
+        }
+        ("", "services") => Arc::new(service::ServiceStrategy),
+        ("", "namespaces") => Arc::new(namespace::NamespaceStrategy),
+        ("", "nodes") => Arc::new(node::NodeStrategy),
+        ("", "configmaps") => Arc::new(configmap::ConfigMapStrategy),
+        ("", "secrets") => Arc::new(secret::SecretStrategy),
+        ("", "serviceaccounts") => Arc::new(misc::ServiceAccountStrategy),
+        ("", "endpoints") => Arc::new(misc::EndpointsStrategy),
+        ("", "limitranges") => Arc::new(misc::LimitRangeStrategy),
+        ("", "resourcequotas") => Arc::new(misc::ResourceQuotaStrategy),
+        ("", "bindings") => Arc::new(misc::BindingStrategy),
+        ("", "events") => Arc::new(event::EventStrategy),
+        ("", "persistentvolumes") => Arc::new(volume::PersistentVolumeStrategy),
+        ("", "persistentvolumeclaims") => Arc::new(volume::PersistentVolumeClaimStrategy),
+        ("", "componentstatuses") => Arc::new(GenericStrategy {
+            namespaced: Some(false),
+            name: name_is_dns_subdomain,
+            generation: false,
+        }),
+        ("apps", "deployments") => Arc::new(deployment::DeploymentStrategy),
+        ("apps", "replicasets") => Arc::new(replicaset::ReplicaSetStrategy),
+        ("apps", "statefulsets") => Arc::new(statefulset::StatefulSetStrategy),
+        ("apps", "daemonsets") => Arc::new(daemonset::DaemonSetStrategy),
+        ("apps", "controllerrevisions") => Arc::new(controllerrevision::ControllerRevisionStrategy),
+        ("batch", "jobs") => Arc::new(job::JobStrategy),
+        ("batch", "cronjobs") => Arc::new(cronjob::CronJobStrategy),
+        ("coordination.k8s.io", "leases") => Arc::new(other::LeaseStrategy),
+        ("discovery.k8s.io", "endpointslices") => Arc::new(other::EndpointSliceStrategy),
+        ("events.k8s.io", "events") => Arc::new(event::EventsV1Strategy),
+        ("policy", "poddisruptionbudgets") => Arc::new(other::PodDisruptionBudgetStrategy),
+        ("scheduling.k8s.io", "priorityclasses") => Arc::new(other::PriorityClassStrategy),
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            Arc::new(other::CustomResourceDefinitionStrategy)
+        }
+        _ => Arc::new(GenericStrategy {
+            namespaced: None,
+            name: name_is_dns_subdomain,
+            generation: true,
+        }),
+    }
+}
+
+/// The strategy for a served resource: its built-in one, or the custom resource strategy
+/// with the resource's scope.
+pub fn strategy_for_resource(info: &ResourceInfo) -> Arc<dyn Strategy> {
+    if info.custom {
+        custom_resource_strategy(info.namespaced)
+    } else {
+        strategy_for(&info.group, &info.resource)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_builtin_resource_has_a_strategy_that_accepts_a_minimal_object() {
+        for info in crate::resources::builtin() {
+            let s = strategy_for(&info.group, &info.resource);
+            let mut obj = json!({"metadata": {"name": "x"}});
+            if info.namespaced {
+                obj["metadata"]["namespace"] = json!("default");
+            }
+            s.default(&mut obj);
+            s.prepare_for_create(&mut obj);
+            // Validation may fail on required fields; it must not panic and must use paths.
+            for e in s.validate(&obj) {
+                assert!(!e.message().is_empty(), "{}", info.resource);
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_objects_are_reported_without_panicking() {
+        let shapes = [
+            json!({"metadata": {"name": "x", "namespace": "d"}, "spec": 5, "status": "x"}),
+            json!({"metadata": {"name": "x", "namespace": "d"}, "spec": {"containers": [1, "c", null],
+                "ports": ["a", 1], "template": {"spec": {"containers": [[]], "volumes": [3]}},
+                "selector": "x", "strategy": [], "updateStrategy": 1, "jobTemplate": 2}}),
+            json!({"metadata": {"name": "x", "namespace": "d", "labels": [1]}, "data": [1], "subsets": [2],
+                "endpoints": ["x"], "spec": {"template": 7, "limits": [1], "hard": 3, "taints": [1]}}),
+            json!(null),
+        ];
+        for info in crate::resources::builtin() {
+            let s = strategy_for(&info.group, &info.resource);
+            for shape in &shapes {
+                let mut obj = shape.clone();
+                s.default(&mut obj);
+                s.prepare_for_create(&mut obj);
+                let _ = s.validate(&obj);
+                let mut new = shape.clone();
+                s.default(&mut new);
+                s.prepare_for_update(&mut new, &obj);
+                let _ = s.validate_update(&new, &obj);
+            }
+        }
+    }
+
+    #[test]
+    fn generation_is_tracked_for_workloads_and_custom_objects() {
+        struct Case {
+            name: &'static str,
+            group: &'static str,
+            resource: &'static str,
+            tracks: bool,
+        }
+        let cases = [
+            Case {
+                name: "deployments",
+                group: "apps",
+                resource: "deployments",
+                tracks: true,
+            },
+            Case {
+                name: "replicasets",
+                group: "apps",
+                resource: "replicasets",
+                tracks: true,
+            },
+            Case {
+                name: "statefulsets",
+                group: "apps",
+                resource: "statefulsets",
+                tracks: true,
+            },
+            Case {
+                name: "daemonsets",
+                group: "apps",
+                resource: "daemonsets",
+                tracks: true,
+            },
+            Case {
+                name: "jobs",
+                group: "batch",
+                resource: "jobs",
+                tracks: true,
+            },
+            Case {
+                name: "cronjobs",
+                group: "batch",
+                resource: "cronjobs",
+                tracks: true,
+            },
+            Case {
+                name: "pdbs",
+                group: "policy",
+                resource: "poddisruptionbudgets",
+                tracks: true,
+            },
+            Case {
+                name: "rcs",
+                group: "",
+                resource: "replicationcontrollers",
+                tracks: true,
+            },
+            Case {
+                name: "crds",
+                group: "apiextensions.k8s.io",
+                resource: "customresourcedefinitions",
+                tracks: true,
+            },
+            Case {
+                name: "custom",
+                group: "example.com",
+                resource: "widgets",
+                tracks: true,
+            },
+            Case {
+                name: "pods",
+                group: "",
+                resource: "pods",
+                tracks: false,
+            },
+            Case {
+                name: "configmaps",
+                group: "",
+                resource: "configmaps",
+                tracks: false,
+            },
+        ];
+        for c in cases {
+            assert_eq!(
+                strategy_for(c.group, c.resource).tracks_generation(),
+                c.tracks,
+                "{}",
+                c.name
+            );
+        }
+    }
+
+    #[test]
+    fn custom_resources_check_scope_and_names() {
+        let s = custom_resource_strategy(true);
+        let missing_ns = json!({"metadata": {"name": "w"}});
+        assert_eq!(s.validate(&missing_ns)[0].field, "metadata.namespace");
+        let bad_name = json!({"metadata": {"name": "W_1", "namespace": "d"}});
+        assert_eq!(s.validate(&bad_name)[0].field, "metadata.name");
+    }
+}

@@ -1,0 +1,5 @@
+//! Strategies of the `batch` group.
+
+pub mod cron;
+pub mod cronjob;
+pub mod job;
