@@ -20,6 +20,7 @@ help: ## List the targets
 
 deps: ## Install missing tools (apt: etcd-server etcd-client prometheus); idempotent, needs root
 	@scripts/deps.sh
+	@scripts/pyenv.sh
 
 build: ## Build every crate (debug)
 	$(CARGO) build --workspace --all-targets
