@@ -5,106 +5,11 @@ use serde_json::{json, Value};
 use crate::error::FieldError;
 use crate::object;
 
-const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
-const DNS1123_SUBDOMAIN_FMT: &str =
-    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
-const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
-
-/// The message apimachinery's `RegexError` builds, double space before `or` included, so
-/// clients matching on upstream text see the same words.
-fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
-    let mut s = format!("{msg} (e.g. ");
-    for (i, e) in examples.iter().enumerate() {
-        if i > 0 {
-            s.push_str(" or ");
-        }
-        s.push_str(&format!("'{e}', "));
-    }
-    s.push_str(&format!("regex used for validation is '{fmt}')"));
-    s
-}
-
-fn max_len_error(n: usize) -> String {
-    format!("must be no more than {n} characters")
-}
-
-fn is_alnum(c: u8) -> bool {
-    c.is_ascii_lowercase() || c.is_ascii_digit()
-}
-
-/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`
-fn matches_1123_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    match (b.first(), b.last()) {
-        (Some(&f), Some(&l)) => {
-            is_alnum(f) && is_alnum(l) && b.iter().all(|&c| is_alnum(c) || c == b'-')
-        }
-        _ => false,
-    }
-}
-
-/// RFC 1123 subdomain (resource names, API groups).
-pub fn dns1123_subdomain(value: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if value.len() > 253 {
-        errs.push(max_len_error(253));
-    }
-    if !value.split('.').all(matches_1123_label) {
-        errs.push(regex_error(
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
-            DNS1123_SUBDOMAIN_FMT,
-            &["example.com"],
-        ));
-    }
-    errs
-}
-
-/// RFC 1123 label (namespace names).
-pub fn dns1123_label(value: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if value.len() > 63 {
-        errs.push(max_len_error(63));
-    }
-    if !matches_1123_label(value) {
-        errs.push(regex_error(
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character",
-            DNS1123_LABEL_FMT,
-            &["my-name", "123-abc"],
-        ));
-    }
-    errs
-}
-
-/// RFC 1035 label (plural, singular, version names, short names, categories).
-pub fn dns1035_label(value: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if value.len() > 63 {
-        errs.push(max_len_error(63));
-    }
-    let b = value.as_bytes();
-    let ok = match (b.first(), b.last()) {
-        (Some(f), Some(&l)) => {
-            f.is_ascii_lowercase() && is_alnum(l) && b.iter().all(|&c| is_alnum(c) || c == b'-')
-        }
-        _ => false,
-    };
-    if !ok {
-        errs.push(regex_error(
-            "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character",
-            DNS1035_LABEL_FMT,
-            &["my-name", "abc-123"],
-        ));
-    }
-    errs
-}
-
-/// `NameIsDNSSubdomain`: a generateName prefix may end in a dash, so that dash is masked.
-pub fn name_is_dns_subdomain(name: &str, prefix: bool) -> Vec<String> {
-    match name.strip_suffix('-') {
-        Some(head) if prefix => dns1123_subdomain(&format!("{head}a")),
-        _ => dns1123_subdomain(name),
-    }
-}
+// One implementation of the name rules: the registry's.
+pub use crate::registry::validation::{
+    is_dns1035_label as dns1035_label, is_dns1123_label as dns1123_label,
+    is_dns1123_subdomain as dns1123_subdomain, name_is_dns_subdomain,
+};
 
 /// The name, generateName, namespace and generation checks of upstream's `ValidateObjectMeta`. `name_fn`
 /// gets the name and whether it is a generateName prefix, and returns what is wrong with it.
