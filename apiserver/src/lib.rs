@@ -25,7 +25,6 @@ pub mod scale;
 pub mod selector;
 pub mod server;
 pub mod storage;
-pub mod strategies;
 pub mod table;
 pub mod typed;
 

@@ -173,7 +173,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> std::result::Result<Ru
         bootstrapped,
     });
     for info in crate::resources::builtin() {
-        let strategy = crate::strategies::strategy_for(&info.group, &info.resource);
+        let strategy = crate::registry::strategy_for(&info.group, &info.resource);
         let cacher = api.cacher_for(&info).await?;
         api.catalog.add(Entry {
             info: Arc::new(info),

@@ -11,8 +11,9 @@ pub use crate::registry::validation::{
     is_dns1123_subdomain as dns1123_subdomain, name_is_dns_subdomain,
 };
 
-/// The name, generateName, namespace and generation checks of upstream's `ValidateObjectMeta`. `name_fn`
-/// gets the name and whether it is a generateName prefix, and returns what is wrong with it.
+/// Upstream's `ValidateObjectMeta` (the registry's checks) with a name rule that may capture
+/// (a CRD's name must equal `<plural>.<group>`). `name_fn` gets the name and whether it is a
+/// generateName prefix, and returns what is wrong with it.
 pub fn validate_object_meta(
     obj: &Value,
     namespaced: bool,
@@ -36,33 +37,11 @@ pub fn validate_object_meta(
             errs.push(FieldError::invalid("metadata.name", json!(name), msg));
         }
     }
-    let ns = object::namespace(obj);
-    if namespaced {
-        if ns.is_empty() {
-            errs.push(FieldError::required("metadata.namespace", ""));
-        } else {
-            for msg in dns1123_label(ns) {
-                errs.push(FieldError::invalid("metadata.namespace", json!(ns), msg));
-            }
-        }
-    } else if !ns.is_empty() {
-        errs.push(FieldError::forbidden(
-            "metadata.namespace",
-            "not allowed on this type",
-        ));
-    }
-    if let Some(g) = obj
-        .get("metadata")
-        .and_then(|m| m.get("generation"))
-        .and_then(Value::as_i64)
-        .filter(|g| *g < 0)
-    {
-        errs.push(FieldError::invalid(
-            "metadata.generation",
-            json!(g),
-            "must be greater than or equal to 0",
-        ));
-    }
+    errs.extend(crate::registry::validation::validate_object_meta(
+        obj,
+        Some(namespaced),
+        |_, _| Vec::new(),
+    ));
     errs
 }
 

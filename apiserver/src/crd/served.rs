@@ -434,6 +434,11 @@ mod tests {
                         "metadata": {"name": "w", "namespace": "ns"}, "spec": {"replicas": 2}});
         assert!(strategy().validate(&ok).is_empty());
         assert!(strategy().tracks_generation());
+        // A namespaced custom resource without a namespace is refused, as the registry's
+        // generic custom-resource strategy (folded into this one) checked.
+        let no_ns =
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}});
+        assert_eq!(strategy().validate(&no_ns)[0].field, "metadata.namespace");
     }
 
     #[test]

@@ -51,7 +51,6 @@ pub use self::core::event::{core_to_events_v1, events_v1_to_core};
 use self::validation::{
     name_is_dns_subdomain, validate_object_meta, validate_object_meta_update, NameFn,
 };
-use crate::resources::ResourceInfo;
 
 /// Metadata checks only: the fallback for resources without their own rules (custom
 /// resources, component statuses).
@@ -76,16 +75,6 @@ impl Strategy for GenericStrategy {
     fn tracks_generation(&self) -> bool {
         self.generation
     }
-}
-
-/// Objects of a CustomResourceDefinition: DNS subdomain names and a generation, as upstream's
-/// `customResourceStrategy` (schema validation is the caller's).
-pub fn custom_resource_strategy(namespaced: bool) -> Arc<dyn Strategy> {
-    Arc::new(GenericStrategy {
-        namespaced: Some(namespaced),
-        name: name_is_dns_subdomain,
-        generation: true,
-    })
 }
 
 /// The strategy of a built-in resource by group and plural name; unknown resources get
@@ -133,24 +122,15 @@ pub fn strategy_for(group: &str, resource: &str) -> Arc<dyn Strategy> {
         ("events.k8s.io", "events") => Arc::new(event::EventsV1Strategy),
         ("policy", "poddisruptionbudgets") => Arc::new(other::PodDisruptionBudgetStrategy),
         ("scheduling.k8s.io", "priorityclasses") => Arc::new(other::PriorityClassStrategy),
+        // Its rules (schemas, names, status bookkeeping) live with the CRD serving code.
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
-            Arc::new(other::CustomResourceDefinitionStrategy)
+            Arc::new(crate::crd::CrdStrategy::new())
         }
         _ => Arc::new(GenericStrategy {
             namespaced: None,
             name: name_is_dns_subdomain,
             generation: true,
         }),
-    }
-}
-
-/// The strategy for a served resource: its built-in one, or the custom resource strategy
-/// with the resource's scope.
-pub fn strategy_for_resource(info: &ResourceInfo) -> Arc<dyn Strategy> {
-    if info.custom {
-        custom_resource_strategy(info.namespaced)
-    } else {
-        strategy_for(&info.group, &info.resource)
     }
 }
 
@@ -292,14 +272,5 @@ mod tests {
                 c.name
             );
         }
-    }
-
-    #[test]
-    fn custom_resources_check_scope_and_names() {
-        let s = custom_resource_strategy(true);
-        let missing_ns = json!({"metadata": {"name": "w"}});
-        assert_eq!(s.validate(&missing_ns)[0].field, "metadata.namespace");
-        let bad_name = json!({"metadata": {"name": "W_1", "namespace": "d"}});
-        assert_eq!(s.validate(&bad_name)[0].field, "metadata.name");
     }
 }

@@ -9,8 +9,8 @@ use crate::registry::apps::{not_more_than_100_percent, validate_int_or_percent};
 use crate::registry::core::misc::{validate_endpoint_port, validate_non_special_ip};
 use crate::registry::core::pod::{nonnegative, system_priority};
 use crate::registry::validation::{
-    arr_of, child_mut, each_mut, get, int_of, invalid_each, is_valid_ipv4, is_valid_ipv6,
-    name_is_dns_subdomain, set_default, set_default_str, set_field, str_of, validate_dns1123_label,
+    arr_of, each_mut, get, int_of, invalid_each, is_valid_ipv4, is_valid_ipv6,
+    name_is_dns_subdomain, set_default, set_field, str_of, validate_dns1123_label,
     validate_immutable_field, validate_label_selector, validate_labels, validate_object_meta,
     validate_object_meta_update, validate_path_segment_name,
 };
@@ -344,75 +344,6 @@ impl Strategy for PriorityClassStrategy {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// apiextensions.k8s.io CustomResourceDefinition (its schema rules live in `crate::crd`)
-
-fn storage_version(crd: &Value) -> Option<String> {
-    crd.pointer("/spec/versions")
-        .and_then(Value::as_array)?
-        .iter()
-        .find(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
-        .and_then(|v| v.get("name").and_then(Value::as_str))
-        .map(String::from)
-}
-
-/// Adds the storage version to `status.storedVersions`, as upstream's strategy does.
-fn record_stored_version(crd: &mut Value) {
-    let Some(version) = storage_version(crd) else {
-        return;
-    };
-    let status = child_mut(crd, "status");
-    let mut stored = arr_of(status, "storedVersions").to_vec();
-    if !stored.iter().any(|v| v.as_str() == Some(version.as_str())) {
-        stored.push(json!(version));
-    }
-    status["storedVersions"] = Value::Array(stored);
-}
-
-/// `customresourcedefinitions`: defaults, status bookkeeping and metadata; the rest of the
-/// validation is `crate::crd::validation`, run by the caller.
-pub struct CustomResourceDefinitionStrategy;
-
-impl Strategy for CustomResourceDefinitionStrategy {
-    fn default(&self, obj: &mut Value) {
-        let spec = child_mut(obj, "spec");
-        let names = child_mut(spec, "names");
-        let kind = str_of(names, "kind").to_string();
-        if !kind.is_empty() {
-            set_default_str(names, "singular", &kind.to_lowercase());
-            set_default_str(names, "listKind", &format!("{kind}List"));
-        }
-        set_default(spec, "conversion", json!({"strategy": "None"}));
-    }
-
-    fn prepare_for_create(&self, obj: &mut Value) {
-        set_field(
-            obj,
-            "status",
-            json!({"acceptedNames": {"kind": "", "plural": ""}, "storedVersions": []}),
-        );
-        record_stored_version(obj);
-    }
-
-    fn validate(&self, obj: &Value) -> Vec<FieldError> {
-        validate_object_meta(obj, Some(false), name_is_dns_subdomain)
-    }
-
-    fn prepare_for_update(&self, new: &mut Value, _old: &Value) {
-        record_stored_version(new);
-    }
-
-    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
-        let mut errs = validate_object_meta_update(new, old);
-        errs.extend(self.validate(new));
-        errs
-    }
-
-    fn tracks_generation(&self) -> bool {
-        true
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,21 +461,5 @@ mod tests {
             messages(&PriorityClassStrategy.validate_update(&new, &old)),
             vec!["value: Forbidden: may not be changed in an update."]
         );
-    }
-
-    #[test]
-    fn crds_record_their_storage_version() {
-        let mut crd = json!({"metadata": {"name": "widgets.example.com"}, "spec": {"group": "example.com",
-            "names": {"kind": "Widget", "plural": "widgets"}, "versions": [{"name": "v1", "served": true, "storage": true}]}});
-        CustomResourceDefinitionStrategy.default(&mut crd);
-        CustomResourceDefinitionStrategy.prepare_for_create(&mut crd);
-        assert_eq!(crd["spec"]["names"]["singular"], "widget");
-        assert_eq!(crd["spec"]["names"]["listKind"], "WidgetList");
-        assert_eq!(crd["spec"]["conversion"], json!({"strategy": "None"}));
-        assert_eq!(crd["status"]["storedVersions"], json!(["v1"]));
-        let old = crd.clone();
-        crd["spec"]["versions"] = json!([{"name": "v1", "served": true, "storage": false}, {"name": "v2", "served": true, "storage": true}]);
-        CustomResourceDefinitionStrategy.prepare_for_update(&mut crd, &old);
-        assert_eq!(crd["status"]["storedVersions"], json!(["v1", "v2"]));
     }
 }
