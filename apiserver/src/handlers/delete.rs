@@ -82,7 +82,7 @@ pub async fn delete(ctx: &mut Ctx) -> Result<Resp> {
     Ok(ctx.respond_object(200, obj))
 }
 
-/// Deletes `name` or marks it deleting; returns the object and whether it is gone.
+/// Deletes `name` or marks it deleting; returns the stored object and whether it is gone.
 pub async fn delete_object(
     ctx: &mut Ctx,
     name: &str,
@@ -131,8 +131,14 @@ pub async fn delete_object(
             .is_some();
         // Finalizers the garbage collector acts on, per propagation policy.
         match opts.propagation.as_deref() {
-            Some("Orphan") => pending |= add_finalizer(&mut next, "orphan"),
-            Some("Foreground") => pending |= add_finalizer(&mut next, "foregroundDeletion"),
+            Some("Orphan") => {
+                add_finalizer(&mut next, "orphan");
+                pending = true;
+            }
+            Some("Foreground") => {
+                add_finalizer(&mut next, "foregroundDeletion");
+                pending = true;
+            }
             _ => {}
         }
         let has_finalizers = next
@@ -185,16 +191,16 @@ pub async fn delete_object(
             pending = true;
         }
         if opts.dry_run {
-            return Ok((api.from_storage(&ctx.entry, next), !pending));
+            return Ok((next, !pending));
         }
         if pending {
             if next == cur {
-                return Ok((api.from_storage(&ctx.entry, cur), false));
+                return Ok((cur, false));
             }
             match api.storage.update(&key, &next, rev, &info.resource).await {
                 Ok(new_rev) => {
                     object::set_meta(&mut next, "resourceVersion", json!(new_rev.to_string()));
-                    return Ok((api.from_storage(&ctx.entry, next), false));
+                    return Ok((next, false));
                 }
                 Err(StorageError::Conflict(_)) => continue,
                 Err(e) => return Err(e.to_api(&info.group, &info.resource, name)),
@@ -203,7 +209,7 @@ pub async fn delete_object(
         match api.storage.delete(&key, rev, &info.resource).await {
             Ok(_) => {
                 api.release_for(&ctx.entry, &cur).await;
-                return Ok((api.from_storage(&ctx.entry, cur), true));
+                return Ok((cur, true));
             }
             Err(StorageError::Conflict(_)) => continue,
             Err(StorageError::NotFound) => return Err(ctx.not_found(name)),
@@ -213,7 +219,7 @@ pub async fn delete_object(
     Err(ApiError::stale(&info.group, &info.resource, name))
 }
 
-fn add_finalizer(obj: &mut Value, f: &str) -> bool {
+fn add_finalizer(obj: &mut Value, f: &str) {
     let meta = object::metadata_mut(obj);
     let list = meta.entry("finalizers").or_insert_with(|| json!([]));
     if !list.is_array() {
@@ -223,7 +229,6 @@ fn add_finalizer(obj: &mut Value, f: &str) -> bool {
     if !arr.iter().any(|v| v == f) {
         arr.push(json!(f));
     }
-    true
 }
 
 /// Seconds a deletion waits: only pods bound to a node wait for their kubelet.
@@ -257,7 +262,7 @@ fn graceful_period(group: &str, resource: &str, obj: &Value, opts: &DeleteOption
 /// DELETE on a collection: every object matching the selectors.
 pub async fn delete_collection(ctx: &mut Ctx) -> Result<Resp> {
     let opts = DeleteOptions::from_request(ctx)?;
-    let items = super::list::select(ctx)?;
+    let items = super::list::select_consistent(ctx).await?;
     let mut deleted = Vec::new();
     for obj in items.0 {
         let name = object::name(&obj).to_string();

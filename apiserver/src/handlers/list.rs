@@ -87,10 +87,25 @@ fn decode_continue(token: &str) -> Result<Continue> {
 /// Selected objects, the list's resourceVersion, the continue token and remaining count.
 pub type Selection = (Vec<Value>, i64, Option<String>, Option<i64>);
 
-/// The request's page of matching objects.
-pub fn select(ctx: &Ctx) -> Result<Selection> {
-    // Synchronous wrapper for callers that already waited for the cache.
-    select_from_cache(ctx, None)
+/// The matching objects at the store's current revision: from the cache once it has caught
+/// up, else from the store.
+pub async fn select_consistent(ctx: &Ctx) -> Result<Selection> {
+    let current = ctx
+        .api
+        .storage
+        .current_revision()
+        .await
+        .map_err(|e| e.to_api(ctx.group(), ctx.resource(), ""))?;
+    if ctx
+        .entry
+        .cacher
+        .wait_for(current, Duration::from_secs(3))
+        .await
+    {
+        select_from_cache(ctx, None)
+    } else {
+        from_store(ctx, 0, None).await
+    }
 }
 
 fn select_from_cache(ctx: &Ctx, start: Option<(i64, String)>) -> Result<Selection> {
@@ -159,25 +174,8 @@ pub async fn list(ctx: &Ctx) -> Result<Resp> {
         }
     } else {
         match (rv_param.as_str(), rv_match.as_str()) {
-            ("", "") => {
-                // A consistent read: the cache must have caught up with the store.
-                let current = ctx
-                    .api
-                    .storage
-                    .current_revision()
-                    .await
-                    .map_err(|e| e.to_api(ctx.group(), ctx.resource(), ""))?;
-                if ctx
-                    .entry
-                    .cacher
-                    .wait_for(current, Duration::from_secs(3))
-                    .await
-                {
-                    select_from_cache(ctx, None)?
-                } else {
-                    from_store(ctx, 0, None).await?
-                }
-            }
+            // A consistent read: the cache must have caught up with the store.
+            ("", "") => select_consistent(ctx).await?,
             ("", _) => {
                 return Err(ApiError::bad_request(
                     "resourceVersionMatch is forbidden unless resourceVersion is provided",

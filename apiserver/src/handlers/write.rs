@@ -257,9 +257,8 @@ where
             let Some(mut new) = mutate(None)? else {
                 return Err(ctx.not_found(name));
             };
-            if !ctx.entry.strategy.allow_create_on_update()
-                && !ctx.entry.info.custom_apply_create(ctx)
-            {
+            // Server-side apply creates missing objects on every resource.
+            if !ctx.entry.strategy.allow_create_on_update() && !is_apply(ctx) {
                 return Err(ctx.not_found(name));
             }
             if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -268,7 +267,10 @@ where
             let created = create_object(ctx, new, manager).await?;
             return Ok((created, true));
         };
-        let cur = api.from_storage(&ctx.entry, cur);
+        // Strategies and the mutation see the served shape; the store compares and keeps the
+        // stored one, and only `Ctx::present` converts on the way out.
+        let stored = cur;
+        let cur = api.from_storage(&ctx.entry, stored.clone());
         let Some(mut new) = mutate(Some(&cur))? else {
             return Err(ctx.not_found(name));
         };
@@ -308,11 +310,11 @@ where
             api.update_managed_fields(&ctx.entry, Some(&cur), &mut new, manager, sub);
         }
         let mut new = api.to_storage(&ctx.entry, new);
-        if same_object(&new, &cur) {
-            return Ok((cur, false));
+        if same_object(&new, &stored) {
+            return Ok((stored, false));
         }
         let allocated = api
-            .allocate(&ctx.entry, &mut new, Some(&cur), ctx.dry_run())
+            .allocate(&ctx.entry, &mut new, Some(&stored), ctx.dry_run())
             .await?;
         if ctx.dry_run() {
             return Ok((new, false));
@@ -573,12 +575,5 @@ fn patch_error(e: &crate::patch::PatchError) -> ApiError {
     match e {
         crate::patch::PatchError::TooManyOperations { .. } => ApiError::too_large(e.to_string()),
         _ => ApiError::new(422, "Invalid", e.to_string()),
-    }
-}
-
-impl crate::resources::ResourceInfo {
-    /// Server-side apply creates missing objects on every resource.
-    fn custom_apply_create(&self, ctx: &Ctx) -> bool {
-        negotiate::body_type(ctx.header("content-type")).ok() == Some(BodyType::ApplyPatch)
     }
 }

@@ -206,15 +206,14 @@ impl Storage {
         Ok((out, rev))
     }
 
-    /// The store's current revision.
+    /// The store's current revision, from the header of a one-key read (a count over
+    /// `/registry/` would visit every key).
     pub async fn current_revision(&self) -> Result<i64, StorageError> {
         let resp = self
             .kv
             .range(pb::RangeRequest {
                 key: b"/registry/".to_vec(),
-                range_end: prefix_end("/registry/"),
-                count_only: true,
-                limit: 1,
+                keys_only: true,
                 ..Default::default()
             })
             .await?;
