@@ -2,6 +2,7 @@
 //! CustomResourceDefinitions — each with its strategy and the watch cache of its storage.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::crd::CustomResource;
@@ -49,9 +50,16 @@ pub struct Catalog {
     entries: RwLock<Vec<Arc<Entry>>>,
     /// Caches by storage prefix, shared by resources stored together.
     cachers: RwLock<HashMap<String, Arc<Cacher>>>,
+    /// Bumped on every change of the served set (documents derived from it are rebuilt).
+    generation: AtomicU64,
 }
 
 impl Catalog {
+    /// Changes whenever a resource is added or removed.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
     pub fn all(&self) -> Vec<Arc<Entry>> {
         self.entries
             .read()
@@ -112,6 +120,7 @@ impl Catalog {
                 && e.info.resource == entry.info.resource)
         });
         entries.push(Arc::new(entry));
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Drops every custom resource of `group`/`resource` (its CRD went away or changed).
@@ -120,6 +129,7 @@ impl Catalog {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|e| !(e.info.custom && e.info.group == group && e.info.resource == resource));
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Group -> versions served, in a stable order (built-in groups first as registered).

@@ -28,14 +28,6 @@ pub fn wants_aggregated(accept: Option<&str>) -> Option<&'static str> {
     None
 }
 
-fn preferred(catalog: &Catalog, group: &str) -> Option<String> {
-    catalog
-        .group_versions()
-        .into_iter()
-        .find(|(g, _)| g == group)
-        .and_then(|(_, vs)| vs.first().cloned())
-}
-
 /// `/api`: the core group's versions.
 pub fn api_versions(server_address: &str) -> Value {
     json!({
@@ -189,7 +181,6 @@ pub fn aggregated(catalog: &Catalog, core: bool, version: &str) -> Value {
             }
             vs.push(json!({"version": v, "resources": resources, "freshness": "Current"}));
         }
-        let _ = preferred(catalog, &group);
         items.push(json!({"metadata": {"name": group, "creationTimestamp": null}, "versions": vs}));
     }
     json!({

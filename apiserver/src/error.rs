@@ -179,6 +179,10 @@ impl ApiError {
             details: None,
         }
     }
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
     pub fn with_details(mut self, details: Value) -> Self {
         self.details = Some(details);
         self

@@ -1,10 +1,12 @@
 //! The running apiserver: storage (embedded store or remote endpoints), the catalog of
 //! served resources with their watch caches, and the HTTPS server in front of them.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use component_base::{Health, Shutdown};
 use serde_json::{json, Value};
 use store::client::KvStore;
@@ -63,6 +65,7 @@ pub struct ApiServer {
     pub shutdown: Shutdown,
     /// The bound secure port (the flag may say 0).
     pub port: std::sync::OnceLock<u16>,
+    pub openapi: std::sync::Mutex<OpenApiCache>,
     /// The defaults exist: until then /readyz fails.
     pub bootstrapped: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -170,6 +173,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> std::result::Result<Ru
         health,
         shutdown: shutdown.clone(),
         port: std::sync::OnceLock::new(),
+        openapi: Default::default(),
         bootstrapped,
     });
     for info in crate::resources::builtin() {
@@ -201,12 +205,26 @@ pub async fn start(config: Config, shutdown: Shutdown) -> std::result::Result<Ru
         },
     )));
     tasks.push(tokio::spawn(crate::bootstrap::maintain(api.clone())));
+    tasks.push(tokio::spawn(report_inflight(api.clone())));
     Ok(Running {
         addr,
         api,
         tasks,
         store,
     })
+}
+
+/// apiserver_current_inflight_requests reports each second's peak, as upstream does.
+async fn report_inflight(api: Arc<ApiServer>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = api.shutdown.wait() => return,
+            _ = tick.tick() => {
+                api.limiter.record_watermarks();
+            }
+        }
+    }
 }
 
 impl ApiServer {
@@ -474,13 +492,6 @@ impl ApiServer {
     }
 }
 
-impl ApiError {
-    fn with_message(mut self, m: &str) -> Self {
-        self.message = m.to_string();
-        self
-    }
-}
-
 /// Removes the field at a path like `spec.template.spec.containers[0].foo`.
 fn remove_path(obj: &mut Value, path: &str) {
     let mut parts: Vec<(String, Option<usize>)> = Vec::new();
@@ -535,28 +546,57 @@ impl ApiServer {
             .collect()
     }
 
-    /// `/openapi/v3`: one entry per served group-version.
-    pub fn openapi_v3_root(&self) -> Value {
+    /// The cached documents, dropped when the served resources changed.
+    fn openapi_cache(&self) -> std::sync::MutexGuard<'_, OpenApiCache> {
+        let mut cache = self.openapi.lock().unwrap_or_else(|e| e.into_inner());
+        let generation = self.catalog.generation();
+        if cache.generation != generation {
+            *cache = OpenApiCache {
+                generation,
+                ..OpenApiCache::default()
+            };
+        }
+        cache
+    }
+
+    /// `/openapi/v3`: one entry per served group-version, with the hash of its document.
+    pub fn openapi_v3_root(&self) -> Bytes {
+        let generation = {
+            let cache = self.openapi_cache();
+            if let Some(root) = cache.root.clone() {
+                return root;
+            }
+            cache.generation
+        };
         let gvs: Vec<(String, String)> = self
             .catalog
             .group_versions()
             .into_iter()
             .flat_map(|(g, vs)| vs.into_iter().map(move |v| (g.clone(), v)))
             .collect();
-        let hashed: Vec<(String, String)> = gvs
-            .iter()
-            .map(|(g, v)| {
-                let doc = self.openapi_v3_parts(g, v);
-                (
-                    crate::openapi::group_version_path(g, v),
-                    crate::openapi::document_hash(&doc),
-                )
-            })
-            .collect();
-        crate::openapi::v3_root_with_hashes(&hashed)
+        let mut hashed = Vec::with_capacity(gvs.len());
+        for (g, v) in &gvs {
+            let path = crate::openapi::group_version_path(g, v);
+            let (_, hash) = self.openapi_v3_document(&path, g, v);
+            hashed.push((path, hash));
+        }
+        let root = to_bytes(&crate::openapi::v3_root_with_hashes(&hashed));
+        let mut cache = self.openapi_cache();
+        if cache.generation == generation {
+            cache.root = Some(root.clone());
+        }
+        root
     }
 
-    fn openapi_v3_parts(&self, group: &str, version: &str) -> Value {
+    /// One group-version's document and its hash, built once per catalog generation.
+    fn openapi_v3_document(&self, path: &str, group: &str, version: &str) -> (Bytes, String) {
+        let generation = {
+            let cache = self.openapi_cache();
+            if let Some(doc) = cache.v3.get(path) {
+                return doc.clone();
+            }
+            cache.generation
+        };
         let resources: Vec<ResourceInfo> = self
             .catalog
             .all()
@@ -564,16 +604,23 @@ impl ApiServer {
             .filter(|e| e.info.group == group && e.info.version == version)
             .map(|e| (*e.info).clone())
             .collect();
-        self.schemas.v3_group_version(
+        let doc = self.schemas.v3_group_version(
             group,
             version,
             &resources,
             &self.custom_schemas(group, version),
-        )
+        );
+        let entry = (to_bytes(&doc), crate::openapi::document_hash(&doc));
+        let mut cache = self.openapi_cache();
+        // Built from a catalog that changed meanwhile: serve it, do not keep it.
+        if cache.generation == generation {
+            cache.v3.insert(path.to_string(), entry.clone());
+        }
+        entry
     }
 
     /// `/openapi/v3/api/v1`, `/openapi/v3/apis/apps/v1`.
-    pub fn openapi_v3(&self, gv: &str) -> Option<Value> {
+    pub fn openapi_v3(&self, gv: &str) -> Option<Bytes> {
         let parts: Vec<&str> = gv.split('/').collect();
         let (group, version) = match parts.as_slice() {
             ["api", v] => ("", *v),
@@ -585,17 +632,43 @@ impl ApiServer {
             .group_versions()
             .into_iter()
             .any(|(g, vs)| g == group && vs.iter().any(|v| v == version));
-        served.then(|| self.openapi_v3_parts(group, version))
+        served.then(|| self.openapi_v3_document(gv, group, version).0)
     }
 
     /// `/openapi/v2`: everything in one Swagger 2.0 document.
-    pub fn openapi_v2(&self) -> Value {
+    pub fn openapi_v2(&self) -> Bytes {
+        let generation = {
+            let cache = self.openapi_cache();
+            if let Some(doc) = cache.v2.clone() {
+                return doc;
+            }
+            cache.generation
+        };
         let resources: Vec<ResourceInfo> = self
             .catalog
             .all()
             .into_iter()
             .map(|e| (*e.info).clone())
             .collect();
-        self.schemas.v2(&resources)
+        let doc = to_bytes(&self.schemas.v2(&resources));
+        let mut cache = self.openapi_cache();
+        if cache.generation == generation {
+            cache.v2 = Some(doc.clone());
+        }
+        doc
     }
+}
+
+/// Serialized OpenAPI documents of one catalog generation (core/v1 alone takes ~20 ms to build).
+#[derive(Default)]
+pub struct OpenApiCache {
+    generation: u64,
+    root: Option<Bytes>,
+    v2: Option<Bytes>,
+    /// Path (`apis/apps/v1`) -> document and its hash.
+    v3: HashMap<String, (Bytes, String)>,
+}
+
+fn to_bytes(v: &Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(v).expect("JSON values always serialize"))
 }

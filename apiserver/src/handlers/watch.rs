@@ -117,6 +117,16 @@ fn start(ctx: Ctx) -> Result<Resp, (Ctx, ApiError)> {
         Ok(sub) => {
             let api = ctx.api.clone();
             tokio::spawn(async move {
+                let info = &ctx.info;
+                let _longrunning = api.metrics.longrunning(&crate::metrics::RequestLabels {
+                    verb: "WATCH",
+                    dry_run: "",
+                    group: &info.group,
+                    version: &info.version,
+                    resource: &info.resource,
+                    subresource: &info.subresource,
+                    scope: crate::metrics::scope(&info.namespace, &info.name, true, false),
+                });
                 let shutdown = api.shutdown.clone();
                 tokio::select! {
                     _ = run(&ctx, &filter, &mut enc, sub, &tx, bookmarks, initial_events) => {}
@@ -172,14 +182,11 @@ async fn run(
         last_rv = ev.rv;
     }
     let mut last_bookmark = last_rv;
+    let prefix = ctx.entry.scope_prefix(&ctx.info.namespace);
     loop {
         match sub.live.recv().await {
             Ok(Notice::Event(ev)) => {
-                if ev.rv <= last_rv
-                    || !ev
-                        .key
-                        .starts_with(&ctx.entry.scope_prefix(&ctx.info.namespace))
-                {
+                if ev.rv <= last_rv || !ev.key.starts_with(&prefix) {
                     continue;
                 }
                 if !deliver(ctx, filter, enc, tx, &ev).await {

@@ -233,7 +233,7 @@ async fn route(
             ),
         };
     }
-    (nonresource(api, parts, path, &query), verb)
+    (nonresource(api, parts, path), verb)
 }
 
 fn not_found_path(_path: &str) -> ApiError {
@@ -242,7 +242,7 @@ fn not_found_path(_path: &str) -> ApiError {
 }
 
 /// Discovery, OpenAPI and metrics.
-fn nonresource(api: &ApiServer, parts: &Parts, path: &str, query: &Query) -> Resp {
+fn nonresource(api: &ApiServer, parts: &Parts, path: &str) -> Resp {
     let accept = parts.headers.get("accept").and_then(|v| v.to_str().ok());
     let parts_v: Vec<&str> = path
         .trim_matches('/')
@@ -284,15 +284,14 @@ fn nonresource(api: &ApiServer, parts: &Parts, path: &str, query: &Query) -> Res
                     "only application/json is served",
                 ));
             }
-            response::json(200, &api.openapi_v2())
+            response::with_type(200, "application/json", api.openapi_v2())
         }
-        ["openapi", "v3"] => response::json(200, &api.openapi_v3_root()),
+        ["openapi", "v3"] => response::with_type(200, "application/json", api.openapi_v3_root()),
         ["openapi", "v3", rest @ ..] => {
             let gv = rest.join("/");
-            let _ = query;
             match api.openapi_v3(&gv) {
                 Some(doc) => {
-                    let mut r = response::json(200, &doc);
+                    let mut r = response::with_type(200, "application/json", doc);
                     r.headers_mut().insert(
                         "Cache-Control",
                         http::HeaderValue::from_static("public, immutable"),
