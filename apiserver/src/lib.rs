@@ -2,6 +2,7 @@
 
 pub mod allocator;
 pub mod authn;
+pub mod authz;
 pub mod bootstrap;
 pub mod catalog;
 pub mod certs;
@@ -24,6 +25,7 @@ pub mod resources;
 pub mod scale;
 pub mod selector;
 pub mod server;
+pub mod source;
 pub mod storage;
 pub mod table;
 pub mod typed;
