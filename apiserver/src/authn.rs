@@ -4,10 +4,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::error::{qualified, ApiError};
+use crate::serviceaccount::TokenAuthority;
+use crate::source::ObjectSource;
 
 /// Group of the super-user; its members pass every authorization check.
 pub const SYSTEM_MASTERS: &str = "system:masters";
@@ -280,10 +284,15 @@ fn with_authenticated_group(mut user: UserInfo) -> UserInfo {
     user
 }
 
-/// Authenticates requests from their TLS peer certificate and `Authorization` header.
+/// Authenticates requests from their TLS peer certificate and `Authorization` header, as
+/// upstream's union: client certificate, token file, bootstrap tokens, service-account tokens,
+/// then anonymous.
 #[derive(Debug, Clone, Default)]
 pub struct Authenticator {
     tokens: Option<TokenFile>,
+    service_accounts: Option<Arc<TokenAuthority>>,
+    bootstrap_tokens: bool,
+    anonymous: bool,
 }
 
 impl Authenticator {
@@ -291,35 +300,104 @@ impl Authenticator {
     pub fn new(token_file: Option<&Path>) -> Result<Self, AuthnError> {
         Ok(Self {
             tokens: token_file.map(from_token_file).transpose()?,
+            ..Self::default()
         })
     }
 
     pub fn with_tokens(tokens: TokenFile) -> Self {
         Self {
             tokens: Some(tokens),
+            ..Self::default()
         }
     }
 
-    /// The caller's identity: the client certificate wins over a bearer token. `None` means
-    /// no valid credentials; the caller answers 401, or runs [`anonymous`] on public paths.
+    /// Accepts service-account tokens of `authority`.
+    pub fn with_service_accounts(mut self, authority: Arc<TokenAuthority>) -> Self {
+        self.service_accounts = Some(authority);
+        self
+    }
+
+    /// Accepts bootstrap tokens (--enable-bootstrap-token-auth).
+    pub fn with_bootstrap_tokens(mut self, on: bool) -> Self {
+        self.bootstrap_tokens = on;
+        self
+    }
+
+    /// Runs requests without credentials as system:anonymous (--anonymous-auth).
+    pub fn with_anonymous(mut self, on: bool) -> Self {
+        self.anonymous = on;
+        self
+    }
+
+    pub fn service_accounts(&self) -> Option<&Arc<TokenAuthority>> {
+        self.service_accounts.as_ref()
+    }
+
+    /// The caller's identity: the client certificate wins over a bearer token; a request
+    /// with neither is anonymous when that is enabled. `None` means 401: credentials that no
+    /// authenticator accepts, or none at all with anonymous requests off.
     pub fn authenticate(
         &self,
         peer_cert: Option<&[u8]>,
         authorization_header: Option<&str>,
+        source: &dyn ObjectSource,
     ) -> Option<UserInfo> {
-        let from_cert = peer_cert.and_then(user_from_client_cert);
-        let user = from_cert.or_else(|| {
-            let token = bearer_token(authorization_header?)?;
-            self.tokens.as_ref()?.lookup(token).cloned()
-        })?;
+        if let Some(user) = peer_cert.and_then(user_from_client_cert) {
+            return Some(with_authenticated_group(user));
+        }
+        let Some(header) = authorization_header else {
+            return self.anonymous.then(anonymous);
+        };
+        let token = bearer_token(header)?;
+        let user = self.authenticate_token(token, None, source)?.0;
         Some(with_authenticated_group(user))
+    }
+
+    /// Authenticates a bearer token alone (also for TokenReview, with its audiences);
+    /// returns the user and the audiences the token was accepted for.
+    pub fn authenticate_token(
+        &self,
+        token: &str,
+        audiences: Option<&[String]>,
+        source: &dyn ObjectSource,
+    ) -> Option<(UserInfo, Vec<String>)> {
+        let api_audiences = || {
+            self.service_accounts
+                .as_ref()
+                .map(|a| a.api_audiences().to_vec())
+                .unwrap_or_default()
+        };
+        if let Some(user) = self.tokens.as_ref().and_then(|t| t.lookup(token)) {
+            return Some((user.clone(), api_audiences()));
+        }
+        let now = std::time::SystemTime::now();
+        if self.bootstrap_tokens {
+            match crate::serviceaccount::bootstrap_token::authenticate(token, source, now) {
+                Some(Ok(user)) => return Some((user, api_audiences())),
+                Some(Err(reason)) => {
+                    tracing::info!(%reason, "bootstrap token rejected");
+                    return None;
+                }
+                None => {}
+            }
+        }
+        if let Some(authority) = &self.service_accounts {
+            match authority.authenticate_for(token, audiences, source, now) {
+                Some(Ok(a)) => return Some((a.user, a.audiences)),
+                Some(Err(reason)) => {
+                    tracing::info!(%reason, "service account token rejected");
+                    return None;
+                }
+                None => {}
+            }
+        }
+        None
     }
 }
 
-/// This authorization: members of system:masters may do anything, nobody else
-/// anything. RBAC replaces it.
-pub fn is_allowed(user: &UserInfo) -> bool {
-    user.in_group(SYSTEM_MASTERS)
+/// Adds system:authenticated as upstream's group adder does (public for TokenReview).
+pub fn authenticated(user: UserInfo) -> UserInfo {
+    with_authenticated_group(user)
 }
 
 /// Go's `%q` for the strings that appear in messages.
@@ -543,27 +621,43 @@ mod tests {
 
     #[test]
     fn certificate_wins_over_token_and_both_add_system_authenticated() {
+        let src = crate::source::MemorySource::new();
         let auth = Authenticator::with_tokens(tokens("tok,bob,2,dev\n").expect("parses"));
         let der = client_cert("alice", &["system:masters"]);
         let user = auth
-            .authenticate(Some(&der), Some("Bearer tok"))
+            .authenticate(Some(&der), Some("Bearer tok"), &src)
             .expect("cert user");
         assert_eq!(user.name, "alice");
         assert_eq!(user.groups, vec!["system:masters", "system:authenticated"]);
-        assert!(is_allowed(&user));
 
         let user = auth
-            .authenticate(None, Some("Bearer tok"))
+            .authenticate(None, Some("Bearer tok"), &src)
             .expect("token user");
         assert_eq!(user.name, "bob");
         assert_eq!(user.groups, vec!["dev", "system:authenticated"]);
-        assert!(!is_allowed(&user));
 
-        assert!(auth.authenticate(None, Some("Bearer nope")).is_none());
-        assert!(auth.authenticate(None, None).is_none());
+        assert!(auth.authenticate(None, Some("Bearer nope"), &src).is_none());
+        assert!(
+            auth.authenticate(None, None, &src).is_none(),
+            "anonymous is off"
+        );
         assert!(Authenticator::default()
-            .authenticate(None, Some("Bearer tok"))
+            .authenticate(None, Some("Bearer tok"), &src)
             .is_none());
+    }
+
+    #[test]
+    fn anonymous_requests_only_when_enabled_and_bad_tokens_never() {
+        let src = crate::source::MemorySource::new();
+        let auth =
+            Authenticator::with_tokens(tokens("tok,bob,2\n").expect("parses")).with_anonymous(true);
+        let user = auth.authenticate(None, None, &src).expect("anonymous");
+        assert_eq!(user.name, ANONYMOUS_USER);
+        assert_eq!(user.groups, vec![SYSTEM_UNAUTHENTICATED]);
+        assert!(
+            auth.authenticate(None, Some("Bearer nope"), &src).is_none(),
+            "a bad token is a 401, never anonymous"
+        );
     }
 
     #[test]

@@ -77,6 +77,87 @@ pub async fn ensure_defaults(api: &ApiServer) {
     )
     .await;
     reconcile_endpoints(api).await;
+    reconcile_rbac(api).await;
+}
+
+/// Upstream's rbac/bootstrap-roles: creates the default roles and bindings and adds what an
+/// older copy lacks, unless its `rbac.authorization.kubernetes.io/autoupdate` is "false".
+async fn reconcile_rbac(api: &ApiServer) {
+    use crate::authz::bootstrap_policy::{default_policy, reconcile, Reconciled};
+    let policy = default_policy();
+    for expected in policy.all() {
+        let resource = match expected["kind"].as_str() {
+            Some("ClusterRole") => "clusterroles",
+            Some("ClusterRoleBinding") => "clusterrolebindings",
+            Some("Role") => "roles",
+            Some("RoleBinding") => "rolebindings",
+            _ => continue,
+        };
+        let name = object::name(expected);
+        let key = match object::meta_str(expected, "namespace") {
+            Some(ns) if !ns.is_empty() => format!("/registry/{resource}/{ns}/{name}"),
+            _ => format!("/registry/{resource}/{name}"),
+        };
+        let stored = match api.storage.get(&key, "bootstrap").await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(key, error = %e, "reading a default RBAC object");
+                continue;
+            }
+        };
+        let with_identity = |mut obj: Value| {
+            let m = object::metadata_mut(&mut obj);
+            m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+            m.insert("creationTimestamp".into(), json!(object::now_rfc3339()));
+            obj
+        };
+        let result = match (
+            reconcile(expected, stored.as_ref().map(|(v, _)| v)),
+            &stored,
+        ) {
+            (None, _) => continue,
+            (Some(Reconciled::Create(obj)), _) => {
+                match api
+                    .storage
+                    .create(&key, &with_identity(obj), "bootstrap")
+                    .await
+                {
+                    Err(crate::storage::StorageError::AlreadyExists) => Ok(0),
+                    r => r,
+                }
+            }
+            (Some(Reconciled::Update(obj)), Some((_, rev))) => {
+                api.storage.update(&key, &obj, *rev, "bootstrap").await
+            }
+            (Some(Reconciled::Recreate(obj)), Some((_, rev))) => {
+                match api.storage.delete(&key, *rev, "bootstrap").await {
+                    Ok(_) => {
+                        api.storage
+                            .create(&key, &with_identity(obj), "bootstrap")
+                            .await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            (Some(_), None) => continue,
+        };
+        if let Err(e) = result {
+            tracing::warn!(key, error = %e, "reconciling a default RBAC object");
+        }
+    }
+    // Authorization reads the caches: let them hold the policy before the server is ready.
+    if let Ok(rev) = api.storage.current_revision().await {
+        for resource in [
+            "clusterroles",
+            "clusterrolebindings",
+            "roles",
+            "rolebindings",
+        ] {
+            if let Some(e) = api.catalog.find_any("rbac.authorization.k8s.io", resource) {
+                e.cacher.wait_for(rev, Duration::from_secs(10)).await;
+            }
+        }
+    }
 }
 
 /// The kubernetes Service's Endpoints and EndpointSlice point at this apiserver.

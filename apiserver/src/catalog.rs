@@ -148,3 +148,29 @@ impl Catalog {
         out
     }
 }
+
+impl crate::source::ObjectSource for Catalog {
+    fn list(&self, group: &str, resource: &str, namespace: &str) -> Vec<Arc<serde_json::Value>> {
+        let Some(entry) = self.find_any(group, resource) else {
+            return Vec::new();
+        };
+        entry
+            .cacher
+            .list(&entry.scope_prefix(namespace), None)
+            .0
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    fn get(
+        &self,
+        group: &str,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<serde_json::Value>> {
+        let entry = self.find_any(group, resource)?;
+        entry.cacher.get(&entry.key(namespace, name)).0
+    }
+}

@@ -139,6 +139,25 @@ pub fn ensure_self_signed(
     Ok((cert_path, key_path))
 }
 
+/// File name of the generated service-account signing key in --cert-dir.
+pub const SA_KEY_FILE: &str = "sa.key";
+
+/// Returns `<cert_dir>/sa.key`, generating an ECDSA P-256 key first if it is missing: the
+/// service-account signing key of a one-machine start, kept so tokens survive restarts.
+pub fn ensure_service_account_key(cert_dir: &Path) -> Result<PathBuf, CertError> {
+    let path = cert_dir.join(SA_KEY_FILE);
+    if path.exists() {
+        return Ok(path);
+    }
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(CertError::Generate)?;
+    fs::create_dir_all(cert_dir).map_err(|source| CertError::CreateDir {
+        path: cert_dir.to_owned(),
+        source,
+    })?;
+    write_new(&path, key.serialize_pem().as_bytes(), 0o600)?;
+    Ok(path)
+}
+
 /// Writes through a temporary file and a rename so readers never see half a PEM.
 fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), CertError> {
     let err = |source| CertError::Write {

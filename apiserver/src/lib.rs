@@ -1,6 +1,8 @@
 //! kube-apiserver: the Kubernetes API over HTTPS, stored in an etcd v3 compatible store.
 
+pub mod admission;
 pub mod allocator;
+pub mod audit;
 pub mod authn;
 pub mod authz;
 pub mod bootstrap;
@@ -25,6 +27,7 @@ pub mod resources;
 pub mod scale;
 pub mod selector;
 pub mod server;
+pub mod serviceaccount;
 pub mod source;
 pub mod storage;
 pub mod table;

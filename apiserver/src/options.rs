@@ -133,7 +133,7 @@ pub struct Options {
     #[arg(long, default_value_t = 1800)]
     pub min_request_timeout: u64,
 
-    /// Ordered list of authorization plugins: AlwaysAllow, Node, RBAC.
+    /// Ordered list of authorization plugins: AlwaysAllow, AlwaysDeny, Node, RBAC.
     #[arg(long, default_value = "Node,RBAC")]
     pub authorization_mode: String,
 
@@ -214,6 +214,66 @@ pub struct Options {
     /// Accepted because kubeadm's manifest passes it; kubelets are reached by InternalIP.
     #[arg(long, value_delimiter = ',')]
     pub kubelet_preferred_address_types: Vec<String>,
+
+    /// Serve requests without credentials as system:anonymous (authorization still applies;
+    /// the default policy grants only the health and version endpoints).
+    #[arg(long, default_value = "true", num_args = 0..=1, default_missing_value = "true",
+          value_parser = parse_go_bool, action = ArgAction::Set)]
+    pub anonymous_auth: bool,
+
+    /// Audiences an API token must carry; defaults to the service-account issuers.
+    #[arg(long, value_delimiter = ',')]
+    pub api_audiences: Vec<String>,
+
+    /// Upper bound for the lifetime of tokens from TokenRequest (Go duration; empty = none).
+    #[arg(long, default_value = "")]
+    pub service_account_max_token_expiration: String,
+
+    /// Issue pod-bound tokens asked for with the kubelet's default lifetime for a year, with
+    /// a warnafter claim, as upstream.
+    #[arg(long, default_value = "true", num_args = 0..=1, default_missing_value = "true",
+          value_parser = parse_go_bool, action = ArgAction::Set)]
+    pub service_account_extend_token_expiration: bool,
+
+    /// Overrides the jwks_uri of the OpenID discovery document.
+    #[arg(long)]
+    pub service_account_jwks_uri: Option<String>,
+
+    /// Write audit events to this file (`-` = stdout); empty disables audit logging.
+    #[arg(long)]
+    pub audit_log_path: Option<String>,
+
+    /// The audit Policy (audit.k8s.io/v1) deciding what is logged at which level.
+    #[arg(long)]
+    pub audit_policy_file: Option<PathBuf>,
+
+    /// Rotate the audit log when it reaches this many megabytes (0 = never).
+    #[arg(long, default_value_t = 0)]
+    pub audit_log_maxsize: u64,
+
+    /// Old audit log files to keep (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub audit_log_maxbackup: usize,
+
+    /// Days to keep old audit log files (0 = forever).
+    #[arg(long, default_value_t = 0)]
+    pub audit_log_maxage: u64,
+
+    /// Format of the audit log; only `json` is supported.
+    #[arg(long, default_value = "json")]
+    pub audit_log_format: String,
+
+    /// EncryptionConfiguration (apiserver.config.k8s.io/v1) for data at rest.
+    #[arg(long)]
+    pub encryption_provider_config: Option<PathBuf>,
+
+    /// tolerationSeconds DefaultTolerationSeconds gives pods for node.kubernetes.io/not-ready.
+    #[arg(long, default_value_t = 300)]
+    pub default_not_ready_toleration_seconds: i64,
+
+    /// tolerationSeconds DefaultTolerationSeconds gives pods for node.kubernetes.io/unreachable.
+    #[arg(long, default_value_t = 300)]
+    pub default_unreachable_toleration_seconds: i64,
 }
 
 /// A certificate file and the private key file that goes with it.
@@ -223,24 +283,7 @@ pub struct CertKeyPair {
     pub key_file: PathBuf,
 }
 
-/// An authorizer named by --authorization-mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthorizationMode {
-    AlwaysAllow,
-    Node,
-    Rbac,
-}
-
-impl AuthorizationMode {
-    /// The name used on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::AlwaysAllow => "AlwaysAllow",
-            Self::Node => "Node",
-            Self::Rbac => "RBAC",
-        }
-    }
-}
+pub use crate::authz::chain::AuthorizationMode;
 
 /// The IPv4 range Service cluster IPs are taken from (--service-cluster-ip-range).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -401,6 +444,26 @@ pub struct Config {
     pub disable_admission_plugins: Vec<String>,
     pub allow_privileged: bool,
     pub verbosity: u8,
+    pub anonymous_auth: bool,
+    pub enable_bootstrap_token_auth: bool,
+    pub api_audiences: Vec<String>,
+    pub service_account_max_token_expiration: Option<Duration>,
+    pub service_account_extend_token_expiration: bool,
+    pub service_account_jwks_uri: Option<String>,
+    pub audit: Option<AuditConfig>,
+    pub encryption_provider_config: Option<PathBuf>,
+    pub default_not_ready_toleration_seconds: i64,
+    pub default_unreachable_toleration_seconds: i64,
+}
+
+/// Where and what to audit (--audit-*).
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub log_path: String,
+    pub policy_file: Option<PathBuf>,
+    pub max_size_mb: u64,
+    pub max_backups: usize,
+    pub max_age_days: u64,
 }
 
 impl Config {
@@ -441,6 +504,16 @@ impl Config {
             disable_admission_plugins: Vec::new(),
             allow_privileged: false,
             verbosity: 0,
+            anonymous_auth: true,
+            enable_bootstrap_token_auth: false,
+            api_audiences: Vec::new(),
+            service_account_max_token_expiration: None,
+            service_account_extend_token_expiration: true,
+            service_account_jwks_uri: None,
+            audit: None,
+            encryption_provider_config: None,
+            default_not_ready_toleration_seconds: 300,
+            default_unreachable_toleration_seconds: 300,
         }
     }
 }
@@ -466,33 +539,6 @@ fn pair(
             missing: cert_flag,
         }),
     }
-}
-
-fn parse_authorization_modes(s: &str) -> Result<Vec<AuthorizationMode>, OptionsError> {
-    let mut modes = Vec::new();
-    for name in s.split(',').map(str::trim) {
-        let mode = match name {
-            "AlwaysAllow" => AuthorizationMode::AlwaysAllow,
-            "Node" => AuthorizationMode::Node,
-            "RBAC" => AuthorizationMode::Rbac,
-            _ => {
-                return Err(invalid(
-                    "authorization-mode",
-                    s,
-                    format!("unsupported mode {name:?}; supported: AlwaysAllow, Node, RBAC"),
-                ))
-            }
-        };
-        if modes.contains(&mode) {
-            return Err(invalid(
-                "authorization-mode",
-                s,
-                format!("mode {name:?} is specified more than once"),
-            ));
-        }
-        modes.push(mode);
-    }
-    Ok(modes)
 }
 
 fn check_etcd_servers(servers: &[String]) -> Result<(), OptionsError> {
@@ -534,7 +580,14 @@ impl Options {
                     e,
                 )
             })?;
-        let authorization_modes = parse_authorization_modes(&self.authorization_mode)?;
+        let authorization_modes = crate::authz::chain::parse_modes(&self.authorization_mode)
+            .map_err(|e| {
+                invalid(
+                    "authorization-mode",
+                    &self.authorization_mode,
+                    e.to_string(),
+                )
+            })?;
         if self.storage_backend != "etcd3" {
             return Err(invalid(
                 "storage-backend",
@@ -572,6 +625,32 @@ impl Options {
             "kubelet-client-key",
         )?;
 
+        let service_account_max_token_expiration =
+            match self.service_account_max_token_expiration.trim() {
+                "" => None,
+                d => Some(
+                    parse_go_duration(d)
+                        .map_err(|e| invalid("service-account-max-token-expiration", d, e))?,
+                ),
+            };
+        if self.audit_log_format != "json" {
+            return Err(invalid(
+                "audit-log-format",
+                &self.audit_log_format,
+                "only json is supported",
+            ));
+        }
+        let audit = match self.audit_log_path.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(path) => Some(AuditConfig {
+                log_path: path.to_owned(),
+                policy_file: self.audit_policy_file.clone(),
+                max_size_mb: self.audit_log_maxsize,
+                max_backups: self.audit_log_maxbackup,
+                max_age_days: self.audit_log_maxage,
+            }),
+        };
+
         let advertise_address = match self.advertise_address {
             Some(ip) if !ip.is_unspecified() => ip,
             _ if !self.bind_address.is_unspecified() => self.bind_address,
@@ -606,6 +685,21 @@ impl Options {
             disable_admission_plugins: self.disable_admission_plugins,
             allow_privileged: self.allow_privileged,
             verbosity: self.verbosity,
+            anonymous_auth: self.anonymous_auth,
+            enable_bootstrap_token_auth: self.enable_bootstrap_token_auth,
+            api_audiences: self
+                .api_audiences
+                .into_iter()
+                .map(|a| a.trim().to_owned())
+                .filter(|a| !a.is_empty())
+                .collect(),
+            service_account_max_token_expiration,
+            service_account_extend_token_expiration: self.service_account_extend_token_expiration,
+            service_account_jwks_uri: self.service_account_jwks_uri,
+            audit,
+            encryption_provider_config: self.encryption_provider_config,
+            default_not_ready_toleration_seconds: self.default_not_ready_toleration_seconds,
+            default_unreachable_toleration_seconds: self.default_unreachable_toleration_seconds,
         })
     }
 }

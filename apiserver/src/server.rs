@@ -48,6 +48,63 @@ pub enum Error {
     },
     #[error("metrics")]
     Metrics(#[source] prometheus::Error),
+    #[error("encryption provider configuration")]
+    Encryption(#[source] crate::storage::transformer::Error),
+    #[error("audit configuration")]
+    Audit(#[source] crate::audit::Error),
+    #[error("admission plugins: {0}")]
+    Admission(String),
+    #[error("service account key")]
+    ServiceAccountKey(#[source] crate::serviceaccount::KeyError),
+    #[error("service account token configuration")]
+    ServiceAccounts(#[source] crate::serviceaccount::ConfigError),
+}
+
+/// kubeadm's issuer, used when --service-account-issuer is not given.
+pub const DEFAULT_SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
+/// Service-account tokens as the --service-account-* flags say. With no signing key given, a
+/// key is generated into --cert-dir (as the serving certificate is), so a one-machine start
+/// can issue tokens; with no issuer, kubeadm's default issuer is used.
+fn service_account_authority(
+    config: &Config,
+) -> std::result::Result<Option<Arc<crate::serviceaccount::TokenAuthority>>, Error> {
+    use crate::serviceaccount::{
+        load_public_keys, SigningKey, TokenAuthority, TokenAuthorityConfig,
+    };
+    let signing_path = match &config.service_account_signing_key_file {
+        Some(p) => p.clone(),
+        None => {
+            let p =
+                crate::certs::ensure_service_account_key(&config.cert_dir).map_err(Error::Certs)?;
+            tracing::info!(path = %p.display(), "no --service-account-signing-key-file; signing service account tokens with a generated key");
+            p
+        }
+    };
+    let signing_key = SigningKey::from_file(&signing_path).map_err(Error::ServiceAccountKey)?;
+    let verification_keys =
+        load_public_keys(&config.service_account_key_files).map_err(Error::ServiceAccountKey)?;
+    let issuers = if config.service_account_issuers.is_empty() {
+        vec![DEFAULT_SERVICE_ACCOUNT_ISSUER.to_owned()]
+    } else {
+        config.service_account_issuers.clone()
+    };
+    let mut c = TokenAuthorityConfig::new(issuers);
+    c.signing_key = Some(signing_key);
+    c.verification_keys = verification_keys;
+    c.api_audiences = config.api_audiences.clone();
+    c.max_expiration_seconds = config
+        .service_account_max_token_expiration
+        .map(|d| d.as_secs() as i64);
+    c.extend_expiration = config.service_account_extend_token_expiration;
+    c.jwks_uri = config.service_account_jwks_uri.clone();
+    c.external_address = Some(format!(
+        "{}:{}",
+        config.advertise_address,
+        config.bind_address.port()
+    ));
+    let authority = TokenAuthority::new(c).map_err(Error::ServiceAccounts)?;
+    Ok(Some(Arc::new(authority)))
 }
 
 /// Everything a request handler reaches.
@@ -58,6 +115,12 @@ pub struct ApiServer {
     pub metrics: Arc<Metrics>,
     pub registry: prometheus::Registry,
     pub authn: Authenticator,
+    /// Audit events, when --audit-log-path and --audit-policy-file are set.
+    pub audit: Option<Arc<crate::audit::Auditor>>,
+    /// --authorization-mode.
+    pub authz: crate::authz::chain::AuthorizerChain,
+    /// --enable-admission-plugins / --disable-admission-plugins.
+    pub admission: crate::admission::Chain,
     pub limiter: InflightLimiter,
     pub schemas: Arc<Schemas>,
     pub allocator: Allocator,
@@ -137,8 +200,54 @@ pub async fn start(config: Config, shutdown: Shutdown) -> std::result::Result<Ru
     let metrics = Arc::new(Metrics::new(&registry).map_err(Error::Metrics)?);
     let _ = component_base::metrics::register_process_collector(&registry);
     let (kv, store) = open_store(&config, &shutdown).await?;
-    let storage = Storage::new(kv, metrics.clone());
-    let authn = Authenticator::new(config.token_auth_file.as_deref()).map_err(Error::Authn)?;
+    let encryption = config
+        .encryption_provider_config
+        .as_deref()
+        .map(crate::storage::transformer::EncryptionConfig::load)
+        .transpose()
+        .map_err(Error::Encryption)?;
+    if encryption.is_some() {
+        tracing::info!("encrypting data at rest as the encryption provider config says");
+    }
+    let codec = crate::storage::Codec::new(
+        encryption,
+        crate::resources::builtin()
+            .into_iter()
+            .map(|r| (r.resource, r.group)),
+    );
+    let storage = Storage::new(kv, metrics.clone(), codec);
+    let audit = match &config.audit {
+        Some(a) => crate::audit::AuditOptions {
+            log_path: Some(a.log_path.clone()),
+            policy_file: a.policy_file.clone(),
+            log_max_size_mb: a.max_size_mb,
+            log_max_backup: a.max_backups,
+            log_max_age_days: a.max_age_days,
+            log_format: "json".into(),
+        }
+        .build()
+        .map_err(Error::Audit)?,
+        None => None,
+    };
+    let service_accounts = service_account_authority(&config)?;
+    let mut authn = Authenticator::new(config.token_auth_file.as_deref())
+        .map_err(Error::Authn)?
+        .with_bootstrap_tokens(config.enable_bootstrap_token_auth)
+        .with_anonymous(config.anonymous_auth);
+    if let Some(a) = service_accounts {
+        authn = authn.with_service_accounts(a);
+    }
+    let authz = crate::authz::chain::AuthorizerChain::new(config.authorization_modes.clone());
+    let admission = crate::admission::Chain::from_flags_with(
+        &config.enable_admission_plugins,
+        &config.disable_admission_plugins,
+        crate::admission::ChainOptions {
+            default_not_ready_toleration_seconds: config.default_not_ready_toleration_seconds,
+            default_unreachable_toleration_seconds: config.default_unreachable_toleration_seconds,
+        },
+    )
+    .map_err(Error::Admission)?;
+    tracing::info!(plugins = ?admission.enabled(), "admission plugins");
     let limiter = InflightLimiter::new(
         config.max_requests_inflight,
         config.max_mutating_requests_inflight,
@@ -167,6 +276,9 @@ pub async fn start(config: Config, shutdown: Shutdown) -> std::result::Result<Ru
         metrics,
         registry,
         authn,
+        audit,
+        authz,
+        admission,
         limiter,
         schemas,
         allocator,

@@ -1444,19 +1444,23 @@ fn cordon_and_uncordon_toggle_node_unschedulable() {
 fn taint_adds_and_removes_a_node_taint() {
     let k = ApiServer::start();
     create_node(&k);
+    // TaintNodesByCondition admission marks a new node not-ready until its kubelet says
+    // otherwise.
+    let not_ready = json!({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"});
+    let node = k.json(&["get", "node", "e2e-node"]);
+    assert_eq!(node["spec"]["taints"], json!([not_ready]), "{node:#}");
     let out = k.ok(&["taint", "nodes", "e2e-node", "dedicated=e2e:NoSchedule"]);
     assert!(out.contains("node/e2e-node tainted"), "{out}");
     let node = k.json(&["get", "node", "e2e-node"]);
     assert_eq!(
         node["spec"]["taints"],
-        json!([{"key": "dedicated", "value": "e2e", "effect": "NoSchedule"}]),
+        json!([{"key": "dedicated", "value": "e2e", "effect": "NoSchedule"}, not_ready]),
         "{node:#}"
     );
     let out = k.ok(&["taint", "nodes", "e2e-node", "dedicated=e2e:NoSchedule-"]);
     assert!(out.contains("node/e2e-node untainted"), "{out}");
     let node = k.json(&["get", "node", "e2e-node"]);
-    let taints = node["spec"].get("taints").cloned().unwrap_or(json!([]));
-    assert_eq!(taints, json!([]), "{node:#}");
+    assert_eq!(node["spec"]["taints"], json!([not_ready]), "{node:#}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -123,6 +123,13 @@ pub async fn delete_object(
                 ));
             }
         }
+        super::write::admit(
+            ctx,
+            crate::admission::Operation::Delete,
+            super::write::Phase::Validate,
+            None,
+            Some(&cur),
+        )?;
         let mut next = cur.clone();
         let mut pending = false;
         let deleting = cur

@@ -3,6 +3,7 @@
 use serde_json::{json, Value};
 
 use super::Ctx;
+use crate::admission::{Attributes as AdmissionAttributes, Operation};
 use crate::error::{ApiError, FieldError, Result};
 use crate::http::negotiate::{self, BodyType};
 use crate::http::response::Resp;
@@ -158,6 +159,7 @@ pub async fn create_object(ctx: &mut Ctx, mut obj: Value, manager: &str) -> Resu
     }
     let strategy = ctx.entry.strategy.clone();
     strategy.default(&mut obj);
+    admit(ctx, Operation::Create, Phase::Mutate, Some(&mut obj), None)?;
     strategy.prepare_for_create(&mut obj);
     let name = object::name(&obj).to_string();
     let mut errs: Vec<FieldError> = Vec::new();
@@ -172,6 +174,13 @@ pub async fn create_object(ctx: &mut Ctx, mut obj: Value, manager: &str) -> Resu
     if !errs.is_empty() {
         return Err(ApiError::invalid(&info.group, &info.kind, &name, &errs));
     }
+    admit(
+        ctx,
+        Operation::Create,
+        Phase::Validate,
+        Some(&mut obj),
+        None,
+    )?;
     strategy.canonicalize(&mut obj);
     // Server-side apply already recorded its own (Apply) ownership.
     if !is_apply(ctx) {
@@ -296,6 +305,9 @@ where
         let strategy = ctx.entry.strategy.clone();
         if subresource.is_empty() {
             strategy.default(&mut new);
+        }
+        admit_update(ctx, Phase::Mutate, &mut new, &cur)?;
+        if subresource.is_empty() {
             strategy.prepare_for_update(&mut new, &cur);
         }
         let mut errs = strategy.validate_update(&new, &cur);
@@ -303,6 +315,7 @@ where
         if !errs.is_empty() {
             return Err(ApiError::invalid(&info.group, &info.kind, name, &errs));
         }
+        admit_update(ctx, Phase::Validate, &mut new, &cur)?;
         strategy.canonicalize(&mut new);
         bump_generation(ctx, &mut new, &cur);
         let sub = (!subresource.is_empty()).then_some(subresource);
@@ -576,4 +589,65 @@ fn patch_error(e: &crate::patch::PatchError) -> ApiError {
         crate::patch::PatchError::TooManyOperations { .. } => ApiError::too_large(e.to_string()),
         _ => ApiError::new(422, "Invalid", e.to_string()),
     }
+}
+
+/// Which half of the admission chain to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Mutate,
+    Validate,
+}
+
+/// Runs the admission chain's `phase` on a write of this request's resource; warnings go to
+/// the client. On create the name comes from the object (it may still be empty with only
+/// generateName).
+pub fn admit(
+    ctx: &mut Ctx,
+    operation: Operation,
+    phase: Phase,
+    object: Option<&mut Value>,
+    old: Option<&Value>,
+) -> Result<()> {
+    let api = ctx.api.clone();
+    let name = match (&object, old, operation) {
+        (Some(o), _, Operation::Create) => object::name(o).to_string(),
+        (_, Some(o), _) => object::name(o).to_string(),
+        _ => ctx.info.name.clone(),
+    };
+    let mut attrs = AdmissionAttributes {
+        operation,
+        group: &ctx.entry.info.group,
+        version: &ctx.entry.info.version,
+        resource: &ctx.entry.info.resource,
+        subresource: &ctx.info.subresource,
+        kind: &ctx.entry.info.kind,
+        namespace: &ctx.info.namespace,
+        name: &name,
+        object,
+        old_object: old,
+        user: &ctx.user,
+        dry_run: ctx.dry_run(),
+        source: &api.catalog,
+    };
+    match phase {
+        Phase::Mutate => api.admission.mutate(&mut attrs)?,
+        Phase::Validate => {
+            // Deletes run both phases at once: there is no object to mutate.
+            if operation == Operation::Delete {
+                api.admission.mutate(&mut attrs)?;
+            }
+            let warnings = api.admission.validate(&attrs)?;
+            if operation != Operation::Delete {
+                if let Some(obj) = attrs.object.as_deref() {
+                    crate::authz::check_rbac_write(&api, &ctx.user, &ctx.info, obj, old)?;
+                }
+            }
+            ctx.warnings.extend(warnings);
+        }
+    }
+    Ok(())
+}
+
+fn admit_update(ctx: &mut Ctx, phase: Phase, new: &mut Value, cur: &Value) -> Result<()> {
+    admit(ctx, Operation::Update, phase, Some(new), Some(cur))
 }

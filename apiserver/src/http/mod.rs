@@ -54,7 +54,27 @@ pub async fn handle(
     let query = Query::parse(parts.uri.query());
     let info = RequestInfo::parse(&parts.method, &path, &query);
     let query_dry_run = query.all("dryRun").iter().any(|v| v == "All");
-    let (resp, verb_label) = route(&api, &parts, body, peer_cert, &path, query, info.clone()).await;
+    let mut audit = None;
+    let (resp, verb_label) = route(
+        &api,
+        &parts,
+        body.clone(),
+        peer_cert,
+        &path,
+        query,
+        info.clone(),
+        &mut audit,
+    )
+    .await;
+    let resp = match audit {
+        Some(ctx) => {
+            let streaming = info
+                .as_ref()
+                .is_some_and(|i| i.verb == "watch" || i.verb == "connect");
+            finish_audit(ctx, resp, &body, streaming).await
+        }
+        None => resp,
+    };
     let (group, version, resource, subresource, scope) = match &info {
         Some(i) => (
             i.group.as_str(),
@@ -104,6 +124,91 @@ fn metric_verb(
     }
 }
 
+/// Writes the audit event of a finished request; error bodies (and, at RequestResponse level,
+/// every non-streaming body) are read back to be recorded.
+/// Streams (watches) are recorded when their response starts, without the body.
+async fn finish_audit(
+    mut ctx: crate::audit::AuditContext,
+    resp: Resp,
+    request: &Bytes,
+    streaming: bool,
+) -> Resp {
+    use http_body_util::BodyExt;
+    let code = resp.status().as_u16();
+    ctx.response_started(code);
+    let wants_body = code >= 400 || ctx.wants_response_object();
+    let request_body = (!request.is_empty()).then_some(&request[..]);
+    if !wants_body || streaming {
+        ctx.complete(code, None, request_body, None);
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let bytes = match body.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(never) => match never {},
+    };
+    let status: Option<serde_json::Value> = if code >= 400 {
+        serde_json::from_slice(&bytes).ok()
+    } else {
+        None
+    };
+    ctx.complete(code, status.as_ref(), request_body, Some(&bytes));
+    http::Response::from_parts(parts, response::full(bytes))
+}
+
+/// Decides `info` (or the non-resource `path`) for `user` through the authorizer chain.
+fn authorize(
+    api: &ApiServer,
+    user: &crate::authn::UserInfo,
+    method: &http::Method,
+    path: &str,
+    query: &Query,
+    info: Option<&RequestInfo>,
+) -> crate::authz::Decision {
+    let method_verb = method.as_str().to_ascii_lowercase();
+    let selector = query
+        .get("fieldSelector")
+        .map(crate::authz::node::parse_field_selector)
+        .unwrap_or_default();
+    // Upstream authorizes a list/watch narrowed to one name as a request for that name.
+    let selected_name = selector
+        .iter()
+        .find(|r| r.field == "metadata.name" && r.op == crate::authz::node::FieldOp::Equals)
+        .map(|r| r.value.as_str());
+    let attrs = match info {
+        Some(i) => crate::authz::Attributes {
+            user,
+            verb: &i.verb,
+            resource_request: true,
+            namespace: &i.namespace,
+            api_group: &i.group,
+            api_version: &i.version,
+            resource: &i.resource,
+            subresource: &i.subresource,
+            name: match selected_name {
+                Some(n) if i.name.is_empty() && matches!(i.verb.as_str(), "list" | "watch") => n,
+                _ => &i.name,
+            },
+            path,
+        },
+        None => crate::authz::Attributes {
+            user,
+            verb: &method_verb,
+            resource_request: false,
+            namespace: "",
+            api_group: "",
+            api_version: "",
+            resource: "",
+            subresource: "",
+            name: "",
+            path,
+        },
+    };
+    api.authz
+        .authorize_with_field_selector(&attrs, &selector, &api.catalog)
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn route(
     api: &Arc<ApiServer>,
     parts: &Parts,
@@ -112,10 +217,17 @@ async fn route(
     path: &str,
     query: Query,
     info: Option<RequestInfo>,
+    audit: &mut Option<crate::audit::AuditContext>,
 ) -> (Resp, String) {
     let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok());
     let verb = metric_verb(&parts.method, info.as_ref(), header("content-type"));
-    // Public paths.
+    let Some(user) = api
+        .authn
+        .authenticate(peer_cert, header("authorization"), &api.catalog)
+    else {
+        return (response::error(&ApiError::unauthorized()), verb);
+    };
+    // Public paths: upstream's system:public-info-viewer grants them to everyone.
     if parts.method == http::Method::GET || parts.method == http::Method::HEAD {
         if let Some(reply) = api.health.respond(path, parts.uri.query()) {
             return (
@@ -127,19 +239,51 @@ async fn route(
             return (response::json(200, &version()), verb);
         }
     }
-    let Some(user) = api.authn.authenticate(peer_cert, header("authorization")) else {
-        return (response::error(&ApiError::unauthorized()), verb);
-    };
-    // Upstream's default policy lets every authenticated user read discovery and OpenAPI.
-    let discovery = info.is_none()
-        && matches!(parts.method, http::Method::GET | http::Method::HEAD)
-        && (path == "/api"
-            || path == "/apis"
-            || path.starts_with("/api/")
-            || path.starts_with("/apis/")
-            || path.starts_with("/openapi/"));
-    if !discovery && !crate::authn::is_allowed(&user) {
-        let msg = match &info {
+    let decision = authorize(api, &user, &parts.method, path, &query, info.as_ref());
+    if let Some(auditor) = &api.audit {
+        let attrs = match &info {
+            Some(i) => crate::audit::RequestAttrs::resource(
+                i.verb.clone(),
+                crate::audit::ResourceAttrs {
+                    group: i.group.clone(),
+                    version: i.version.clone(),
+                    resource: i.resource.clone(),
+                    subresource: i.subresource.clone(),
+                    namespace: i.namespace.clone(),
+                    name: i.name.clone(),
+                },
+                path,
+            ),
+            None => crate::audit::RequestAttrs::non_resource(parts.method.as_str(), path),
+        };
+        let uri = parts.uri.to_string();
+        let meta = crate::audit::RequestMeta {
+            request_uri: &uri,
+            user_agent: header("user-agent").unwrap_or(""),
+            audit_id: header("audit-id"),
+            x_forwarded_for: header("x-forwarded-for"),
+            x_real_ip: header("x-real-ip"),
+            long_running: info
+                .as_ref()
+                .is_some_and(|i| i.verb == "watch" || i.verb == "connect"),
+            ..Default::default()
+        };
+        if let Some(mut ctx) = auditor.begin(&attrs, &user, &meta) {
+            let reason = match &decision {
+                crate::authz::Decision::Allow(r)
+                | crate::authz::Decision::Deny(r)
+                | crate::authz::Decision::NoOpinion(r) => r.clone(),
+            };
+            ctx.set_authorization(decision.is_allowed(), &reason);
+            *audit = Some(ctx);
+        }
+    }
+    if !decision.is_allowed() {
+        let reason = match &decision {
+            crate::authz::Decision::Deny(r) | crate::authz::Decision::NoOpinion(r) => r.as_str(),
+            crate::authz::Decision::Allow(_) => "",
+        };
+        let mut msg = match &info {
             Some(i) => crate::authn::forbidden_message(
                 &user,
                 &i.verb,
@@ -155,6 +299,9 @@ async fn route(
                 parts.method.as_str().to_lowercase()
             ),
         };
+        if !reason.is_empty() {
+            msg = format!("{msg}: {reason}");
+        }
         let mut e = ApiError::forbidden(msg);
         if let Some(i) = &info {
             let mut d = json!({"kind": i.resource});

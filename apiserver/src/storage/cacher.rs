@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::StreamExt;
 
-use super::{decode, prefix_end, Storage, StorageError};
+use super::{prefix_end, Storage, StorageError};
 use crate::metrics::Metrics;
 
 /// Events kept for watches that resume from a past resourceVersion.
@@ -235,7 +235,7 @@ impl Cacher {
                             self.progress(header_rev);
                         }
                     } else {
-                        self.apply(&resp.events)?;
+                        self.apply(storage.codec(), &resp.events)?;
                     }
                 }
             }
@@ -265,7 +265,11 @@ impl Cacher {
             .clone()
     }
 
-    fn apply(&self, events: &[proto::mvccpb::Event]) -> Result<(), StorageError> {
+    fn apply(
+        &self,
+        codec: &super::Codec,
+        events: &[proto::mvccpb::Event],
+    ) -> Result<(), StorageError> {
         let sender = self.sender();
         let mut newest = 0;
         let count;
@@ -281,7 +285,7 @@ impl Cacher {
                     let Some(last) = prev.clone().or_else(|| {
                         ev.prev_kv
                             .as_ref()
-                            .and_then(|p| decode(&p.key, &p.value, p.mod_revision).ok())
+                            .and_then(|p| codec.decode(&p.key, &p.value, p.mod_revision).ok())
                             .map(Arc::new)
                     }) else {
                         continue;
@@ -300,7 +304,7 @@ impl Cacher {
                         rv,
                     }
                 } else {
-                    let obj = match decode(&kv.key, &kv.value, rv) {
+                    let obj = match codec.decode(&kv.key, &kv.value, rv) {
                         Ok(o) => Arc::new(o),
                         Err(e) => {
                             tracing::warn!(error = %e, "skipping undecodable object");

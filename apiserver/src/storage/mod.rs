@@ -3,8 +3,10 @@
 
 pub mod cacher;
 pub mod compactor;
+pub mod transformer;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use proto::etcdserverpb::{
@@ -64,9 +66,101 @@ impl From<tonic::Status> for StorageError {
 pub struct Storage {
     kv: Arc<dyn KvStore>,
     metrics: Arc<Metrics>,
+    codec: Arc<Codec>,
 }
 
-/// Parses a stored object and stamps its resourceVersion.
+/// How objects become stored bytes: JSON, encrypted for the resources the
+/// --encryption-provider-config names.
+#[derive(Default)]
+pub struct Codec {
+    encryption: Option<transformer::EncryptionConfig>,
+    /// Group of each built-in resource; keys of built-ins carry only the resource.
+    builtin_groups: HashMap<String, String>,
+    /// Transformer per storage prefix, resolved on first use.
+    by_prefix: RwLock<HashMap<String, Option<Arc<transformer::Transformer>>>>,
+}
+
+impl Codec {
+    /// A codec encrypting as `encryption` says; `builtin` maps built-in resources to groups.
+    pub fn new(
+        encryption: Option<transformer::EncryptionConfig>,
+        builtin: impl IntoIterator<Item = (String, String)>,
+    ) -> Self {
+        Self {
+            encryption,
+            builtin_groups: builtin.into_iter().collect(),
+            by_prefix: RwLock::default(),
+        }
+    }
+
+    /// The transformer of the resource `key` belongs to: keys are
+    /// `/registry/<resource>/...` for built-ins and `/registry/<group>/<resource>/...` for
+    /// custom resources (whose groups always contain a dot).
+    fn transformer(&self, key: &[u8]) -> Option<Arc<transformer::Transformer>> {
+        let config = self.encryption.as_ref()?;
+        let key = std::str::from_utf8(key).ok()?;
+        let mut parts = key.strip_prefix("/registry/")?.split('/');
+        let first = parts.next()?;
+        let (group, resource, prefix_len) = if first.contains('.') {
+            let resource = parts.next()?;
+            (first, resource, first.len() + resource.len() + 1)
+        } else {
+            let group = self.builtin_groups.get(first).map_or("", String::as_str);
+            (group, first, first.len())
+        };
+        let prefix = &key[..("/registry/".len() + prefix_len)];
+        if let Some(t) = self
+            .by_prefix
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(prefix)
+        {
+            return t.clone();
+        }
+        let t = config.transformer_for(group, resource);
+        self.by_prefix
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(prefix.to_owned(), t.clone());
+        t
+    }
+
+    /// Parses a stored object and stamps its resourceVersion.
+    pub fn decode(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        mod_revision: i64,
+    ) -> Result<Value, StorageError> {
+        let corrupt = |reason: String| StorageError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason,
+        };
+        match self.transformer(key) {
+            Some(t) => {
+                let (plain, _stale) = t.decrypt(value, key).map_err(|e| corrupt(e.to_string()))?;
+                decode(key, &plain, mod_revision)
+            }
+            None if self.encryption.is_some() && transformer::is_encrypted(value) => Err(corrupt(
+                "the value is encrypted but no provider is configured for it".into(),
+            )),
+            None => decode(key, value, mod_revision),
+        }
+    }
+
+    /// The bytes stored for `obj` at `key`.
+    pub fn encode(&self, key: &str, obj: &Value) -> Result<Vec<u8>, StorageError> {
+        let plain = encode(obj);
+        match self.transformer(key.as_bytes()) {
+            Some(t) => t
+                .encrypt(&plain, key.as_bytes())
+                .map_err(|e| StorageError::Store(e.to_string())),
+            None => Ok(plain),
+        }
+    }
+}
+
+/// Parses a stored (plaintext) object and stamps its resourceVersion.
 pub fn decode(key: &[u8], value: &[u8], mod_revision: i64) -> Result<Value, StorageError> {
     let mut obj: Value = serde_json::from_slice(value).map_err(|e| StorageError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
@@ -118,12 +212,15 @@ fn compare_mod(key: &str, rev: i64) -> Compare {
     }
 }
 
-fn current_of(resp: &pb::TxnResponse) -> Result<Option<Box<(Value, i64)>>, StorageError> {
+fn current_of(
+    codec: &Codec,
+    resp: &pb::TxnResponse,
+) -> Result<Option<Box<(Value, i64)>>, StorageError> {
     for r in &resp.responses {
         if let Some(response_op::Response::ResponseRange(rr)) = &r.response {
             if let Some(kv) = rr.kvs.first() {
                 return Ok(Some(Box::new((
-                    decode(&kv.key, &kv.value, kv.mod_revision)?,
+                    codec.decode(&kv.key, &kv.value, kv.mod_revision)?,
                     kv.mod_revision,
                 ))));
             }
@@ -145,8 +242,16 @@ pub fn prefix_end(prefix: &str) -> Vec<u8> {
 }
 
 impl Storage {
-    pub fn new(kv: Arc<dyn KvStore>, metrics: Arc<Metrics>) -> Self {
-        Self { kv, metrics }
+    pub fn new(kv: Arc<dyn KvStore>, metrics: Arc<Metrics>, codec: Codec) -> Self {
+        Self {
+            kv,
+            metrics,
+            codec: Arc::new(codec),
+        }
+    }
+
+    pub fn codec(&self) -> &Codec {
+        &self.codec
     }
 
     pub fn kv(&self) -> &Arc<dyn KvStore> {
@@ -170,7 +275,7 @@ impl Storage {
         self.observe("get", ty, start);
         match resp.kvs.first() {
             Some(kv) => Ok(Some((
-                decode(&kv.key, &kv.value, kv.mod_revision)?,
+                self.codec.decode(&kv.key, &kv.value, kv.mod_revision)?,
                 kv.mod_revision,
             ))),
             None => Ok(None),
@@ -197,7 +302,7 @@ impl Storage {
         self.observe("list", ty, start);
         let mut out = Vec::with_capacity(resp.kvs.len());
         for kv in &resp.kvs {
-            match decode(&kv.key, &kv.value, kv.mod_revision) {
+            match self.codec.decode(&kv.key, &kv.value, kv.mod_revision) {
                 Ok(v) => out.push((v, kv.mod_revision)),
                 Err(e) => tracing::warn!(error = %e, "skipping undecodable object"),
             }
@@ -227,7 +332,7 @@ impl Storage {
             .kv
             .txn(TxnRequest {
                 compare: vec![compare_mod(key, 0)],
-                success: vec![put_op(key, encode(obj))],
+                success: vec![put_op(key, self.codec.encode(key, obj)?)],
                 failure: vec![],
             })
             .await?;
@@ -252,7 +357,7 @@ impl Storage {
             .kv
             .txn(TxnRequest {
                 compare: vec![compare_mod(key, expected)],
-                success: vec![put_op(key, encode(obj))],
+                success: vec![put_op(key, self.codec.encode(key, obj)?)],
                 failure: vec![get_op(key)],
             })
             .await?;
@@ -260,7 +365,7 @@ impl Storage {
         if resp.succeeded {
             return Ok(resp.header.map(|h| h.revision).unwrap_or(0));
         }
-        match current_of(&resp)? {
+        match current_of(&self.codec, &resp)? {
             Some(cur) => Err(StorageError::Conflict(Some(cur))),
             None => Err(StorageError::NotFound),
         }
@@ -288,7 +393,7 @@ impl Storage {
         if resp.succeeded {
             return Ok(resp.header.map(|h| h.revision).unwrap_or(0));
         }
-        match current_of(&resp)? {
+        match current_of(&self.codec, &resp)? {
             Some(cur) => Err(StorageError::Conflict(Some(cur))),
             None => Err(StorageError::NotFound),
         }

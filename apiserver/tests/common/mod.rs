@@ -674,7 +674,9 @@ impl ApiServer {
         out.json()
     }
 
-    /// Creates namespace `name` and returns the name.
+    /// Creates namespace `name` with its `default` ServiceAccount and returns the name.
+    /// (The ServiceAccount admission plugin refuses pods whose account is missing; in a
+    /// cluster the controller-manager creates `default`, here the harness does.)
     #[track_caller]
     pub fn namespace(&self, name: &str) -> String {
         let out = self.ok(&["create", "namespace", name]);
@@ -682,6 +684,7 @@ impl ApiServer {
             out.contains(&format!("namespace/{name} created")),
             "unexpected output of create namespace: {out}"
         );
+        self.ok(&["create", "serviceaccount", "default", "-n", name]);
         name.to_string()
     }
 

@@ -297,58 +297,6 @@ pub fn system_priority(class: &str) -> Option<i64> {
     }
 }
 
-/// What upstream's admission plugins add to a new pod: the `default` service account
-/// (ServiceAccount), priority (Priority, for the built-in classes and for pods without a
-/// class) and the not-ready/unreachable tolerations (DefaultTolerationSeconds).
-pub fn admit_pod(pod: &mut Value) {
-    let Some(spec) = pod.get_mut("spec").filter(|s| s.is_object()) else {
-        return;
-    };
-    set_default_str(spec, "serviceAccountName", "default");
-    let sa = str_of(spec, "serviceAccountName").to_string();
-    spec["serviceAccount"] = json!(sa);
-    let class = str_of(spec, "priorityClassName").to_string();
-    if get(spec, "priority").is_none() {
-        if class.is_empty() {
-            spec["priority"] = json!(0);
-        } else if let Some(p) = system_priority(&class) {
-            spec["priority"] = json!(p);
-        }
-    }
-    if class.is_empty() || system_priority(&class).is_some() {
-        set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-    }
-    add_default_tolerations(spec);
-}
-
-/// DefaultTolerationSeconds: tolerate not-ready and unreachable nodes for 300s unless the
-/// pod already tolerates them.
-fn add_default_tolerations(spec: &mut Value) {
-    let existing = arr_of(spec, "tolerations").to_vec();
-    let tolerates = |key: &str| {
-        existing.iter().any(|t| {
-            let k = str_of(t, "key");
-            let e = str_of(t, "effect");
-            (k == key || k.is_empty()) && (e == "NoExecute" || e.is_empty())
-        })
-    };
-    let mut add = Vec::new();
-    for key in [
-        "node.kubernetes.io/not-ready",
-        "node.kubernetes.io/unreachable",
-    ] {
-        if !tolerates(key) {
-            add.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
-        }
-    }
-    if add.is_empty() {
-        return;
-    }
-    let mut all = existing;
-    all.extend(add);
-    spec["tolerations"] = Value::Array(all);
-}
-
 // ---------------------------------------------------------------------------------------------
 // QoS.
 
@@ -1485,7 +1433,6 @@ impl Strategy for PodStrategy {
     }
 
     fn prepare_for_create(&self, obj: &mut Value) {
-        admit_pod(obj);
         let empty = json!({});
         let spec = obj.get("spec").unwrap_or(&empty);
         let mut status = json!({"phase": "Pending", "qosClass": pod_qos(spec)});
@@ -1527,7 +1474,6 @@ impl Strategy for PodStrategy {
                     }
                 }
             }
-            add_default_tolerations(spec);
         }
     }
 
@@ -1656,7 +1602,7 @@ mod tests {
     }
 
     #[test]
-    fn pods_get_v1_and_admission_defaults() {
+    fn pods_get_v1_defaults() {
         let p = created(
             json!({"containers": [{"name": "c", "image": "busybox:1", "ports": [{"containerPort": 80}]}]}),
         );
@@ -1667,13 +1613,10 @@ mod tests {
         assert_eq!(s["schedulerName"], "default-scheduler");
         assert_eq!(s["securityContext"], json!({}));
         assert_eq!(s["enableServiceLinks"], true);
-        assert_eq!(s["serviceAccountName"], "default");
-        assert_eq!(s["serviceAccount"], "default");
-        assert_eq!(s["priority"], 0);
-        assert_eq!(s["preemptionPolicy"], "PreemptLowerPriority");
-        assert_eq!(s["tolerations"].as_array().map(Vec::len), Some(2));
-        assert_eq!(s["tolerations"][0]["key"], "node.kubernetes.io/not-ready");
-        assert_eq!(s["tolerations"][1]["tolerationSeconds"], 300);
+        assert!(
+            s.get("serviceAccountName").is_none() && s.get("tolerations").is_none(),
+            "service account and tolerations come from admission, not the strategy"
+        );
         let c = &s["containers"][0];
         assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
         assert_eq!(c["terminationMessagePolicy"], "File");
@@ -1698,19 +1641,6 @@ mod tests {
         assert!(t["spec"].get("tolerations").is_none());
         assert!(t["spec"].get("serviceAccountName").is_none());
         assert_eq!(t["spec"]["restartPolicy"], "Always");
-    }
-
-    #[test]
-    fn existing_tolerations_are_respected() {
-        let p = created(json!({"containers": [{"name": "c", "image": "x"}],
-            "tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 10}]}));
-        let t = p["spec"]["tolerations"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        assert_eq!(t.len(), 2);
-        assert_eq!(t[0]["tolerationSeconds"], 10);
-        assert_eq!(t[1]["key"], "node.kubernetes.io/not-ready");
     }
 
     #[test]
@@ -1821,7 +1751,8 @@ mod tests {
         for c in cases {
             let mut old = created(
                 json!({"containers": [{"name": "c", "image": "busybox:1", "ports": [{"containerPort": 80}]}], "activeDeadlineSeconds": 50,
-                "tolerations": [{"key": "k", "operator": "Exists"}]}),
+                "tolerations": [{"key": "k", "operator": "Exists"},
+                    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}]}),
             );
             old["spec"]["nodeName"] = json!("n1");
             let mut new = old.clone();
