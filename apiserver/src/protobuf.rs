@@ -106,6 +106,116 @@ fn fields(message: &str) -> Option<&'static [Field]> {
             (4, "contentType", Str, false),
         ],
         "TypeMeta" => &[(1, "apiVersion", Str, false), (2, "kind", Str, false)],
+        // rbac.authorization.k8s.io/v1 (kubectl create role/rolebinding/clusterrole...).
+        "Role" => &[
+            (1, "metadata", Msg("ObjectMeta"), false),
+            (2, "rules", Msg("PolicyRule"), true),
+        ],
+        "ClusterRole" => &[
+            (1, "metadata", Msg("ObjectMeta"), false),
+            (2, "rules", Msg("PolicyRule"), true),
+            (3, "aggregationRule", Msg("AggregationRule"), false),
+        ],
+        "PolicyRule" => &[
+            (1, "verbs", Str, true),
+            (2, "apiGroups", Str, true),
+            (3, "resources", Str, true),
+            (4, "resourceNames", Str, true),
+            (5, "nonResourceURLs", Str, true),
+        ],
+        "AggregationRule" => &[(1, "clusterRoleSelectors", Msg("LabelSelector"), true)],
+        "LabelSelector" => &[
+            (1, "matchLabels", MapStr, false),
+            (2, "matchExpressions", Msg("LabelSelectorRequirement"), true),
+        ],
+        "LabelSelectorRequirement" => &[
+            (1, "key", Str, false),
+            (2, "operator", Str, false),
+            (3, "values", Str, true),
+        ],
+        "RoleBinding" | "ClusterRoleBinding" => &[
+            (1, "metadata", Msg("ObjectMeta"), false),
+            (2, "subjects", Msg("Subject"), true),
+            (3, "roleRef", Msg("RoleRef"), false),
+        ],
+        "Subject" => &[
+            (1, "kind", Str, false),
+            (2, "apiGroup", Str, false),
+            (3, "name", Str, false),
+            (4, "namespace", Str, false),
+        ],
+        "RoleRef" => &[
+            (1, "apiGroup", Str, false),
+            (2, "kind", Str, false),
+            (3, "name", Str, false),
+        ],
+        // authorization.k8s.io/v1 (kubectl auth can-i).
+        "SelfSubjectAccessReview" => &[
+            (1, "metadata", Msg("ObjectMeta"), false),
+            (2, "spec", Msg("SelfSubjectAccessReviewSpec"), false),
+        ],
+        "SelfSubjectAccessReviewSpec" => &[
+            (1, "resourceAttributes", Msg("ResourceAttributes"), false),
+            (
+                2,
+                "nonResourceAttributes",
+                Msg("NonResourceAttributes"),
+                false,
+            ),
+        ],
+        "SubjectAccessReview" | "LocalSubjectAccessReview" => &[
+            (1, "metadata", Msg("ObjectMeta"), false),
+            (2, "spec", Msg("SubjectAccessReviewSpec"), false),
+        ],
+        "SubjectAccessReviewSpec" => &[
+            (1, "resourceAttributes", Msg("ResourceAttributes"), false),
+            (
+                2,
+                "nonResourceAttributes",
+                Msg("NonResourceAttributes"),
+                false,
+            ),
+            (3, "user", Str, false),
+            (4, "groups", Str, true),
+            (6, "uid", Str, false),
+        ],
+        "ResourceAttributes" => &[
+            (1, "namespace", Str, false),
+            (2, "verb", Str, false),
+            (3, "group", Str, false),
+            (4, "version", Str, false),
+            (5, "resource", Str, false),
+            (6, "subresource", Str, false),
+            (7, "name", Str, false),
+        ],
+        "NonResourceAttributes" => &[(1, "path", Str, false), (2, "verb", Str, false)],
+        "SelfSubjectRulesReview" => &[
+            (1, "metadata", Msg("ObjectMeta"), false),
+            (2, "spec", Msg("SelfSubjectRulesReviewSpec"), false),
+        ],
+        "SelfSubjectRulesReviewSpec" => &[(1, "namespace", Str, false)],
+        // authentication.k8s.io/v1 (kubectl create token, kubectl auth whoami).
+        "TokenRequest" => &[
+            (1, "metadata", Msg("ObjectMeta"), false),
+            (2, "spec", Msg("TokenRequestSpec"), false),
+        ],
+        "TokenRequestSpec" => &[
+            (1, "audiences", Str, true),
+            (3, "boundObjectRef", Msg("BoundObjectReference"), false),
+            (4, "expirationSeconds", Int, false),
+        ],
+        "BoundObjectReference" => &[
+            (1, "kind", Str, false),
+            (2, "apiVersion", Str, false),
+            (3, "name", Str, false),
+            (4, "uid", Str, false),
+        ],
+        "TokenReview" => &[
+            (1, "metadata", Msg("ObjectMeta"), false),
+            (2, "spec", Msg("TokenReviewSpec"), false),
+        ],
+        "TokenReviewSpec" => &[(1, "token", Str, false), (2, "audiences", Str, true)],
+        "SelfSubjectReview" => &[(1, "metadata", Msg("ObjectMeta"), false)],
         _ => return None,
     })
 }
@@ -242,6 +352,17 @@ fn message(name: &str, b: &[u8], depth: usize) -> Result<Value, ApiError> {
                 continue;
             }
         };
+        // Go marshals every non-pointer field, set or not: an empty string, the zero time
+        // and a zero generation mean "unset" in JSON, where they would be omitted.
+        let unset = match (&value, ty) {
+            (Value::String(s), Ty::Str) => s.is_empty() && !repeated,
+            (_, Ty::Time) => value == json!(crate::object::format_rfc3339(std::time::UNIX_EPOCH)),
+            (Value::Number(n), Ty::Int) => json_name == "generation" && n.as_i64() == Some(0),
+            _ => false,
+        };
+        if unset {
+            continue;
+        }
         if repeated {
             let list = out.entry(json_name).or_insert_with(|| json!([]));
             if let Some(a) = list.as_array_mut() {

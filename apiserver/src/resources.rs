@@ -497,6 +497,72 @@ const BUILTIN: &[Def] = &[
         []
     ),
     def!(
+        "authentication.k8s.io",
+        "v1",
+        "selfsubjectreviews",
+        "SelfSubjectReview",
+        CLUSTER,
+        [],
+        false,
+        CREATE_ONLY,
+        []
+    ),
+    def!(
+        "authentication.k8s.io",
+        "v1",
+        "tokenreviews",
+        "TokenReview",
+        CLUSTER,
+        [],
+        false,
+        CREATE_ONLY,
+        []
+    ),
+    def!(
+        "authorization.k8s.io",
+        "v1",
+        "localsubjectaccessreviews",
+        "LocalSubjectAccessReview",
+        NS,
+        [],
+        false,
+        CREATE_ONLY,
+        []
+    ),
+    def!(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectaccessreviews",
+        "SelfSubjectAccessReview",
+        CLUSTER,
+        [],
+        false,
+        CREATE_ONLY,
+        []
+    ),
+    def!(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectrulesreviews",
+        "SelfSubjectRulesReview",
+        CLUSTER,
+        [],
+        false,
+        CREATE_ONLY,
+        []
+    ),
+    def!(
+        "authorization.k8s.io",
+        "v1",
+        "subjectaccessreviews",
+        "SubjectAccessReview",
+        CLUSTER,
+        [],
+        false,
+        CREATE_ONLY,
+        []
+    ),
+    def!(
         "rbac.authorization.k8s.io",
         "v1",
         "clusterroles",

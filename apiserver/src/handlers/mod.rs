@@ -3,6 +3,7 @@
 
 pub mod delete;
 pub mod list;
+pub mod reviews;
 pub mod subresources;
 pub mod watch;
 pub mod write;
@@ -192,7 +193,12 @@ fn parse_json(body: &[u8]) -> Result<Value> {
 /// Dispatches a resource request to its verb.
 pub async fn handle(mut ctx: Ctx) -> Resp {
     let sub = ctx.info.subresource.clone();
-    let result = if !sub.is_empty() {
+    let result = if sub.is_empty()
+        && ctx.info.verb == "create"
+        && reviews::is_review(ctx.group(), ctx.resource())
+    {
+        reviews::create(&mut ctx).await
+    } else if !sub.is_empty() {
         subresources::handle(&mut ctx).await
     } else {
         match ctx.info.verb.as_str() {

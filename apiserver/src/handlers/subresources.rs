@@ -42,9 +42,7 @@ pub async fn handle(ctx: &mut Ctx) -> Result<Resp> {
         "scale" => scale(ctx, &verb).await,
         "binding" => binding(ctx).await,
         "eviction" => eviction(ctx).await,
-        "token" => Err(ApiError::service_unavailable(
-            "service account tokens are issued once the security issue lands",
-        )),
+        "token" => super::reviews::token_request(ctx).await,
         _ => streams(ctx).await,
     }
 }

@@ -71,7 +71,12 @@ pub async fn handle(
             let streaming = info
                 .as_ref()
                 .is_some_and(|i| i.verb == "watch" || i.verb == "connect");
-            finish_audit(ctx, resp, &body, streaming).await
+            let protobuf = parts
+                .headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|c| c.starts_with("application/vnd.kubernetes.protobuf"));
+            finish_audit(ctx, resp, &body, protobuf, streaming).await
         }
         None => resp,
     };
@@ -131,13 +136,22 @@ async fn finish_audit(
     mut ctx: crate::audit::AuditContext,
     resp: Resp,
     request: &Bytes,
+    protobuf: bool,
     streaming: bool,
 ) -> Resp {
     use http_body_util::BodyExt;
     let code = resp.status().as_u16();
     ctx.response_started(code);
     let wants_body = code >= 400 || ctx.wants_response_object();
-    let request_body = (!request.is_empty()).then_some(&request[..]);
+    // The audit log records JSON; protobuf bodies (kubectl create ...) are converted.
+    let converted = protobuf
+        .then(|| crate::protobuf::decode(request).ok())
+        .flatten()
+        .and_then(|v| serde_json::to_vec(&v).ok());
+    let request_body = match &converted {
+        Some(json) => Some(&json[..]),
+        None => (!request.is_empty() && !protobuf).then_some(&request[..]),
+    };
     if !wants_body || streaming {
         ctx.complete(code, None, request_body, None);
         return resp;
@@ -238,6 +252,11 @@ async fn route(
         if path == "/version" || path == "/version/" {
             return (response::json(200, &version()), verb);
         }
+    }
+    // Anonymous requests reach only the public paths (upstream's anonymous authenticator
+    // limited to those endpoints); anywhere else a request without credentials is a 401.
+    if user.name == crate::authn::ANONYMOUS_USER {
+        return (response::error(&ApiError::unauthorized()), verb);
     }
     let decision = authorize(api, &user, &parts.method, path, &query, info.as_ref());
     if let Some(auditor) = &api.audit {
@@ -432,6 +451,32 @@ fn nonresource(api: &ApiServer, parts: &Parts, path: &str) -> Resp {
                 ));
             }
             response::with_type(200, "application/json", api.openapi_v2())
+        }
+        [".well-known", "openid-configuration"] | ["openid", "v1", "jwks"] => {
+            let authority = api.authn.service_accounts();
+            let doc = match (parts_v.as_slice(), authority) {
+                ([".well-known", _], Some(a)) => {
+                    a.openid_configuration().map(|d| (d, "application/json"))
+                }
+                (["openid", ..], Some(a)) if a.openid_configuration().is_some() => {
+                    Some((a.jwks(), crate::serviceaccount::JWKS_CONTENT_TYPE))
+                }
+                _ => None,
+            };
+            match doc {
+                Some((doc, ty)) => {
+                    let body = serde_json::to_vec(&doc).unwrap_or_default();
+                    let mut r = response::with_type(200, ty, body);
+                    r.headers_mut().insert(
+                        "Cache-Control",
+                        http::HeaderValue::from_static(
+                            crate::serviceaccount::DISCOVERY_CACHE_CONTROL,
+                        ),
+                    );
+                    r
+                }
+                None => response::text(404, "404 page not found\n"),
+            }
         }
         ["openapi", "v3"] => response::with_type(200, "application/json", api.openapi_v3_root()),
         ["openapi", "v3", rest @ ..] => {

@@ -45,6 +45,16 @@ pub const CURL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default deadline for conditions the tests poll (watch lines, discovery of a new CRD, ...).
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// Credentials for [`ApiServer::request_as`] and [`ApiServer::kubectl_cred`].
+#[derive(Debug, Clone, Copy)]
+pub enum Cred<'a> {
+    /// A client certificate and its key.
+    Cert(&'a Path, &'a Path),
+    /// A bearer token.
+    Token(&'a str),
+    None,
+}
+
 /// Who a request or a kubectl run authenticates as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum User {
@@ -99,6 +109,12 @@ pub struct Pki {
     pub admin_key: PathBuf,
     pub alice_cert: PathBuf,
     pub alice_key: PathBuf,
+    /// CN=system:node:node-1, O=system:nodes: a kubelet's identity.
+    pub node_cert: PathBuf,
+    pub node_key: PathBuf,
+    /// CN=kubernetes-admin, O=system:masters, but signed by a CA the server does not trust.
+    pub stranger_cert: PathBuf,
+    pub stranger_key: PathBuf,
 }
 
 /// A CA, a serving certificate for 127.0.0.1/localhost (and the in-cluster names) signed by it,
@@ -159,6 +175,34 @@ pub fn write_pki(dir: &Path) -> anyhow::Result<Pki> {
     };
     let (admin_crt, admin_key) = client("kubernetes-admin", "system:masters")?;
     let (alice_crt, alice_key) = client("alice", "developers")?;
+    let (node_crt, node_key) = client("system:node:node-1", "system:nodes")?;
+    let (stranger_crt, stranger_key) = {
+        let other_key = KeyPair::generate()?;
+        let mut other = CertificateParams::new(Vec::new())?;
+        other
+            .distinguished_name
+            .push(DnType::CommonName, "some-other-ca");
+        other.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        other.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let other_issuer = Issuer::new(other, other_key);
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::new())?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "kubernetes-admin");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "system:masters");
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        (
+            params.signed_by(&key, &other_issuer)?.pem(),
+            key.serialize_pem(),
+        )
+    };
     Ok(Pki {
         ca_cert,
         ca_key: ca_key_path,
@@ -168,6 +212,10 @@ pub fn write_pki(dir: &Path) -> anyhow::Result<Pki> {
         admin_key: write("admin.key", admin_key)?,
         alice_cert: write("alice.crt", alice_crt)?,
         alice_key: write("alice.key", alice_key)?,
+        node_cert: write("node-1.crt", node_crt)?,
+        node_key: write("node-1.key", node_key)?,
+        stranger_cert: write("stranger.crt", stranger_crt)?,
+        stranger_key: write("stranger.key", stranger_key)?,
     })
 }
 
@@ -526,6 +574,43 @@ impl ApiServer {
         self.dir().join(format!("kubeconfig-{}.yaml", user.label()))
     }
 
+    /// Runs kubectl with any credentials (written to a one-off kubeconfig).
+    pub fn kubectl_cred(&self, cred: Cred<'_>, args: &[&str]) -> CmdOutput {
+        let n = self.scratch.fetch_add(1, Ordering::Relaxed);
+        let path = self
+            .dir()
+            .join("scratch")
+            .join(format!("kubeconfig-{n}.yaml"));
+        let q = |p: &Path| {
+            serde_json::to_string(&p.to_string_lossy()).expect("a string serializes to JSON")
+        };
+        let credentials = match cred {
+            Cred::Cert(crt, key) => format!(
+                "\n    client-certificate: {}\n    client-key: {}",
+                q(crt),
+                q(key)
+            ),
+            Cred::Token(t) => format!("\n    token: {t}"),
+            Cred::None => " {}".to_string(),
+        };
+        let yaml = self.kubeconfig_text("custom", &credentials);
+        fs::write(&path, yaml).expect("write kubeconfig");
+        let cache = self.dir().join("kubectl-cache").join(format!("custom-{n}"));
+        let mut all = vec![
+            format!("--kubeconfig={}", path.display()),
+            format!("--cache-dir={}", cache.display()),
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        run_with_timeout(
+            &self.kubectl,
+            &all,
+            &self.kubectl_envs(&[]),
+            Self::KUBECTL_ENV_REMOVE,
+            None,
+            KUBECTL_TIMEOUT,
+        )
+    }
+
     fn kubeconfig_yaml(&self, user: User) -> String {
         // JSON strings are valid YAML scalars and quote any path safely.
         let q = |p: &Path| {
@@ -546,7 +631,13 @@ impl ApiServer {
             User::BadToken => format!("\n    token: {BAD_TOKEN}"),
             User::Anonymous => " {}".to_string(),
         };
-        let name = user.label();
+        self.kubeconfig_text(user.label(), &credentials)
+    }
+
+    fn kubeconfig_text(&self, name: &str, credentials: &str) -> String {
+        let q = |p: &Path| {
+            serde_json::to_string(&p.to_string_lossy()).expect("a string serializes to JSON")
+        };
         let lines = [
             "apiVersion: v1".to_string(),
             "kind: Config".to_string(),
@@ -743,6 +834,18 @@ impl ApiServer {
             .unwrap_or_else(|e| panic!("{method} {path} as {user:?}: {e}"))
     }
 
+    /// The credentials of one of the fixed users.
+    fn cred(&self, user: User) -> Cred<'_> {
+        match user {
+            User::Admin => Cred::Cert(&self.pki.admin_cert, &self.pki.admin_key),
+            User::Alice => Cred::Cert(&self.pki.alice_cert, &self.pki.alice_key),
+            User::AdminToken => Cred::Token(ADMIN_TOKEN),
+            User::BobToken => Cred::Token(BOB_TOKEN),
+            User::BadToken => Cred::Token(BAD_TOKEN),
+            User::Anonymous => Cred::None,
+        }
+    }
+
     /// Like [`raw_request`](Self::raw_request), but a transport failure is an `Err`. A response
     /// cut off by `max_time` (e.g. a watch) still counts as an answer with what arrived.
     pub fn try_request(
@@ -752,6 +855,30 @@ impl ApiServer {
         body: Option<&[u8]>,
         content_type: Option<&str>,
         user: User,
+        max_time: Duration,
+    ) -> Result<(u16, String), String> {
+        self.try_request_as(method, path, body, content_type, self.cred(user), max_time)
+    }
+
+    /// A request with any credentials (a service-account token, a node certificate, ...).
+    pub fn request_as(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        content_type: Option<&str>,
+        cred: Cred<'_>,
+    ) -> Result<(u16, String), String> {
+        self.try_request_as(method, path, body, content_type, cred, CURL_TIMEOUT)
+    }
+
+    fn try_request_as(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        content_type: Option<&str>,
+        cred: Cred<'_>,
         max_time: Duration,
     ) -> Result<(u16, String), String> {
         let n = self.scratch.fetch_add(1, Ordering::Relaxed);
@@ -774,32 +901,15 @@ impl ApiServer {
             "--header".to_string(),
             "Accept: application/json".to_string(),
         ];
-        match user {
-            User::Admin => args.extend([
-                "--cert".to_string(),
-                p(&self.pki.admin_cert),
-                "--key".to_string(),
-                p(&self.pki.admin_key),
-            ]),
-            User::Alice => args.extend([
-                "--cert".to_string(),
-                p(&self.pki.alice_cert),
-                "--key".to_string(),
-                p(&self.pki.alice_key),
-            ]),
-            User::AdminToken => args.extend([
+        match cred {
+            Cred::Cert(cert, key) => {
+                args.extend(["--cert".to_string(), p(cert), "--key".to_string(), p(key)])
+            }
+            Cred::Token(token) => args.extend([
                 "--header".to_string(),
-                format!("Authorization: Bearer {ADMIN_TOKEN}"),
+                format!("Authorization: Bearer {token}"),
             ]),
-            User::BobToken => args.extend([
-                "--header".to_string(),
-                format!("Authorization: Bearer {BOB_TOKEN}"),
-            ]),
-            User::BadToken => args.extend([
-                "--header".to_string(),
-                format!("Authorization: Bearer {BAD_TOKEN}"),
-            ]),
-            User::Anonymous => {}
+            Cred::None => {}
         }
         if let Some(ct) = content_type {
             args.extend(["--header".to_string(), format!("Content-Type: {ct}")]);
