@@ -323,7 +323,9 @@ where
             api.update_managed_fields(&ctx.entry, Some(&cur), &mut new, manager, sub);
         }
         let mut new = api.to_storage(&ctx.entry, new);
-        if same_object(&new, &stored) {
+        // An unchanged object is not written again, unless it is encrypted with a key that
+        // is no longer the first: rewriting is how keys rotate.
+        if same_object(&new, &stored) && !api.storage.needs_rewrite(&key).await {
             return Ok((stored, false));
         }
         let allocated = api

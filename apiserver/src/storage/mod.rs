@@ -148,6 +148,19 @@ impl Codec {
         }
     }
 
+    /// Whether the value stored at `key` should be rewritten even if unchanged: it was
+    /// written with a key or provider that is no longer the first (key rotation), or in
+    /// plain text for a resource that is now encrypted.
+    pub fn is_stale(&self, key: &[u8], value: &[u8]) -> bool {
+        match self.transformer(key) {
+            Some(t) => match t.decrypt(value, key) {
+                Ok((_, stale)) => stale,
+                Err(_) => false,
+            },
+            None => false,
+        }
+    }
+
     /// The bytes stored for `obj` at `key`.
     pub fn encode(&self, key: &str, obj: &Value) -> Result<Vec<u8>, StorageError> {
         let plain = encode(obj);
@@ -325,6 +338,27 @@ impl Storage {
         Ok(resp.header.map(|h| h.revision).unwrap_or(0))
     }
 
+    /// Whether the stored bytes of `key` are encrypted with an old key (see
+    /// [`Codec::is_stale`]); false without encryption, so unencrypted setups pay nothing.
+    pub async fn needs_rewrite(&self, key: &str) -> bool {
+        if self.codec.encryption.is_none() {
+            return false;
+        }
+        let Ok(resp) = self
+            .kv
+            .range(pb::RangeRequest {
+                key: key.as_bytes().to_vec(),
+                ..Default::default()
+            })
+            .await
+        else {
+            return false;
+        };
+        resp.kvs
+            .first()
+            .is_some_and(|kv| self.codec.is_stale(&kv.key, &kv.value))
+    }
+
     /// Creates `key` if it does not exist; returns the new revision.
     pub async fn create(&self, key: &str, obj: &Value, ty: &str) -> Result<i64, StorageError> {
         let start = Instant::now();
@@ -450,5 +484,57 @@ impl Storage {
             })
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod codec_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn codec(keys: &[(&str, u8)]) -> Codec {
+        let keys: String = keys
+            .iter()
+            .map(|(name, byte)| {
+                let secret =
+                    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [*byte; 32]);
+                format!("      - name: {name}\n        secret: {secret}\n")
+            })
+            .collect();
+        let yaml = format!(
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - aescbc:\n      keys:\n{keys}  - identity: {{}}\n"
+        );
+        let config = transformer::EncryptionConfig::from_slice(yaml.as_bytes()).expect("config");
+        Codec::new(Some(config), [("secrets".to_owned(), String::new())])
+    }
+
+    #[test]
+    fn rotation_marks_old_ciphertext_stale_and_leaves_other_resources_plain() {
+        let key = "/registry/secrets/ns/s";
+        let obj = json!({"metadata": {"name": "s"}, "data": {"k": "c2VjcmV0"}});
+        let old = codec(&[("key1", 1)]);
+        let stored = old.encode(key, &obj).expect("encode");
+        assert!(stored.starts_with(b"k8s:enc:aescbc:v1:key1:"));
+        assert!(!old.is_stale(key.as_bytes(), &stored));
+
+        let rotated = codec(&[("key2", 2), ("key1", 1)]);
+        let read = rotated
+            .decode(key.as_bytes(), &stored, 5)
+            .expect("old key still reads");
+        assert_eq!(read["data"], obj["data"]);
+        assert!(
+            rotated.is_stale(key.as_bytes(), &stored),
+            "written with key1"
+        );
+        let rewritten = rotated.encode(key, &obj).expect("encode");
+        assert!(rewritten.starts_with(b"k8s:enc:aescbc:v1:key2:"));
+        assert!(!rotated.is_stale(key.as_bytes(), &rewritten));
+
+        // Plain text written before encryption was configured reads, and is stale.
+        let plain = encode(&obj);
+        assert!(rotated.is_stale(key.as_bytes(), &plain));
+        // Resources the config does not name stay plain.
+        let cm = "/registry/configmaps/ns/c";
+        assert_eq!(rotated.encode(cm, &obj).expect("encode"), plain);
     }
 }
