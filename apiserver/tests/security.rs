@@ -751,3 +751,207 @@ fn every_mutating_request_is_audited() {
         "forbid"
     );
 }
+
+#[test]
+fn subject_access_review_answers_for_another_user() {
+    let k = ApiServer::start();
+    let ns = k.namespace("sar");
+    let sar = json!({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {"user": "alice", "groups": ["developers"],
+                 "resourceAttributes": {"namespace": ns, "verb": "list", "resource": "pods"}}
+    })
+    .to_string();
+    let allowed = || {
+        let (code, body) = k.raw_request(
+            "POST",
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            Some(sar.as_bytes()),
+            Some("application/json"),
+            User::Admin,
+        );
+        assert_eq!(code, 201, "{body}");
+        let v: Value = serde_json::from_str(&body).expect("json");
+        v["status"]["allowed"] == true
+    };
+    assert!(!allowed());
+    k.ok(&[
+        "create",
+        "rolebinding",
+        "devs-view",
+        "--clusterrole=view",
+        "--group=developers",
+        "-n",
+        &ns,
+    ]);
+    wait_for("the review sees the group binding", WAIT, allowed);
+    // Only the privileged may ask about others.
+    let (code, _) = k.raw_request(
+        "POST",
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        Some(sar.as_bytes()),
+        Some("application/json"),
+        User::Alice,
+    );
+    assert_eq!(code, 403);
+}
+
+#[test]
+fn bootstrap_tokens_authenticate_until_they_expire() {
+    let k = ApiServer::start_with(&["--enable-bootstrap-token-auth"]);
+    let secret = |id: &str, expiration: &str| {
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": format!("bootstrap-token-{id}"), "namespace": "kube-system"},
+               "type": "bootstrap.kubernetes.io/token",
+               "stringData": {"token-id": id, "token-secret": "0123456789abcdef",
+                              "usage-bootstrap-authentication": "true",
+                              "auth-extra-groups": "system:bootstrappers:kubeadm:default-node-token",
+                              "expiration": expiration}})
+        .to_string()
+    };
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        &secret("abcdef", "2099-01-01T00:00:00Z"),
+    );
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        &secret("zzzzzz", "2001-01-01T00:00:00Z"),
+    );
+
+    let mut who = None;
+    wait_for("the bootstrap token authenticates", WAIT, || {
+        let out = k.kubectl_cred(
+            Cred::Token("abcdef.0123456789abcdef"),
+            &["auth", "whoami", "-o", "json"],
+        );
+        let ok = out.success();
+        who = Some(out);
+        ok
+    });
+    let who = who.expect("ran").json();
+    let info = &who["status"]["userInfo"];
+    assert_eq!(info["username"], "system:bootstrap:abcdef");
+    assert_eq!(
+        info["groups"],
+        json!([
+            "system:bootstrappers",
+            "system:bootstrappers:kubeadm:default-node-token",
+            "system:authenticated"
+        ])
+    );
+    let status = |token: &str| {
+        k.request_as("GET", "/api/v1/namespaces", None, None, Cred::Token(token))
+            .expect("response")
+            .0
+    };
+    assert_eq!(status("abcdef.0123456789abcdef"), 403, "authenticated");
+    assert_eq!(status("abcdef.0123456789abcdee"), 401, "wrong secret");
+    assert_eq!(status("zzzzzz.0123456789abcdef"), 401, "expired");
+}
+
+#[test]
+fn admission_defaults_and_refuses_pods() {
+    let k = ApiServer::start();
+    let ns = k.namespace("admitted");
+    let pod = |name: &str, extra: Value| {
+        let mut p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                           "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}});
+        if let (Some(spec), Some(extra)) = (p["spec"].as_object_mut(), extra.as_object()) {
+            for (key, v) in extra {
+                spec.insert(key.clone(), v.clone());
+            }
+        }
+        p.to_string()
+    };
+    k.ok_stdin(&["create", "-n", &ns, "-f", "-"], &pod("plain", json!({})));
+    let p = k.json(&["get", "pod", "plain", "-n", &ns]);
+    let spec = &p["spec"];
+    assert_eq!(spec["serviceAccountName"], "default");
+    assert_eq!(spec["priority"], 0);
+    let volume = spec["volumes"][0].clone();
+    assert!(
+        volume["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("kube-api-access-")),
+        "{p:#}"
+    );
+    assert_eq!(
+        volume["projected"]["sources"][1]["configMap"]["name"],
+        "kube-root-ca.crt"
+    );
+    assert_eq!(
+        spec["containers"][0]["volumeMounts"][0]["mountPath"],
+        "/var/run/secrets/kubernetes.io/serviceaccount"
+    );
+    let tolerations: Vec<&str> = spec["tolerations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["key"].as_str())
+        .collect();
+    assert_eq!(
+        tolerations,
+        [
+            "node.kubernetes.io/not-ready",
+            "node.kubernetes.io/unreachable"
+        ]
+    );
+
+    // A missing service account, an unknown priority class, a quota, pod security.
+    let err = k.fails_stdin(
+        &["create", "-n", &ns, "-f", "-"],
+        &pod("ghost", json!({"serviceAccountName": "ghost"})),
+    );
+    assert!(
+        err.contains("error looking up service account admitted/ghost"),
+        "{err}"
+    );
+    let err = k.fails_stdin(
+        &["create", "-n", &ns, "-f", "-"],
+        &pod("vip", json!({"priorityClassName": "vip"})),
+    );
+    assert!(
+        err.contains("no PriorityClass with name vip was found"),
+        "{err}"
+    );
+    k.ok_stdin(
+        &["create", "-n", &ns, "-f", "-"],
+        &json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "two-pods"},
+                "spec": {"hard": {"pods": "2"}}})
+        .to_string(),
+    );
+    k.ok_stdin(&["create", "-n", &ns, "-f", "-"], &pod("second", json!({})));
+    let mut err = String::new();
+    wait_for("the quota refuses a third pod", WAIT, || {
+        let out = k.kubectl_stdin(&["create", "-n", &ns, "-f", "-"], &pod("third", json!({})));
+        err = out.stderr.clone();
+        !out.success()
+    });
+    assert!(
+        err.contains("exceeded quota: two-pods, requested: pods=1, used: pods=2, limited: pods=2"),
+        "{err}"
+    );
+
+    let strict = k.namespace("restricted");
+    k.ok(&[
+        "label",
+        "namespace",
+        &strict,
+        "pod-security.kubernetes.io/enforce=restricted",
+    ]);
+    let mut err = String::new();
+    wait_for("PodSecurity refuses a privileged pod", WAIT, || {
+        let out = k.kubectl_stdin(
+            &["create", "-n", &strict, "-f", "-"],
+            &pod("root", json!({"hostNetwork": true})),
+        );
+        err = out.stderr.clone();
+        !out.success()
+    });
+    assert!(
+        err.contains(
+            "violates PodSecurity \"restricted:latest\": host namespaces (hostNetwork=true)"
+        ),
+        "{err}"
+    );
+}
