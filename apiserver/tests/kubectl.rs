@@ -1751,3 +1751,90 @@ fn watch_from_a_compacted_resource_version_gets_410() {
         "410 reason {reason:?}: {expired:#}"
     );
 }
+
+/// `kubectl create <kind>` generators POST protobuf bodies; each must land as the object
+/// kubectl meant.
+#[test]
+fn create_generators_send_protobuf_that_decodes() {
+    let k = ApiServer::start();
+    let ns = k.namespace("generators");
+    k.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox:1.36",
+        "--replicas=6",
+        "--port=80",
+        "-n",
+        &ns,
+    ]);
+    let d = k.json(&["get", "deployment", "web", "-n", &ns]);
+    assert_eq!(d["spec"]["replicas"], 6, "{d:#}");
+    assert_eq!(d["spec"]["selector"]["matchLabels"], json!({"app": "web"}));
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["image"], "busybox:1.36");
+    assert_eq!(c["ports"][0]["containerPort"], 80);
+
+    k.ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "web",
+        "--tcp=80:http",
+        "-n",
+        &ns,
+    ]);
+    let s = k.json(&["get", "service", "web", "-n", &ns]);
+    assert_eq!(s["spec"]["type"], "NodePort");
+    assert_eq!(s["spec"]["ports"][0]["port"], 80);
+    assert_eq!(s["spec"]["ports"][0]["targetPort"], "http");
+    assert!(
+        s["spec"]["ports"][0]["nodePort"].as_i64().is_some(),
+        "{s:#}"
+    );
+
+    k.ok(&[
+        "create",
+        "cronjob",
+        "tick",
+        "--image=busybox:1.36",
+        "--schedule=*/5 * * * *",
+        "-n",
+        &ns,
+        "--",
+        "date",
+    ]);
+    let cj = k.json(&["get", "cronjob", "tick", "-n", &ns]);
+    assert_eq!(cj["spec"]["schedule"], "*/5 * * * *");
+    assert_eq!(
+        cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"],
+        json!(["date"])
+    );
+    k.ok(&["create", "job", "once", "--from=cronjob/tick", "-n", &ns]);
+    let job = k.json(&["get", "job", "once", "-n", &ns]);
+    assert_eq!(
+        job["metadata"]["ownerReferences"][0]["name"], "tick",
+        "{job:#}"
+    );
+
+    k.ok(&[
+        "create",
+        "poddisruptionbudget",
+        "web",
+        "--selector=app=web",
+        "--min-available=2",
+        "-n",
+        &ns,
+    ]);
+    let pdb = k.json(&["get", "pdb", "web", "-n", &ns]);
+    assert_eq!(pdb["spec"]["minAvailable"], 2);
+    k.ok(&[
+        "create",
+        "priorityclass",
+        "high",
+        "--value=1000",
+        "--description=e2e",
+    ]);
+    let pc = k.json(&["get", "priorityclass", "high"]);
+    assert_eq!(pc["value"], 1000);
+}

@@ -914,12 +914,7 @@ fn admission_defaults_and_refuses_pods() {
         err.contains("no PriorityClass with name vip was found"),
         "{err}"
     );
-    k.ok_stdin(
-        &["create", "-n", &ns, "-f", "-"],
-        &json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "two-pods"},
-                "spec": {"hard": {"pods": "2"}}})
-        .to_string(),
-    );
+    k.ok(&["create", "quota", "two-pods", "--hard=pods=2", "-n", &ns]);
     k.ok_stdin(&["create", "-n", &ns, "-f", "-"], &pod("second", json!({})));
     let mut err = String::new();
     wait_for("the quota refuses a third pod", WAIT, || {
