@@ -1838,3 +1838,47 @@ fn create_generators_send_protobuf_that_decodes() {
     let pc = k.json(&["get", "priorityclass", "high"]);
     assert_eq!(pc["value"], 1000);
 }
+
+/// What the scheduler does: POST pods/<p>/binding sets the node and PodScheduled once.
+#[test]
+fn binding_assigns_a_pod_once() {
+    let k = ApiServer::start();
+    let ns = k.namespace("bind");
+    k.ok_stdin(
+        &["create", "-n", &ns, "-f", "-"],
+        &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}})
+        .to_string(),
+    );
+    let binding = |node: &str| {
+        json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"},
+               "target": {"apiVersion": "v1", "kind": "Node", "name": node}})
+        .to_string()
+    };
+    let path = format!("/api/v1/namespaces/{ns}/pods/p/binding");
+    let (code, body) = k.raw_request(
+        "POST",
+        &path,
+        Some(binding("node-a").as_bytes()),
+        Some("application/json"),
+        User::Admin,
+    );
+    assert_eq!(code, 201, "{body}");
+    let pod = k.json(&["get", "pod", "p", "-n", &ns]);
+    assert_eq!(pod["spec"]["nodeName"], "node-a", "{pod:#}");
+    let scheduled = pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "PodScheduled" && c["status"] == "True");
+    assert!(scheduled, "{pod:#}");
+    let (code, body) = k.raw_request(
+        "POST",
+        &path,
+        Some(binding("node-b").as_bytes()),
+        Some("application/json"),
+        User::Admin,
+    );
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("already assigned to node"), "{body}");
+}

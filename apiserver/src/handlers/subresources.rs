@@ -239,7 +239,9 @@ async fn binding(ctx: &mut Ctx) -> Result<Resp> {
 pub async fn bind_pod(ctx: &mut Ctx, name: &str, node: &str) -> Result<()> {
     let node = node.to_string();
     let pod_name = name.to_string();
-    update_object(ctx, name, "kube-scheduler", "", |cur| {
+    let now = object::now_rfc3339();
+    // One write: spec.nodeName and the PodScheduled condition together.
+    update_object(ctx, name, "kube-scheduler", "binding", |cur| {
         let Some(cur) = cur else { return Ok(None) };
         if cur
             .get("metadata")
@@ -263,14 +265,6 @@ pub async fn bind_pod(ctx: &mut Ctx, name: &str, node: &str) -> Result<()> {
         }
         let mut out = cur.clone();
         out["spec"]["nodeName"] = json!(node);
-        Ok(Some(out))
-    })
-    .await?;
-    // The condition lives in status, written through the status path.
-    let now = object::now_rfc3339();
-    update_object(ctx, name, "kube-scheduler", "status", |cur| {
-        let Some(cur) = cur else { return Ok(None) };
-        let mut out = cur.clone();
         let conds = out["status"]["conditions"].as_array().cloned().unwrap_or_default();
         let mut conds: Vec<Value> = conds.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
         conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));

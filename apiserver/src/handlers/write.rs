@@ -310,7 +310,13 @@ where
         if subresource.is_empty() {
             strategy.prepare_for_update(&mut new, &cur);
         }
-        let mut errs = strategy.validate_update(&new, &cur);
+        // A binding only sets spec.nodeName and the PodScheduled condition, which no pod
+        // update may do (upstream's binding writes storage directly).
+        let mut errs = if subresource == "binding" {
+            Vec::new()
+        } else {
+            strategy.validate_update(&new, &cur)
+        };
         errs.extend(api.validate_custom(&ctx.entry, &new));
         if !errs.is_empty() {
             return Err(ApiError::invalid(&info.group, &info.kind, name, &errs));
