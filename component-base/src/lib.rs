@@ -3,6 +3,8 @@
 pub mod error;
 pub mod health;
 pub mod http;
+#[cfg(feature = "leaderelection")]
+pub mod leaderelection;
 pub mod logs;
 pub mod metrics;
 pub mod shutdown;
