@@ -246,7 +246,19 @@ pub fn testdata(name: &str) -> String {
 pub fn apiserver_binary() -> PathBuf {
     std::env::var_os("KUBE_APISERVER_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kube-apiserver")))
+        .or_else(|| option_env!("CARGO_BIN_EXE_kube-apiserver").map(PathBuf::from))
+        .unwrap_or_else(sibling_apiserver_binary)
+}
+
+/// `kube-apiserver` in the target dir of the running test executable (`target/<profile>/deps/`),
+/// for other crates' tests that reuse this harness.
+fn sibling_apiserver_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable under target/<profile>/deps");
+    profile_dir.join("kube-apiserver")
 }
 
 fn tool(var: &str, default: &str) -> String {
@@ -685,6 +697,35 @@ impl ApiServer {
         "EDITOR",
     ];
 
+    /// Issues a client certificate for `cn` in `orgs`, signed by the harness CA, and writes a
+    /// kubeconfig using it; returns the kubeconfig path. (For components such as
+    /// system:kube-controller-manager; test-only.)
+    pub fn kubeconfig_for_cert(&self, cn: &str, orgs: &[&str]) -> PathBuf {
+        let (crt, key) = issue_client_cert(&self.pki, cn, orgs)
+            .unwrap_or_else(|e| panic!("issue a client certificate for {cn}: {e:#}"));
+        let n = self.scratch.fetch_add(1, Ordering::Relaxed);
+        let dir = self.dir().join("scratch");
+        let crt_path = dir.join(format!("client-{n}.crt"));
+        let key_path = dir.join(format!("client-{n}.key"));
+        fs::write(&crt_path, crt).expect("write client certificate");
+        fs::write(&key_path, key).expect("write client key");
+        let q = |p: &Path| {
+            serde_json::to_string(&p.to_string_lossy()).expect("a string serializes to JSON")
+        };
+        let credentials = format!(
+            "\n    client-certificate: {}\n    client-key: {}",
+            q(&crt_path),
+            q(&key_path)
+        );
+        let path = dir.join(format!("kubeconfig-client-{n}.yaml"));
+        fs::write(
+            &path,
+            self.kubeconfig_text(&format!("client-{n}"), &credentials),
+        )
+        .expect("write kubeconfig");
+        path
+    }
+
     /// Runs kubectl as the admin (client certificate in system:masters).
     pub fn kubectl(&self, args: &[&str]) -> CmdOutput {
         self.kubectl_full(User::Admin, args, &[], None)
@@ -1119,4 +1160,26 @@ pub fn status_object(body: &str) -> serde_json::Value {
         "expected a Status object, got:\n{body}"
     );
     v
+}
+
+/// A client certificate and key (PEM) for `cn` in `orgs`, signed by the CA of `pki`.
+pub fn issue_client_cert(pki: &Pki, cn: &str, orgs: &[&str]) -> anyhow::Result<(String, String)> {
+    let ca_key = KeyPair::from_pem(&fs::read_to_string(&pki.ca_key)?)?;
+    // The same subject as in write_pki, so issuer names and key identifiers match the CA.
+    let mut ca = CertificateParams::new(Vec::new())?;
+    ca.distinguished_name
+        .push(DnType::CommonName, "kubernetes-e2e-ca");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::new())?;
+    params.distinguished_name.push(DnType::CommonName, cn);
+    for org in orgs {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, *org);
+    }
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    Ok((params.signed_by(&key, &issuer)?.pem(), key.serialize_pem()))
 }

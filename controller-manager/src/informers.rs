@@ -1,0 +1,178 @@
+//! Shared informers: one list+watch and one cache per resource type for the whole process, fanned
+//! out to every controller that subscribes.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use futures::{Stream, StreamExt};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+
+/// How many changed objects a slow subscriber may fall behind before it misses some (it then
+/// relies on its periodic resync).
+const FANOUT_BUFFER: usize = 8192;
+
+/// A resource type's shared cache and change feed.
+pub struct Informer<K: Resource<DynamicType = ()> + 'static> {
+    store: Store<K>,
+    tx: broadcast::Sender<Arc<K>>,
+    synced: Arc<AtomicBool>,
+}
+
+impl<K: Resource<DynamicType = ()> + 'static> Clone for Informer<K> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            tx: self.tx.clone(),
+            synced: self.synced.clone(),
+        }
+    }
+}
+
+impl<K> Informer<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    /// The cache, filled by the one watch of this type.
+    pub fn store(&self) -> Store<K> {
+        self.store.clone()
+    }
+
+    /// Every object that is added, changed or deleted from now on (and all objects after each
+    /// initial list).
+    pub fn subscribe(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
+        BroadcastStream::new(self.tx.subscribe()).filter_map(|item| async move {
+            match item {
+                Ok(obj) => Some(obj),
+                Err(e) => {
+                    tracing::warn!(kind = %K::kind(&()), error = %e, "informer subscriber lagged");
+                    None
+                }
+            }
+        })
+    }
+
+    /// Whether the first list has completed.
+    pub fn has_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+}
+
+/// Creates informers on first use; [`SharedInformers::start`] starts their watches.
+pub struct SharedInformers {
+    client: Client,
+    informers: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
+    pending: Mutex<Vec<BoxFuture<'static, ()>>>,
+    synced: Mutex<Vec<(String, Arc<AtomicBool>)>>,
+}
+
+impl SharedInformers {
+    /// A factory whose watches go through `client`.
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            informers: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Vec::new()),
+            synced: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The shared informer for `K`, created (not yet watching) on first call.
+    pub fn get<K>(&self) -> Informer<K>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    {
+        let mut informers = self.informers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(existing) = informers
+            .get(&TypeId::of::<K>())
+            .and_then(|b| b.downcast_ref::<Informer<K>>())
+        {
+            return existing.clone();
+        }
+        let (store, writer) = reflector::store::<K>();
+        let (tx, _) = broadcast::channel(FANOUT_BUFFER);
+        let synced = Arc::new(AtomicBool::new(false));
+        let informer = Informer {
+            store,
+            tx: tx.clone(),
+            synced: synced.clone(),
+        };
+        informers.insert(TypeId::of::<K>(), Box::new(informer.clone()));
+        self.synced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((K::plural(&()).into_owned(), synced.clone()));
+        let api: Api<K> = Api::all(self.client.clone());
+        let reader = informer.store.clone();
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::pin(drive(api, writer, reader, tx, synced)));
+        informer
+    }
+
+    /// Starts the watches of every informer created so far; informers created later start on the
+    /// next call.
+    pub fn start(&self) {
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in pending {
+            tokio::spawn(task);
+        }
+    }
+
+    /// The resources whose first list has not completed yet.
+    pub fn unsynced(&self) -> Vec<String> {
+        self.synced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, s)| !s.load(Ordering::Acquire))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+}
+
+async fn drive<K>(
+    api: Api<K>,
+    mut writer: reflector::store::Writer<K>,
+    reader: Store<K>,
+    tx: broadcast::Sender<Arc<K>>,
+    synced: Arc<AtomicBool>,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let mut events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying");
+                continue;
+            }
+        };
+        writer.apply_watcher_event(&event);
+        match event {
+            Event::Apply(obj) | Event::Delete(obj) => {
+                let _ = tx.send(Arc::new(obj));
+            }
+            Event::InitDone => {
+                synced.store(true, Ordering::Release);
+                for obj in reader.state() {
+                    let _ = tx.send(obj);
+                }
+            }
+            Event::Init | Event::InitApply(_) => {}
+        }
+    }
+}

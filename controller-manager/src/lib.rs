@@ -1,0 +1,220 @@
+//! kube-controller-manager: shared informers, named controllers and leader election around them.
+
+pub mod context;
+pub mod controllers;
+pub mod informers;
+pub mod options;
+pub mod registry;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use component_base::leaderelection::{self, Ended, LeaderElector, LeaseLock};
+use component_base::{Health, Shutdown};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::Client;
+
+pub use context::ControllerContext;
+pub use informers::SharedInformers;
+pub use options::{Config, Options};
+
+/// What stopped the controller manager.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to load kubeconfig {path}")]
+    Kubeconfig {
+        path: PathBuf,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("failed to infer client configuration")]
+    InferConfig(#[source] kube::config::InferConfigError),
+    #[error("invalid --master url {0:?}")]
+    Master(String),
+    #[error("failed to build kubernetes client")]
+    Client(#[source] kube::Error),
+    #[error("failed to set up serving")]
+    Serve(#[source] component_base::Error),
+    #[error("failed to generate self-signed serving certificate")]
+    SelfSigned(#[source] rcgen::Error),
+    #[error("failed to write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to register metrics")]
+    Metrics(#[source] component_base::Error),
+    #[error("leaderelection lost")]
+    LeadershipLost,
+}
+
+/// Builds the client from `--kubeconfig`/`--master` (or in-cluster/`$KUBECONFIG`).
+pub async fn client(config: &Config) -> Result<Client, Error> {
+    let mut kube_config = match &config.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path).map_err(|source| Error::Kubeconfig {
+                path: path.clone(),
+                source,
+            })?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .map_err(|source| Error::Kubeconfig {
+                    path: path.clone(),
+                    source,
+                })?
+        }
+        None => kube::Config::infer().await.map_err(Error::InferConfig)?,
+    };
+    if let Some(master) = &config.master {
+        kube_config.cluster_url = master.parse().map_err(|_| Error::Master(master.clone()))?;
+    }
+    Client::try_from(kube_config).map_err(Error::Client)
+}
+
+/// Runs the controller manager until `shutdown` triggers or leadership is lost.
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
+    let client = client(&config).await?;
+    let registry = prometheus::Registry::new();
+    component_base::metrics::register_process_collector(&registry).map_err(Error::Metrics)?;
+    let health = Health::new();
+    let tls = serving_tls(&config)?;
+    let addr = SocketAddr::new(config.bind_address, config.secure_port);
+    let (bound, server) = component_base::serve(
+        addr,
+        Some(tls),
+        registry,
+        health.clone(),
+        None,
+        shutdown.clone(),
+    )
+    .await
+    .map_err(Error::Serve)?;
+    tracing::info!(addr = %bound, "serving securely");
+
+    let config = Arc::new(config);
+    let result = match config.leader_election.clone() {
+        None => {
+            run_controllers(client, config, health, shutdown.clone()).await;
+            Ok(())
+        }
+        Some(le) => {
+            let lock = LeaseLock {
+                namespace: le.namespace.clone(),
+                name: le.name.clone(),
+                identity: leaderelection::default_identity(),
+            };
+            let elector = LeaderElector::new(client.clone(), lock, le.timings);
+            let ended = elector
+                .run(shutdown.clone(), move |leading| {
+                    run_controllers(client, config, health, leading)
+                })
+                .await;
+            match ended {
+                Ended::LeadershipLost => Err(Error::LeadershipLost),
+                Ended::Shutdown | Ended::Finished => Ok(()),
+            }
+        }
+    };
+    shutdown.trigger();
+    let _ = server.await;
+    result
+}
+
+/// Constructs every enabled controller, starts the shared informers, then runs the controllers
+/// until `shutdown` triggers.
+pub async fn run_controllers(
+    client: Client,
+    config: Arc<Config>,
+    health: Health,
+    shutdown: Shutdown,
+) {
+    let informers = Arc::new(SharedInformers::new(client.clone()));
+    let ctx = ControllerContext {
+        client,
+        informers: informers.clone(),
+        config: config.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let mut loops = Vec::new();
+    for descriptor in registry::descriptors() {
+        if !config.controllers.contains(descriptor.name) {
+            continue;
+        }
+        let Some(constructor) = descriptor.constructor else {
+            tracing::warn!(
+                controller = descriptor.name,
+                "controller is not implemented; skipping"
+            );
+            continue;
+        };
+        match constructor(&ctx) {
+            Ok(fut) => {
+                tracing::info!(controller = descriptor.name, "started controller");
+                loops.push(fut);
+            }
+            Err(e) => {
+                tracing::error!(controller = descriptor.name, error = %e, "failed to start controller");
+            }
+        }
+    }
+    informers.start();
+    let sync_view = informers.clone();
+    health.add_readiness_check("informer-sync", move || {
+        let unsynced = sync_view.unsynced();
+        if unsynced.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("informers not synced: {}", unsynced.join(",")))
+        }
+    });
+    let handles: Vec<_> = loops.into_iter().map(tokio::spawn).collect();
+    shutdown.wait().await;
+    for handle in handles {
+        // Controllers stop on the same signal; give them a moment, then drop them.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), handle).await;
+    }
+}
+
+fn serving_tls(config: &Config) -> Result<Arc<rustls::ServerConfig>, Error> {
+    let (cert, key) = match &config.tls_cert_and_key {
+        Some((cert, key)) => (cert.clone(), key.clone()),
+        None => self_signed(config.cert_dir.as_deref())?,
+    };
+    component_base::tls::server_config(&cert, &key, None, component_base::tls::ALPN_HTTP)
+        .map_err(Error::Serve)
+}
+
+/// Writes (or reuses) a self-signed certificate for localhost, as upstream does in --cert-dir.
+fn self_signed(cert_dir: Option<&Path>) -> Result<(PathBuf, PathBuf), Error> {
+    let dir = cert_dir.map(Path::to_path_buf).unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("kube-controller-manager-{}", std::process::id()))
+    });
+    let cert = dir.join("kube-controller-manager.crt");
+    let key = dir.join("kube-controller-manager.key");
+    if cert.exists() && key.exists() {
+        return Ok((cert, key));
+    }
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Write {
+        path: dir.clone(),
+        source,
+    })?;
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let generated = rcgen::generate_simple_self_signed(names).map_err(Error::SelfSigned)?;
+    let write = |path: &Path, pem: String| {
+        std::fs::write(path, pem).map_err(|source| Error::Write {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    write(&cert, generated.cert.pem())?;
+    write(&key, generated.signing_key.serialize_pem())?;
+    Ok((cert, key))
+}

@@ -1,0 +1,425 @@
+//! kube-controller-manager against the real apiserver: namespaces get their defaults, deleting a
+//! namespace empties it, Deployments roll out and are garbage-collected.
+
+#[path = "../../apiserver/tests/common/mod.rs"]
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{free_port, ApiServer, User};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn kcm_binary() -> PathBuf {
+    std::env::var_os("KUBE_CONTROLLER_MANAGER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kube-controller-manager")))
+}
+
+/// The controller-manager process; killed on drop (its log printed if the test fails).
+struct Kcm {
+    child: Child,
+    log: PathBuf,
+    port: u16,
+}
+
+impl Kcm {
+    fn start(server: &ApiServer, extra: &[&str]) -> Self {
+        // The per-controller RBAC of upstream needs --use-service-account-credentials (not yet),
+        // so the tests run the controllers with the admin's rights.
+        let kubeconfig = server.kubeconfig(User::Admin);
+        let port = free_port();
+        let log = server.dir().join(format!("kcm-{port}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut args = vec![
+            format!("--kubeconfig={}", kubeconfig.display()),
+            "--bind-address=127.0.0.1".to_owned(),
+            format!("--secure-port={port}"),
+            format!("--root-ca-file={}", server.pki.ca_cert.display()),
+            format!(
+                "--cert-dir={}",
+                server.dir().join(format!("kcm-certs-{port}")).display()
+            ),
+            "--leader-elect-lease-duration=4s".to_owned(),
+            "--leader-elect-renew-deadline=3s".to_owned(),
+            "--leader-elect-retry-period=500ms".to_owned(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let child = Command::new(kcm_binary())
+            .args(&args)
+            .env("RUST_LOG", "info,kube=warn")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn kube-controller-manager");
+        Kcm { child, log, port }
+    }
+}
+
+impl Drop for Kcm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let start = lines.len().saturating_sub(80);
+            eprintln!(
+                "---- kube-controller-manager log (port {})\n{}",
+                self.port,
+                lines[start..].join("\n")
+            );
+        }
+    }
+}
+
+fn eventually(desc: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {desc}");
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn exists(server: &ApiServer, args: &[&str]) -> bool {
+    server.kubectl(args).success()
+}
+
+#[test]
+fn new_namespace_gets_default_service_account_and_root_ca() {
+    let server = ApiServer::start();
+    let _kcm = Kcm::start(&server, &[]);
+    server.ok(&["create", "namespace", "team-a"]);
+    eventually("default service account", || {
+        exists(
+            &server,
+            &["get", "serviceaccount", "default", "-n", "team-a"],
+        )
+    });
+    eventually("kube-root-ca.crt", || {
+        exists(
+            &server,
+            &["get", "configmap", "kube-root-ca.crt", "-n", "team-a"],
+        )
+    });
+    let cm = server.json(&["get", "configmap", "kube-root-ca.crt", "-n", "team-a"]);
+    let ca = std::fs::read_to_string(&server.pki.ca_cert).expect("ca");
+    assert_eq!(cm["data"]["ca.crt"].as_str(), Some(ca.as_str()));
+    // Deleting the ServiceAccount brings it back.
+    server.ok(&["delete", "serviceaccount", "default", "-n", "team-a"]);
+    eventually("default service account recreated", || {
+        exists(
+            &server,
+            &["get", "serviceaccount", "default", "-n", "team-a"],
+        )
+    });
+    // The leader lease exists in kube-system.
+    let lease = server.json(&[
+        "get",
+        "lease",
+        "kube-controller-manager",
+        "-n",
+        "kube-system",
+    ]);
+    assert!(lease["spec"]["holderIdentity"]
+        .as_str()
+        .is_some_and(|h| h.contains('_')));
+}
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets, singular: widget}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+"#;
+
+#[test]
+fn deleting_a_namespace_removes_its_objects_including_custom_resources() {
+    let server = ApiServer::start();
+    let _kcm = Kcm::start(&server, &[]);
+    server.ok_stdin(&["apply", "-f", "-"], CRD);
+    server.ok(&["create", "namespace", "doomed"]);
+    server.ok(&[
+        "create",
+        "configmap",
+        "cfg",
+        "-n",
+        "doomed",
+        "--from-literal=a=b",
+    ]);
+    server.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "s",
+        "-n",
+        "doomed",
+        "--from-literal=a=b",
+    ]);
+    eventually("widgets served", || {
+        server
+            .kubectl_stdin(
+                &["apply", "-n", "doomed", "-f", "-"],
+                "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\n",
+            )
+            .success()
+    });
+    server.ok(&["delete", "namespace", "doomed", "--wait=false"]);
+    eventually("namespace gone", || {
+        !exists(&server, &["get", "namespace", "doomed"])
+    });
+    // Recreated namespace is empty: the old objects went with it.
+    server.ok(&["create", "namespace", "doomed"]);
+    let widgets = server.ok(&["get", "widgets", "-n", "doomed", "-o", "name"]);
+    assert!(widgets.trim().is_empty(), "{widgets}");
+    let cms = server.ok(&[
+        "get",
+        "configmap",
+        "cfg",
+        "-n",
+        "doomed",
+        "--ignore-not-found",
+        "-o",
+        "name",
+    ]);
+    assert!(cms.trim().is_empty(), "{cms}");
+}
+
+/// Marks every pod in `ns` Running and Ready (there is no kubelet) until stopped.
+fn pod_status_helper(server: &ApiServer, ns: &str, stop: Arc<AtomicBool>) {
+    let mut seen = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        let out = server.kubectl(&["get", "pods", "-n", ns, "-o", "json"]);
+        if out.success() {
+            let pods = out.json();
+            for pod in pods["items"].as_array().cloned().unwrap_or_default() {
+                let name = pod["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                let ready = pod["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                });
+                if ready || pod["metadata"]["deletionTimestamp"].is_string() {
+                    continue;
+                }
+                seen += 1;
+                let now = "2024-01-01T00:00:00Z";
+                let patch = serde_json::json!({"status": {
+                    "phase": "Running",
+                    "podIP": format!("10.244.{}.{}", seen / 250, seen % 250 + 1),
+                    "conditions": [
+                        {"type": "Ready", "status": "True", "lastTransitionTime": now},
+                        {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
+                    ],
+                }});
+                let _ = server.kubectl(&[
+                    "patch",
+                    "pod",
+                    &name,
+                    "-n",
+                    ns,
+                    "--subresource=status",
+                    "--type=merge",
+                    "-p",
+                    &patch.to_string(),
+                ]);
+            }
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn ready_pods(server: &ApiServer, ns: &str) -> Option<(usize, usize)> {
+    let out = server.kubectl(&["get", "pods", "-n", ns, "-o", "json"]);
+    if !out.success() {
+        return None;
+    }
+    let items = out.json()["items"].as_array().cloned().unwrap_or_default();
+    let ready = items
+        .iter()
+        .filter(|p| !p["metadata"]["deletionTimestamp"].is_string())
+        .filter(|p| {
+            p["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        })
+        .count();
+    Some((ready, items.len()))
+}
+
+#[test]
+fn deployment_rolls_out_updates_within_max_unavailable_and_is_garbage_collected() {
+    let server = ApiServer::start();
+    let _kcm = Kcm::start(&server, &[]);
+    let ns = "apps";
+    server.ok(&["create", "namespace", ns]);
+    eventually("default service account", || {
+        exists(&server, &["get", "serviceaccount", "default", "-n", ns])
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    thread::scope(|scope| {
+        let helper_stop = stop.clone();
+        let srv = &server;
+        scope.spawn(move || pod_status_helper(srv, ns, helper_stop));
+
+        server.ok(&[
+            "create",
+            "deployment",
+            "web",
+            "-n",
+            ns,
+            "--image=busybox:1.36",
+            "--replicas=4",
+        ]);
+        server.ok(&[
+            "patch",
+            "deployment",
+            "web",
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"strategy":{"rollingUpdate":{"maxSurge":1,"maxUnavailable":1}}}}"#,
+        ]);
+        let status = server.kubectl(&[
+            "rollout",
+            "status",
+            "deployment/web",
+            "-n",
+            ns,
+            "--timeout=60s",
+        ]);
+        assert!(status.success(), "rollout status failed\n{status}");
+        assert!(
+            status.stdout.contains("successfully rolled out"),
+            "{status}"
+        );
+
+        // Also exposes it: a Service gets EndpointSlices and Endpoints with the ready pods.
+        server.ok(&[
+            "expose",
+            "deployment",
+            "web",
+            "-n",
+            ns,
+            "--port=80",
+            "--target-port=8080",
+        ]);
+        eventually("endpoints list 4 ready pods", || {
+            let out = server.kubectl(&["get", "endpoints", "web", "-n", ns, "-o", "json"]);
+            out.success()
+                && out.json()["subsets"][0]["addresses"]
+                    .as_array()
+                    .is_some_and(|a| a.len() == 4)
+        });
+        eventually("an endpointslice lists 4 endpoints", || {
+            let out = server.kubectl(&[
+                "get",
+                "endpointslices",
+                "-n",
+                ns,
+                "-l",
+                "kubernetes.io/service-name=web",
+                "-o",
+                "json",
+            ]);
+            out.success()
+                && out.json()["items"][0]["endpoints"]
+                    .as_array()
+                    .is_some_and(|a| a.len() == 4)
+        });
+
+        server.ok(&[
+            "set",
+            "image",
+            "deployment/web",
+            "-n",
+            ns,
+            "busybox=busybox:1.37",
+        ]);
+        let watcher = server.spawn_kubectl(&[
+            "rollout",
+            "status",
+            "deployment/web",
+            "-n",
+            ns,
+            "--timeout=90s",
+        ]);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut min_ready = usize::MAX;
+        loop {
+            if let Some((ready, _)) = ready_pods(&server, ns) {
+                min_ready = min_ready.min(ready);
+            }
+            let d = server.json(&["get", "deployment", "web", "-n", ns]);
+            let done = d["status"]["updatedReplicas"] == 4
+                && d["status"]["availableReplicas"] == 4
+                && d["status"]["replicas"] == 4
+                && d["status"]["observedGeneration"] == d["metadata"]["generation"];
+            if done {
+                break;
+            }
+            assert!(Instant::now() < deadline, "rollout did not finish: {d}");
+            thread::sleep(Duration::from_millis(100));
+        }
+        drop(watcher);
+        assert!(
+            min_ready >= 3,
+            "maxUnavailable=1 violated: only {min_ready} ready pods seen"
+        );
+        let history = server.ok(&["rollout", "history", "deployment/web", "-n", ns]);
+        assert!(history.contains('1') && history.contains('2'), "{history}");
+        let rs = server.ok(&["get", "rs", "-n", ns, "-o", "name"]);
+        assert_eq!(rs.lines().count(), 2, "{rs}");
+
+        server.ok(&["rollout", "undo", "deployment/web", "-n", ns]);
+        let status = server.kubectl(&[
+            "rollout",
+            "status",
+            "deployment/web",
+            "-n",
+            ns,
+            "--timeout=60s",
+        ]);
+        assert!(status.success(), "rollout undo status failed\n{status}");
+        let image = server.ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ]);
+        assert_eq!(image, "busybox:1.36");
+
+        server.ok(&["delete", "deployment", "web", "-n", ns]);
+        eventually("replica sets and pods garbage collected", || {
+            let rs = server.ok(&["get", "rs", "-n", ns, "-o", "name"]);
+            let pods = server.ok(&["get", "pods", "-n", ns, "-o", "name"]);
+            rs.trim().is_empty() && pods.trim().is_empty()
+        });
+        stop.store(true, Ordering::Relaxed);
+    });
+}

@@ -1,0 +1,298 @@
+//! One profile's plugin chain: runs each extension point in order and builds FitError messages.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Pod;
+
+use super::{
+    Code, CycleState, NodeInfo, NodeStatusMap, Plugin, PostFilterResult, Snapshot, Status,
+};
+
+/// A profile: its scheduler name and the enabled plugins of every extension point.
+pub struct Framework {
+    /// The `schedulerName` pods pick this profile with.
+    pub scheduler_name: String,
+    /// Percentage of nodes to score (`None`: adaptive as upstream).
+    pub percentage_of_nodes_to_score: Option<i32>,
+    pub(crate) pre_enqueue: Vec<Arc<dyn Plugin>>,
+    pub(crate) queue_sort: Vec<Arc<dyn Plugin>>,
+    pub(crate) pre_filter: Vec<Arc<dyn Plugin>>,
+    pub(crate) filter: Vec<Arc<dyn Plugin>>,
+    pub(crate) post_filter: Vec<Arc<dyn Plugin>>,
+    pub(crate) pre_score: Vec<Arc<dyn Plugin>>,
+    pub(crate) score: Vec<(Arc<dyn Plugin>, i64)>,
+    pub(crate) reserve: Vec<Arc<dyn Plugin>>,
+    pub(crate) bind: Vec<Arc<dyn Plugin>>,
+}
+
+/// Why a pod fits no node: the per-node statuses and what PreFilter/PostFilter said.
+#[derive(Clone, Debug, Default)]
+pub struct Diagnosis {
+    /// Node -> the status of the first filter that rejected it.
+    pub node_statuses: NodeStatusMap,
+    /// The message of a PreFilter plugin that rejected the pod for all nodes.
+    pub pre_filter_msg: Option<String>,
+    /// The message of the PostFilter plugins.
+    pub post_filter_msg: Option<String>,
+    /// Plugins that rejected the pod.
+    pub unschedulable_plugins: Vec<&'static str>,
+}
+
+/// Upstream's FitError message: `0/N nodes are available: <sorted reason counts>.` followed by
+/// the PostFilter message.
+pub fn fit_error_message(num_all_nodes: usize, diagnosis: &Diagnosis) -> String {
+    let mut msg = format!("0/{num_all_nodes} nodes are available:");
+    if let Some(pre) = diagnosis.pre_filter_msg.as_ref() {
+        msg.push_str(&format!(" {pre}."));
+    } else {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for status in diagnosis.node_statuses.values() {
+            for reason in &status.reasons {
+                *counts.entry(reason.as_str()).or_default() += 1;
+            }
+        }
+        let mut parts: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
+        parts.sort();
+        if !parts.is_empty() {
+            msg.push_str(&format!(" {}.", parts.join(", ")));
+        }
+    }
+    if let Some(post) = diagnosis.post_filter_msg.as_ref() {
+        msg.push_str(&format!(" {post}."));
+    }
+    msg
+}
+
+impl Framework {
+    /// Runs the PreEnqueue plugins; the first non-success status is returned.
+    pub fn run_pre_enqueue(&self, pod: &Pod) -> Status {
+        for p in &self.pre_enqueue {
+            if let Some(pe) = p.as_pre_enqueue() {
+                let s = pe.pre_enqueue(pod);
+                if !s.is_success() {
+                    return s.with_plugin(p.name());
+                }
+            }
+        }
+        Status::success()
+    }
+
+    /// The profile's QueueSort plugin.
+    pub fn queue_sort(&self) -> Option<&Arc<dyn Plugin>> {
+        self.queue_sort.first()
+    }
+
+    /// Runs the PreFilter plugins; a rejection holds for every node.
+    pub fn run_pre_filter(&self, state: &mut CycleState, pod: &Pod, snapshot: &Snapshot) -> Status {
+        for p in &self.pre_filter {
+            let Some(pf) = p.as_pre_filter() else {
+                continue;
+            };
+            let s = pf.pre_filter(state, pod, snapshot);
+            match s.code {
+                Code::Success => {}
+                Code::Skip => {
+                    state.skip_filter.insert(p.name());
+                }
+                _ => return s.with_plugin(p.name()),
+            }
+        }
+        Status::success()
+    }
+
+    /// Runs every Filter plugin on `node`; the first rejection wins.
+    pub fn run_filter(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
+        for p in &self.filter {
+            if state.skip_filter.contains(p.name()) {
+                continue;
+            }
+            let Some(f) = p.as_filter() else {
+                continue;
+            };
+            let s = f.filter(state, pod, node);
+            if !s.is_success() {
+                return s.with_plugin(p.name());
+            }
+        }
+        Status::success()
+    }
+
+    /// Whether any PostFilter plugin is enabled.
+    pub fn has_post_filter(&self) -> bool {
+        !self.post_filter.is_empty()
+    }
+
+    /// Runs PostFilter plugins until one succeeds.
+    pub async fn run_post_filter(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        statuses: &NodeStatusMap,
+        snapshot: &Snapshot,
+    ) -> (PostFilterResult, Status) {
+        let mut last = Status::unschedulable("no PostFilter plugin");
+        let mut messages = Vec::new();
+        for p in &self.post_filter {
+            let Some(pf) = p.as_post_filter() else {
+                continue;
+            };
+            let (result, status) = pf.post_filter(state, pod, statuses, snapshot, self).await;
+            if status.is_success() {
+                return (result, status);
+            }
+            messages.push(status.message());
+            last = status.with_plugin(p.name());
+        }
+        if !messages.is_empty() {
+            last.reasons = vec![messages.join(" ")];
+        }
+        (PostFilterResult::default(), last)
+    }
+
+    /// Runs the PreScore plugins.
+    pub fn run_pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &Pod,
+        nodes: &[Arc<NodeInfo>],
+        snapshot: &Snapshot,
+    ) -> Status {
+        for p in &self.pre_score {
+            let Some(ps) = p.as_pre_score() else {
+                continue;
+            };
+            let s = ps.pre_score(state, pod, nodes, snapshot);
+            match s.code {
+                Code::Success => {}
+                Code::Skip => {
+                    state.skip_score.insert(p.name());
+                }
+                _ => return s.with_plugin(p.name()),
+            }
+        }
+        Status::success()
+    }
+
+    /// Scores `nodes`: per plugin raw scores, normalized, times the weight, summed per node.
+    /// Also returns the weighted per-plugin scores for debugging.
+    pub fn run_score(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        nodes: &[Arc<NodeInfo>],
+    ) -> Result<Vec<i64>, Status> {
+        let mut totals = vec![0i64; nodes.len()];
+        for (p, weight) in &self.score {
+            if state.skip_score.contains(p.name()) {
+                continue;
+            }
+            let Some(sp) = p.as_score() else {
+                continue;
+            };
+            let mut scores = Vec::with_capacity(nodes.len());
+            for n in nodes {
+                scores.push(
+                    sp.score(state, pod, n)
+                        .map_err(|s| s.with_plugin(p.name()))?,
+                );
+            }
+            let s = sp.normalize(state, pod, &mut scores);
+            if !s.is_success() {
+                return Err(s.with_plugin(p.name()));
+            }
+            for (t, s) in totals.iter_mut().zip(scores) {
+                *t += s.clamp(super::MIN_NODE_SCORE, super::MAX_NODE_SCORE) * weight;
+            }
+        }
+        Ok(totals)
+    }
+
+    /// Runs Reserve plugins; on failure, unreserves those already run.
+    pub fn run_reserve(&self, state: &CycleState, pod: &Pod, node: &str) -> Status {
+        for (i, p) in self.reserve.iter().enumerate() {
+            let Some(r) = p.as_reserve() else {
+                continue;
+            };
+            let s = r.reserve(state, pod, node);
+            if !s.is_success() {
+                for q in self.reserve[..i].iter().rev() {
+                    if let Some(r) = q.as_reserve() {
+                        r.unreserve(state, pod, node);
+                    }
+                }
+                return s.with_plugin(p.name());
+            }
+        }
+        Status::success()
+    }
+
+    /// Runs Unreserve of every Reserve plugin, in reverse order.
+    pub fn run_unreserve(&self, state: &CycleState, pod: &Pod, node: &str) {
+        for p in self.reserve.iter().rev() {
+            if let Some(r) = p.as_reserve() {
+                r.unreserve(state, pod, node);
+            }
+        }
+    }
+
+    /// Runs Bind plugins until one does not skip.
+    pub async fn run_bind(&self, pod: &Pod, node: &str) -> Status {
+        for p in &self.bind {
+            let Some(b) = p.as_bind() else {
+                continue;
+            };
+            let s = b.bind(pod, node).await;
+            if s.code != Code::Skip {
+                return s.with_plugin(p.name());
+            }
+        }
+        Status::error("no bind plugin bound the pod")
+    }
+
+    /// Names of the plugins per extension point, for logs.
+    pub fn describe(&self) -> String {
+        let names =
+            |v: &[Arc<dyn Plugin>]| v.iter().map(|p| p.name()).collect::<Vec<_>>().join(",");
+        format!(
+            "filter=[{}] score=[{}] postFilter=[{}] bind=[{}]",
+            names(&self.filter),
+            self.score
+                .iter()
+                .map(|(p, w)| format!("{}:{w}", p.name()))
+                .collect::<Vec<_>>()
+                .join(","),
+            names(&self.post_filter),
+            names(&self.bind)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fit_error_message_counts_and_sorts_reasons_as_upstream() {
+        let mut d = Diagnosis::default();
+        d.node_statuses
+            .insert("a".into(), Status::unschedulable("Insufficient cpu"));
+        d.node_statuses.insert(
+            "b".into(),
+            Status::unresolvable("node(s) had untolerated taint {k: v}"),
+        );
+        d.node_statuses.insert(
+            "c".into(),
+            Status::unresolvable("node(s) had untolerated taint {k: v}"),
+        );
+        d.post_filter_msg = Some(
+            "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+                .into(),
+        );
+        assert_eq!(
+            fit_error_message(3, &d),
+            "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint {k: v}. \
+             preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.."
+        );
+    }
+}

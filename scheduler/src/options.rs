@@ -1,0 +1,108 @@
+//! Command-line flags, named and defaulted as upstream kube-scheduler's.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser};
+
+/// kube-scheduler flags.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "kube-scheduler", about = "Schedules pods onto nodes", version)]
+pub struct Options {
+    /// Path to a KubeSchedulerConfiguration file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Path to a kubeconfig with the apiserver location and credentials.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The apiserver address (overrides the kubeconfig).
+    #[arg(long)]
+    pub master: Option<String>,
+    /// kubeconfig for delegated authentication (accepted; the secure port does not
+    /// authenticate yet).
+    #[arg(long)]
+    pub authentication_kubeconfig: Option<PathBuf>,
+    /// kubeconfig for delegated authorization (accepted, see above).
+    #[arg(long)]
+    pub authorization_kubeconfig: Option<PathBuf>,
+    /// Address the secure port listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// HTTPS port for /healthz, /livez, /readyz, /metrics and /debug/pending (0 disables).
+    #[arg(long, default_value_t = 10259)]
+    pub secure_port: u16,
+    /// Serving certificate (PEM); self-signed when unset.
+    #[arg(long)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Serving key (PEM).
+    #[arg(long)]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// Where the self-signed certificate is written.
+    #[arg(long)]
+    pub cert_dir: Option<PathBuf>,
+    /// Elect a leader before scheduling.
+    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true", require_equals = true)]
+    pub leader_elect: bool,
+    /// Leader election lease duration.
+    #[arg(long, default_value = "15s")]
+    pub leader_elect_lease_duration: String,
+    /// Leader election renew deadline.
+    #[arg(long, default_value = "10s")]
+    pub leader_elect_renew_deadline: String,
+    /// Leader election retry period.
+    #[arg(long, default_value = "2s")]
+    pub leader_elect_retry_period: String,
+    /// Leader election resource lock.
+    #[arg(long, default_value = "leases")]
+    pub leader_elect_resource_lock: String,
+    /// Leader election lease name.
+    #[arg(long, default_value = "kube-scheduler")]
+    pub leader_elect_resource_name: String,
+    /// Leader election lease namespace.
+    #[arg(long, default_value = "kube-system")]
+    pub leader_elect_resource_namespace: String,
+    /// Client QPS towards the apiserver.
+    #[arg(long, default_value_t = 50.0)]
+    pub kube_api_qps: f32,
+    /// Client burst towards the apiserver.
+    #[arg(long, default_value_t = 100)]
+    pub kube_api_burst: i32,
+    /// Log verbosity (klog's -v); mapped onto tracing levels.
+    #[arg(short = 'v', long = "v", default_value_t = 0)]
+    pub verbosity: u8,
+}
+
+impl Options {
+    /// The tracing default filter for the verbosity.
+    pub fn log_level(&self) -> &'static str {
+        match self.verbosity {
+            0..=2 => "info",
+            3..=4 => "debug",
+            _ => "trace",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_defaults_and_leader_elect_forms() {
+        let o = Options::parse_from(["kube-scheduler"]);
+        assert_eq!(o.secure_port, 10259);
+        assert_eq!(o.bind_address.to_string(), "0.0.0.0");
+        assert!(o.leader_elect);
+        let o = Options::parse_from([
+            "kube-scheduler",
+            "--leader-elect=false",
+            "--kube-api-qps=100",
+            "-v=4",
+        ]);
+        assert!(!o.leader_elect);
+        assert_eq!(o.kube_api_qps, 100.0);
+        assert_eq!(o.log_level(), "debug");
+        assert!(Options::try_parse_from(["kube-scheduler", "--secure-port=x"]).is_err());
+    }
+}
