@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use common::{row, status_object, strip_ansi, table, testdata, ApiServer, User, WAIT};
+use common::{row, status_object, strip_ansi, table, testdata, wait_for, ApiServer, User, WAIT};
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -1881,4 +1881,51 @@ fn binding_assigns_a_pod_once() {
     );
     assert_eq!(code, 409, "{body}");
     assert!(body.contains("already assigned to node"), "{body}");
+}
+
+/// A real etcd 3.4 (from `make deps`) behind --etcd-servers: the watch caches must fill,
+/// which needs the first watch request queued before etcd answers the call.
+#[test]
+fn works_against_real_etcd() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client = common::free_port();
+    let peer = common::free_port();
+    let mut etcd = std::process::Command::new("etcd")
+        .args([
+            "--name=e2e",
+            &format!("--data-dir={}", dir.path().join("etcd").display()),
+            &format!("--listen-client-urls=http://127.0.0.1:{client}"),
+            &format!("--advertise-client-urls=http://127.0.0.1:{client}"),
+            &format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+            &format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+            &format!("--initial-cluster=e2e=http://127.0.0.1:{peer}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("etcd is installed by `make deps`");
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(&mut etcd);
+    wait_for("etcd accepts connections", WAIT, || {
+        std::net::TcpStream::connect(("127.0.0.1", client)).is_ok()
+    });
+    let k = ApiServer::start_with(&[&format!("--etcd-servers=http://127.0.0.1:{client}")]);
+    let ns = k.namespace("on-etcd");
+    k.ok(&["create", "configmap", "c", "--from-literal=a=b", "-n", &ns]);
+    let t = table(&k.ok(&["get", "configmaps", "-n", &ns]));
+    assert!(t.iter().any(|r| r[0] == "c"), "{t:?}");
+    let namespaces = k.ok(&["get", "namespaces", "-o", "name"]);
+    for n in [
+        "namespace/default",
+        "namespace/kube-system",
+        "namespace/on-etcd",
+    ] {
+        assert!(namespaces.contains(n), "{namespaces}");
+    }
 }

@@ -38,8 +38,13 @@ pub trait KvStore: Send + Sync + 'static {
         req: pb::LeaseRevokeRequest,
     ) -> Result<pb::LeaseRevokeResponse, Status>;
     async fn status(&self) -> Result<pb::StatusResponse, Status>;
-    /// Opens a watch stream: create, cancel and progress requests go in through the sender.
-    async fn watch(&self) -> Result<(mpsc::Sender<pb::WatchRequest>, WatchStream), Status>;
+    /// Opens a watch stream with `first` (normally a create request) already queued; further
+    /// create, cancel and progress requests go in through the sender. The first request must
+    /// be queued before the call is awaited: etcd answers the call only once it has one.
+    async fn watch(
+        &self,
+        first: pb::WatchRequest,
+    ) -> Result<(mpsc::Sender<pb::WatchRequest>, WatchStream), Status>;
 }
 
 /// Client TLS to the store (`--etcd-cafile`, `--etcd-certfile`, `--etcd-keyfile`).
@@ -172,8 +177,13 @@ impl KvStore for GrpcStore {
             .await?
             .into_inner())
     }
-    async fn watch(&self) -> Result<(mpsc::Sender<pb::WatchRequest>, WatchStream), Status> {
+    async fn watch(
+        &self,
+        first: pb::WatchRequest,
+    ) -> Result<(mpsc::Sender<pb::WatchRequest>, WatchStream), Status> {
         let (tx, rx) = mpsc::channel(16);
+        tx.try_send(first)
+            .map_err(|_| Status::internal("watch request queue"))?;
         let stream = self
             .watch
             .clone()

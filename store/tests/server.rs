@@ -608,16 +608,16 @@ async fn exercise(store: &dyn store::KvStore, prefix: &str) {
     let k = format!("{prefix}/obj");
     let first = store.put(put(&k, "v1")).await.unwrap();
     let rev = first.header.unwrap().revision;
-    let (tx, mut events) = store.watch().await.unwrap();
-    tx.send(pb::WatchRequest {
-        request_union: Some(RequestUnion::CreateRequest(pb::WatchCreateRequest {
-            key: k.clone().into(),
-            start_revision: rev,
-            ..Default::default()
-        })),
-    })
-    .await
-    .unwrap();
+    let (_tx, mut events) = store
+        .watch(pb::WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(pb::WatchCreateRequest {
+                key: k.clone().into(),
+                start_revision: rev,
+                ..Default::default()
+            })),
+        })
+        .await
+        .unwrap();
     let got = store
         .range(pb::RangeRequest {
             key: k.clone().into(),

@@ -194,7 +194,6 @@ impl Cacher {
         progress_rx: &mut mpsc::Receiver<()>,
         shutdown: &component_base::Shutdown,
     ) -> Result<(), StorageError> {
-        let (tx, mut stream) = storage.kv().watch().await?;
         let create = pb::WatchRequest {
             request_union: Some(RequestUnion::CreateRequest(pb::WatchCreateRequest {
                 key: self.prefix.as_bytes().to_vec(),
@@ -205,9 +204,7 @@ impl Cacher {
                 ..Default::default()
             })),
         };
-        tx.send(create)
-            .await
-            .map_err(|_| StorageError::Store("watch stream closed".into()))?;
+        let (tx, mut stream) = storage.kv().watch(create).await?;
         let mut tick = tokio::time::interval(PROGRESS_EVERY);
         loop {
             tokio::select! {

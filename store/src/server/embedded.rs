@@ -91,8 +91,13 @@ impl KvStore for EmbeddedStore {
             .await?
             .into_inner())
     }
-    async fn watch(&self) -> Result<(mpsc::Sender<pb::WatchRequest>, WatchStream), Status> {
+    async fn watch(
+        &self,
+        first: pb::WatchRequest,
+    ) -> Result<(mpsc::Sender<pb::WatchRequest>, WatchStream), Status> {
         let (tx, rx) = mpsc::channel(16);
+        tx.try_send(first)
+            .map_err(|_| Status::internal("watch request queue"))?;
         let responses = self.watch.open(ReceiverStream::new(rx).map(Ok));
         Ok((tx, Box::pin(responses)))
     }
