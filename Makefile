@@ -12,11 +12,11 @@ export OUT ?= _out
 STORE_BIN ?= target/debug/kube-store
 export STORE_BIN
 
-.PHONY: help deps build test verify fix bench bench-store up up-store down e2e
+.PHONY: help deps build test verify fix bench bench-store bench-apiserver up up-store down e2e
 
 help: ## List the targets
 	@echo "Targets:"
-	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
 deps: ## Install missing tools (apt: etcd-server etcd-client prometheus); idempotent, needs root
 	@scripts/deps.sh
@@ -39,10 +39,13 @@ fix: ## Rewrite: cargo fmt and clippy --fix
 	$(CARGO) fmt --all
 	$(CARGO) clippy --workspace --all-targets --fix --allow-dirty --allow-staged
 
-bench: bench-store ## Every benchmark (release builds; not part of `make test`)
+bench: bench-store bench-apiserver ## Every benchmark (release builds; not part of `make test`)
 
 bench-store: deps ## kube-store vs real etcd 3.4, same client and workload, ratios (docs/benchmarks.md)
 	$(CARGO) bench -p store --bench store
+
+bench-apiserver: ## kube-apiserver under kube-rs load: 20/200 req/s latency, LIST 10k pods, 1,000 watchers, RSS vs SLOs
+	$(CARGO) bench -p apiserver --bench apiserver
 
 up: deps ## Build and start kube-apiserver with its embedded store on :6443; kubeconfig in _out/admin.conf
 	$(CARGO) build -p apiserver --bin kube-apiserver
