@@ -1929,3 +1929,57 @@ fn works_against_real_etcd() {
         assert!(namespaces.contains(n), "{namespaces}");
     }
 }
+
+/// --max-requests-inflight: a full read pool answers 429 with Retry-After, except to
+/// system:masters, which upstream never throttles.
+#[test]
+fn full_inflight_pool_is_429_except_for_masters() {
+    let k = ApiServer::start_with(&["--max-requests-inflight=1"]);
+    k.ok(&[
+        "create",
+        "clusterrolebinding",
+        "bob-view",
+        "--clusterrole=view",
+        "--user=bob",
+    ]);
+    wait_for("bob may list configmaps", WAIT, || {
+        k.raw_request("GET", "/api/v1/configmaps", None, None, User::BobToken)
+            .0
+            == 200
+    });
+    // A list at a future resourceVersion waits (about 3 s) for the cache: it holds the one
+    // read-only seat meanwhile.
+    std::thread::scope(|s| {
+        let slow = s.spawn(|| {
+            k.raw_request(
+                "GET",
+                "/api/v1/configmaps?resourceVersion=999999999&resourceVersionMatch=NotOlderThan",
+                None,
+                None,
+                User::BobToken,
+            )
+        });
+        let mut seen = (0, String::new());
+        wait_for("bob is throttled while the seat is taken", WAIT, || {
+            seen = k.raw_request(
+                "GET",
+                "/api/v1/namespaces/default/configmaps",
+                None,
+                None,
+                User::BobToken,
+            );
+            seen.0 == 429 || slow.is_finished()
+        });
+        assert_eq!(seen.0, 429, "{}", seen.1);
+        assert!(seen.1.contains("TooManyRequests"), "{}", seen.1);
+        let (code, body) = k.raw_request(
+            "GET",
+            "/api/v1/namespaces/default/configmaps",
+            None,
+            None,
+            User::Admin,
+        );
+        assert_eq!(code, 200, "masters pass a full pool: {body}");
+        let _ = slow.join();
+    });
+}
