@@ -273,7 +273,7 @@ pub fn bearer_token(header: &str) -> Option<&str> {
 }
 
 /// Upstream's AuthenticatedGroupAdder: everyone who authenticated is in system:authenticated.
-fn with_authenticated_group(mut user: UserInfo) -> UserInfo {
+pub fn with_authenticated_group(mut user: UserInfo) -> UserInfo {
     let marked = user
         .groups
         .iter()
@@ -393,11 +393,6 @@ impl Authenticator {
         }
         None
     }
-}
-
-/// Adds system:authenticated as upstream's group adder does (public for TokenReview).
-pub fn authenticated(user: UserInfo) -> UserInfo {
-    with_authenticated_group(user)
 }
 
 /// Go's `%q` for the strings that appear in messages.

@@ -146,18 +146,17 @@ async fn reconcile_rbac(api: &ApiServer) {
         }
     }
     // Authorization reads the caches: let them hold the policy before the server is ready.
-    if let Ok(rev) = api.storage.current_revision().await {
-        for resource in [
+    api.catch_up(
+        "rbac.authorization.k8s.io",
+        &[
             "clusterroles",
             "clusterrolebindings",
             "roles",
             "rolebindings",
-        ] {
-            if let Some(e) = api.catalog.find_any("rbac.authorization.k8s.io", resource) {
-                e.cacher.wait_for(rev, Duration::from_secs(10)).await;
-            }
-        }
-    }
+        ],
+        Duration::from_secs(10),
+    )
+    .await;
 }
 
 /// The kubernetes Service's Endpoints and EndpointSlice point at this apiserver.

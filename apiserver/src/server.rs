@@ -348,6 +348,20 @@ impl ApiServer {
             .unwrap_or_else(|| self.config.bind_address.port())
     }
 
+    /// Waits (up to `deadline` each) until the caches of `group`'s `resources` have seen the
+    /// store's current revision, for reads through [`crate::source::ObjectSource`] that must
+    /// not miss a write made a moment ago.
+    pub async fn catch_up(&self, group: &str, resources: &[&str], deadline: Duration) {
+        let Ok(rev) = self.storage.current_revision().await else {
+            return;
+        };
+        for resource in resources {
+            if let Some(e) = self.catalog.find_any(group, resource) {
+                e.cacher.wait_for(rev, deadline).await;
+            }
+        }
+    }
+
     /// The watch cache over `info`'s storage prefix, shared with resources stored together.
     pub async fn cacher_for(
         &self,

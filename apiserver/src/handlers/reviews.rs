@@ -97,7 +97,7 @@ fn token_review(ctx: &Ctx, mut body: Value) -> Result<Value> {
         .authenticate_token(&token, audiences.as_deref(), &api.catalog)
     {
         Some((user, auds)) => {
-            let user = crate::authn::authenticated(user);
+            let user = crate::authn::with_authenticated_group(user);
             json!({"authenticated": true, "user": user_json(&user), "audiences": auds})
         }
         None => json!({"user": {}, "error": "[invalid bearer token, token lookup failed]"}),
@@ -118,13 +118,12 @@ pub async fn token_request(ctx: &mut Ctx) -> Result<Resp> {
     let body = ctx.body_json()?;
     // The service account (and bound pod) may have been written a moment ago: let the caches
     // the token checks read catch up with the store first.
-    if let Ok(rev) = api.storage.current_revision().await {
-        for resource in ["serviceaccounts", "pods", "secrets"] {
-            if let Some(e) = api.catalog.find_any("", resource) {
-                e.cacher.wait_for(rev, Duration::from_secs(3)).await;
-            }
-        }
-    }
+    api.catch_up(
+        "",
+        &["serviceaccounts", "pods", "secrets"],
+        Duration::from_secs(3),
+    )
+    .await;
     let outcome = authority.token_request(
         &ctx.info.namespace,
         &ctx.info.name,

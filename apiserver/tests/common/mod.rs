@@ -55,6 +55,25 @@ pub enum Cred<'a> {
     None,
 }
 
+/// A path as a YAML scalar: JSON strings are valid YAML and quote any path safely.
+fn quoted(p: &Path) -> String {
+    serde_json::to_string(&p.to_string_lossy()).expect("a string serializes to JSON")
+}
+
+/// The `user:` entry of a kubeconfig for `cred`.
+fn credentials_yaml(cred: Cred<'_>) -> String {
+    let q = quoted;
+    match cred {
+        Cred::Cert(crt, key) => format!(
+            "\n    client-certificate: {}\n    client-key: {}",
+            q(crt),
+            q(key)
+        ),
+        Cred::Token(t) => format!("\n    token: {t}"),
+        Cred::None => " {}".to_string(),
+    }
+}
+
 /// Who a request or a kubectl run authenticates as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum User {
@@ -588,25 +607,7 @@ impl ApiServer {
 
     /// Runs kubectl with any credentials (written to a one-off kubeconfig).
     pub fn kubectl_cred(&self, cred: Cred<'_>, args: &[&str]) -> CmdOutput {
-        let n = self.scratch.fetch_add(1, Ordering::Relaxed);
-        let path = self
-            .dir()
-            .join("scratch")
-            .join(format!("kubeconfig-{n}.yaml"));
-        let q = |p: &Path| {
-            serde_json::to_string(&p.to_string_lossy()).expect("a string serializes to JSON")
-        };
-        let credentials = match cred {
-            Cred::Cert(crt, key) => format!(
-                "\n    client-certificate: {}\n    client-key: {}",
-                q(crt),
-                q(key)
-            ),
-            Cred::Token(t) => format!("\n    token: {t}"),
-            Cred::None => " {}".to_string(),
-        };
-        let yaml = self.kubeconfig_text("custom", &credentials);
-        fs::write(&path, yaml).expect("write kubeconfig");
+        let (n, path) = self.write_kubeconfig(cred);
         let cache = self.dir().join("kubectl-cache").join(format!("custom-{n}"));
         let mut all = vec![
             format!("--kubeconfig={}", path.display()),
@@ -624,32 +625,11 @@ impl ApiServer {
     }
 
     fn kubeconfig_yaml(&self, user: User) -> String {
-        // JSON strings are valid YAML scalars and quote any path safely.
-        let q = |p: &Path| {
-            serde_json::to_string(&p.to_string_lossy()).expect("a string serializes to JSON")
-        };
-        let cert = |crt: &Path, key: &Path| {
-            format!(
-                "\n    client-certificate: {}\n    client-key: {}",
-                q(crt),
-                q(key)
-            )
-        };
-        let credentials = match user {
-            User::Admin => cert(&self.pki.admin_cert, &self.pki.admin_key),
-            User::Alice => cert(&self.pki.alice_cert, &self.pki.alice_key),
-            User::AdminToken => format!("\n    token: {ADMIN_TOKEN}"),
-            User::BobToken => format!("\n    token: {BOB_TOKEN}"),
-            User::BadToken => format!("\n    token: {BAD_TOKEN}"),
-            User::Anonymous => " {}".to_string(),
-        };
-        self.kubeconfig_text(user.label(), &credentials)
+        self.kubeconfig_text(user.label(), &credentials_yaml(self.cred(user)))
     }
 
     fn kubeconfig_text(&self, name: &str, credentials: &str) -> String {
-        let q = |p: &Path| {
-            serde_json::to_string(&p.to_string_lossy()).expect("a string serializes to JSON")
-        };
+        let q = quoted;
         let lines = [
             "apiVersion: v1".to_string(),
             "kind: Config".to_string(),
@@ -709,21 +689,19 @@ impl ApiServer {
         let key_path = dir.join(format!("client-{n}.key"));
         fs::write(&crt_path, crt).expect("write client certificate");
         fs::write(&key_path, key).expect("write client key");
-        let q = |p: &Path| {
-            serde_json::to_string(&p.to_string_lossy()).expect("a string serializes to JSON")
-        };
-        let credentials = format!(
-            "\n    client-certificate: {}\n    client-key: {}",
-            q(&crt_path),
-            q(&key_path)
-        );
-        let path = dir.join(format!("kubeconfig-client-{n}.yaml"));
-        fs::write(
-            &path,
-            self.kubeconfig_text(&format!("client-{n}"), &credentials),
-        )
-        .expect("write kubeconfig");
-        path
+        self.write_kubeconfig(Cred::Cert(&crt_path, &key_path)).1
+    }
+
+    /// Writes a one-off kubeconfig holding `cred`; returns its number and path.
+    fn write_kubeconfig(&self, cred: Cred<'_>) -> (usize, PathBuf) {
+        let n = self.scratch.fetch_add(1, Ordering::Relaxed);
+        let path = self
+            .dir()
+            .join("scratch")
+            .join(format!("kubeconfig-{n}.yaml"));
+        let yaml = self.kubeconfig_text(&format!("custom-{n}"), &credentials_yaml(cred));
+        fs::write(&path, yaml).expect("write kubeconfig");
+        (n, path)
     }
 
     /// Runs kubectl as the admin (client certificate in system:masters).
