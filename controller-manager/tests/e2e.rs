@@ -4,92 +4,15 @@
 #[path = "../../apiserver/tests/common/mod.rs"]
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+#[path = "kcm/mod.rs"]
+mod kcm;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{free_port, ApiServer, User};
-
-const DEADLINE: Duration = Duration::from_secs(60);
-
-fn kcm_binary() -> PathBuf {
-    std::env::var_os("KUBE_CONTROLLER_MANAGER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kube-controller-manager")))
-}
-
-/// The controller-manager process; killed on drop (its log printed if the test fails).
-struct Kcm {
-    child: Child,
-    log: PathBuf,
-    port: u16,
-}
-
-impl Kcm {
-    fn start(server: &ApiServer, extra: &[&str]) -> Self {
-        // The per-controller RBAC of upstream needs --use-service-account-credentials (not yet),
-        // so the tests run the controllers with the admin's rights.
-        let kubeconfig = server.kubeconfig(User::Admin);
-        let port = free_port();
-        let log = server.dir().join(format!("kcm-{port}.log"));
-        let file = std::fs::File::create(&log).expect("log file");
-        let mut args = vec![
-            format!("--kubeconfig={}", kubeconfig.display()),
-            "--bind-address=127.0.0.1".to_owned(),
-            format!("--secure-port={port}"),
-            format!("--root-ca-file={}", server.pki.ca_cert.display()),
-            format!(
-                "--cert-dir={}",
-                server.dir().join(format!("kcm-certs-{port}")).display()
-            ),
-            "--leader-elect-lease-duration=4s".to_owned(),
-            "--leader-elect-renew-deadline=3s".to_owned(),
-            "--leader-elect-retry-period=500ms".to_owned(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let child = Command::new(kcm_binary())
-            .args(&args)
-            .env("RUST_LOG", "info,kube=warn")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("clone"))
-            .stderr(file)
-            .spawn()
-            .expect("spawn kube-controller-manager");
-        Kcm { child, log, port }
-    }
-}
-
-impl Drop for Kcm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if thread::panicking() {
-            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            let start = lines.len().saturating_sub(80);
-            eprintln!(
-                "---- kube-controller-manager log (port {})\n{}",
-                self.port,
-                lines[start..].join("\n")
-            );
-        }
-    }
-}
-
-fn eventually(desc: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {desc}");
-        thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn exists(server: &ApiServer, args: &[&str]) -> bool {
-    server.kubectl(args).success()
-}
+use kcm::{eventually, exists, pod_status_helper, ready_pods, ApiServer, Kcm};
 
 #[test]
 fn new_namespace_gets_default_service_account_and_root_ca() {
@@ -201,71 +124,6 @@ fn deleting_a_namespace_removes_its_objects_including_custom_resources() {
         "name",
     ]);
     assert!(cms.trim().is_empty(), "{cms}");
-}
-
-/// Marks every pod in `ns` Running and Ready (there is no kubelet) until stopped.
-fn pod_status_helper(server: &ApiServer, ns: &str, stop: Arc<AtomicBool>) {
-    let mut seen = 0u32;
-    while !stop.load(Ordering::Relaxed) {
-        let out = server.kubectl(&["get", "pods", "-n", ns, "-o", "json"]);
-        if out.success() {
-            let pods = out.json();
-            for pod in pods["items"].as_array().cloned().unwrap_or_default() {
-                let name = pod["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                let ready = pod["status"]["conditions"].as_array().is_some_and(|c| {
-                    c.iter()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                });
-                if ready || pod["metadata"]["deletionTimestamp"].is_string() {
-                    continue;
-                }
-                seen += 1;
-                let now = "2024-01-01T00:00:00Z";
-                let patch = serde_json::json!({"status": {
-                    "phase": "Running",
-                    "podIP": format!("10.244.{}.{}", seen / 250, seen % 250 + 1),
-                    "conditions": [
-                        {"type": "Ready", "status": "True", "lastTransitionTime": now},
-                        {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
-                    ],
-                }});
-                let _ = server.kubectl(&[
-                    "patch",
-                    "pod",
-                    &name,
-                    "-n",
-                    ns,
-                    "--subresource=status",
-                    "--type=merge",
-                    "-p",
-                    &patch.to_string(),
-                ]);
-            }
-        }
-        thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn ready_pods(server: &ApiServer, ns: &str) -> Option<(usize, usize)> {
-    let out = server.kubectl(&["get", "pods", "-n", ns, "-o", "json"]);
-    if !out.success() {
-        return None;
-    }
-    let items = out.json()["items"].as_array().cloned().unwrap_or_default();
-    let ready = items
-        .iter()
-        .filter(|p| !p["metadata"]["deletionTimestamp"].is_string())
-        .filter(|p| {
-            p["status"]["conditions"].as_array().is_some_and(|c| {
-                c.iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
-        })
-        .count();
-    Some((ready, items.len()))
 }
 
 #[test]
