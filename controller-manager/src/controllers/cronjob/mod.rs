@@ -303,10 +303,10 @@ fn zone_of(cj: &CronJob) -> Result<Zone, String> {
 }
 
 /// The next fire time after `now`, and the most recent unmet scheduled time.
-fn plan(
-    cj: &CronJob,
-    now: DateTime<Utc>,
-) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), String> {
+type Plan = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// Where the CronJob's schedule stands at `now`.
+fn plan(cj: &CronJob, now: DateTime<Utc>) -> Result<Plan, String> {
     let spec = cj.spec.as_ref().ok_or("no spec")?;
     let schedule = Schedule::parse(&spec.schedule).map_err(|e| e.to_string())?;
     let zone = zone_of(cj)?;
