@@ -126,6 +126,10 @@ pub struct Options {
     /// ttl-after-finished workers allowed to sync concurrently.
     #[arg(long, default_value_t = 5)]
     pub concurrent_ttl_after_finished_syncs: u16,
+    /// Number of terminated pods that can exist before the pod garbage collector starts deleting
+    /// them; 0 disables that deletion.
+    #[arg(long, default_value_t = 12500)]
+    pub terminated_pod_gc_threshold: i32,
     /// Whether the garbage collector runs.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub enable_garbage_collector: bool,
@@ -228,6 +232,8 @@ pub struct Config {
     pub kube_api_qps: f32,
     /// Client burst.
     pub kube_api_burst: u32,
+    /// Terminated pods kept before podgc deletes the oldest (0 = never).
+    pub terminated_pod_gc_threshold: i32,
 }
 
 /// Leader-election settings.
@@ -258,6 +264,12 @@ pub struct Concurrency {
     pub serviceaccount: u16,
     /// garbage collector workers.
     pub gc: u16,
+    /// job workers.
+    pub job: u16,
+    /// cronjob workers.
+    pub cronjob: u16,
+    /// ttl-after-finished workers.
+    pub ttl_after_finished: u16,
 }
 
 impl Default for Concurrency {
@@ -270,6 +282,9 @@ impl Default for Concurrency {
             namespace: 10,
             serviceaccount: 5,
             gc: 20,
+            job: 5,
+            cronjob: 5,
+            ttl_after_finished: 5,
         }
     }
 }
@@ -381,6 +396,9 @@ impl Options {
                 namespace: self.concurrent_namespace_syncs.max(1),
                 serviceaccount: self.concurrent_serviceaccount_token_syncs.max(1),
                 gc: self.concurrent_gc_syncs.max(1),
+                job: self.concurrent_job_syncs.max(1),
+                cronjob: self.concurrent_cron_job_syncs.max(1),
+                ttl_after_finished: self.concurrent_ttl_after_finished_syncs.max(1),
             },
             cluster_cidr: non_empty(&self.cluster_cidr),
             allocate_node_cidrs: self.allocate_node_cidrs,
@@ -398,6 +416,7 @@ impl Options {
             use_service_account_credentials: self.use_service_account_credentials,
             kube_api_qps: self.kube_api_qps,
             kube_api_burst: self.kube_api_burst,
+            terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
         })
     }
 }

@@ -111,7 +111,12 @@ pub fn descriptors() -> Vec<Descriptor> {
             true,
             None,
         ),
-        d("pod-garbage-collector-controller", "podgc", true, None),
+        d(
+            "pod-garbage-collector-controller",
+            "podgc",
+            true,
+            Some(controllers::podgc::start),
+        ),
         d("resourcequota-controller", "resourcequota", true, None),
         d(
             "horizontal-pod-autoscaler-controller",
@@ -121,7 +126,12 @@ pub fn descriptors() -> Vec<Descriptor> {
         ),
         d("disruption-controller", "disruption", true, None),
         d("statefulset-controller", "statefulset", true, None),
-        d("cronjob-controller", "cronjob", true, None),
+        d(
+            "cronjob-controller",
+            "cronjob",
+            true,
+            Some(controllers::cronjob::start),
+        ),
         d(
             "certificatesigningrequest-signing-controller",
             "csrsigning",
@@ -196,9 +206,9 @@ pub fn descriptors() -> Vec<Descriptor> {
             "ttl-after-finished-controller",
             "ttl-after-finished",
             true,
-            None,
+            Some(controllers::ttlafterfinished::start),
         ),
-        d("job-controller", "job", true, None),
+        d("job-controller", "job", true, Some(controllers::job::start)),
         d("daemonset-controller", "daemonset", true, None),
         d(
             "ephemeral-volume-controller",

@@ -1,13 +1,17 @@
 //! The controllers, one module each, plus helpers they share.
 
+pub mod cronjob;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod garbagecollector;
+pub mod job;
 pub mod namespace;
+pub mod podgc;
 pub mod replicaset;
 pub mod rootcacert;
 pub mod serviceaccount;
+pub mod ttlafterfinished;
 pub mod util;
 
 use std::fmt::Debug;
