@@ -5,9 +5,13 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod garbagecollector;
 pub mod namespace;
+pub mod nodeipam;
+pub mod nodelifecycle;
+pub mod nodeutil;
 pub mod replicaset;
 pub mod rootcacert;
 pub mod serviceaccount;
+pub mod tainteviction;
 pub mod util;
 
 use std::fmt::Debug;
