@@ -452,6 +452,17 @@ fn silent_node_goes_unknown_gets_tainted_and_its_pods_leave_per_toleration() {
             && taint(&n1, UNREACHABLE, "NoSchedule").is_none()
     });
     assert!(!evicted(&server, &ns, "stays"));
+
+    // Cordoning is mirrored as the unschedulable NoSchedule taint, and uncordoning removes it.
+    let unschedulable = "node.kubernetes.io/unschedulable";
+    server.ok(&["cordon", "n3"]);
+    eventually("unschedulable taint", || {
+        taint(&node(&server, "n3"), unschedulable, "NoSchedule").is_some()
+    });
+    server.ok(&["uncordon", "n3"]);
+    eventually("unschedulable taint removed", || {
+        taint(&node(&server, "n3"), unschedulable, "NoSchedule").is_none()
+    });
     nodes.stop();
 }
 

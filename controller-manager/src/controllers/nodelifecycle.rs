@@ -223,7 +223,7 @@ pub fn replace_taints(
                 key: (*key).to_owned(),
                 value: None,
                 effect: effect.to_owned(),
-                time_added: (effect == NO_EXECUTE).then(|| Time(now)),
+                time_added: (effect == NO_EXECUTE).then_some(Time(now)),
             });
         }
     }
@@ -442,12 +442,23 @@ impl Monitor {
             }
         }
 
+        let mut pods_by_node: Option<HashMap<String, Vec<Arc<Pod>>>> = None;
         for node in &nodes {
             let zone = zone_key(node);
             self.reconcile_no_execute(node, &zone, all_fully_disrupted, now, wall)
                 .await;
             if ready_status(node) != "True" {
-                self.mark_pods_not_ready(node, wall).await;
+                let by_node = pods_by_node.get_or_insert_with(|| {
+                    let mut map: HashMap<String, Vec<Arc<Pod>>> = HashMap::new();
+                    for pod in self.pods.state() {
+                        if let Some(n) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) {
+                            map.entry(n).or_default().push(pod);
+                        }
+                    }
+                    map
+                });
+                let pods = by_node.remove(&node.name_any()).unwrap_or_default();
+                self.mark_pods_not_ready(&pods, wall).await;
             }
         }
     }
@@ -536,6 +547,10 @@ impl Monitor {
         now: Instant,
         wall: DateTime<Utc>,
     ) {
+        if condition(node, "Ready").is_none() {
+            // Never posted status and still within its startup grace period: leave it alone.
+            return;
+        }
         let name = node.name_any();
         let owned = [TAINT_UNREACHABLE, TAINT_NOT_READY];
         let current = node
@@ -583,12 +598,8 @@ impl Monitor {
     }
 
     /// Sets Ready=False on the pods of a node that is not ready, as upstream's MarkPodsNotReady.
-    async fn mark_pods_not_ready(&self, node: &Node, wall: DateTime<Utc>) {
-        let name = node.name_any();
-        for pod in self.pods.state() {
-            if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(name.as_str()) {
-                continue;
-            }
+    async fn mark_pods_not_ready(&self, pods: &[Arc<Pod>], wall: DateTime<Utc>) {
+        for pod in pods {
             let ready = pod
                 .status
                 .as_ref()
