@@ -642,6 +642,20 @@ mod tests {
     }
 
     #[test]
+    fn flag_defaults_match_upstream_v1_33() {
+        let c = config(&[]);
+        assert_eq!(c.node_monitor_grace_period, Duration::from_secs(50));
+        assert_eq!(c.node_monitor_period, Duration::from_secs(5));
+        assert_eq!(c.node_startup_grace_period, Duration::from_secs(60));
+        assert_eq!(
+            (c.node_eviction_rate, c.secondary_node_eviction_rate),
+            (0.1, 0.01)
+        );
+        assert_eq!(c.unhealthy_zone_threshold, 0.55);
+        assert_eq!(c.large_cluster_size_threshold, 50);
+    }
+
+    #[test]
     fn zone_state_follows_upstream_thresholds() {
         let cases: [(&str, &[bool], ZoneState); 6] = [
             ("all ready", &[true, true, true], ZoneState::Normal),
