@@ -158,13 +158,23 @@ pub fn descriptors() -> Vec<Descriptor> {
             None,
         ),
         d("token-cleaner-controller", "tokencleaner", false, None),
-        d("node-ipam-controller", "nodeipam", true, None),
-        d("node-lifecycle-controller", "nodelifecycle", true, None),
+        d(
+            "node-ipam-controller",
+            "nodeipam",
+            true,
+            Some(controllers::nodeipam::start),
+        ),
+        d(
+            "node-lifecycle-controller",
+            "nodelifecycle",
+            true,
+            Some(controllers::nodelifecycle::start),
+        ),
         d(
             "taint-eviction-controller",
             "taint-eviction-controller",
             true,
-            None,
+            Some(controllers::tainteviction::start),
         ),
         d(
             "persistentvolume-binder-controller",

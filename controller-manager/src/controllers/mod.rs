@@ -7,10 +7,14 @@ pub mod endpointslice;
 pub mod garbagecollector;
 pub mod job;
 pub mod namespace;
+pub mod nodeipam;
+pub mod nodelifecycle;
+pub mod nodeutil;
 pub mod podgc;
 pub mod replicaset;
 pub mod rootcacert;
 pub mod serviceaccount;
+pub mod tainteviction;
 pub mod ttlafterfinished;
 pub mod util;
 
