@@ -258,6 +258,10 @@ pub struct Concurrency {
     pub serviceaccount: u16,
     /// garbage collector workers.
     pub gc: u16,
+    /// daemonset workers.
+    pub daemonset: u16,
+    /// statefulset workers.
+    pub statefulset: u16,
 }
 
 impl Default for Concurrency {
@@ -270,6 +274,8 @@ impl Default for Concurrency {
             namespace: 10,
             serviceaccount: 5,
             gc: 20,
+            daemonset: 2,
+            statefulset: 5,
         }
     }
 }
@@ -381,6 +387,8 @@ impl Options {
                 namespace: self.concurrent_namespace_syncs.max(1),
                 serviceaccount: self.concurrent_serviceaccount_token_syncs.max(1),
                 gc: self.concurrent_gc_syncs.max(1),
+                daemonset: self.concurrent_daemonset_syncs.max(1),
+                statefulset: self.concurrent_statefulset_syncs.max(1),
             },
             cluster_cidr: non_empty(&self.cluster_cidr),
             allocate_node_cidrs: self.allocate_node_cidrs,

@@ -120,7 +120,12 @@ pub fn descriptors() -> Vec<Descriptor> {
             None,
         ),
         d("disruption-controller", "disruption", true, None),
-        d("statefulset-controller", "statefulset", true, None),
+        d(
+            "statefulset-controller",
+            "statefulset",
+            true,
+            Some(controllers::statefulset::start),
+        ),
         d("cronjob-controller", "cronjob", true, None),
         d(
             "certificatesigningrequest-signing-controller",
@@ -199,7 +204,12 @@ pub fn descriptors() -> Vec<Descriptor> {
             None,
         ),
         d("job-controller", "job", true, None),
-        d("daemonset-controller", "daemonset", true, None),
+        d(
+            "daemonset-controller",
+            "daemonset",
+            true,
+            Some(controllers::daemonset::start),
+        ),
         d(
             "ephemeral-volume-controller",
             "ephemeral-volume",

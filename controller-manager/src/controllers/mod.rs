@@ -1,13 +1,16 @@
 //! The controllers, one module each, plus helpers they share.
 
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod garbagecollector;
+pub mod history;
 pub mod namespace;
 pub mod replicaset;
 pub mod rootcacert;
 pub mod serviceaccount;
+pub mod statefulset;
 pub mod util;
 
 use std::fmt::Debug;
