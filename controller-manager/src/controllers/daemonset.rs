@@ -69,10 +69,13 @@ pub fn start(ctx: &ControllerContext) -> Result<BoxFuture<'static, ()>, crate::E
     Ok(drain("daemonset", controller.run(reconcile, error_policy, state)).boxed())
 }
 
+/// Pod names created and deleted, and when last recorded.
+type Pending = (HashSet<String>, HashSet<String>, Instant);
+
 /// Pods created or deleted and not yet seen so in the cache, per DaemonSet.
 #[derive(Default)]
 struct Expectations {
-    inner: Mutex<HashMap<String, (HashSet<String>, HashSet<String>, Instant)>>,
+    inner: Mutex<HashMap<String, Pending>>,
 }
 
 impl Expectations {
@@ -196,9 +199,11 @@ pub fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
         .iter()
         .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
         && fields.iter().all(|r| {
-            let value = (r.key == "metadata.name")
-                .then(|| node.metadata.name.as_deref())
-                .flatten();
+            let value = if r.key == "metadata.name" {
+                node.metadata.name.as_deref()
+            } else {
+                None
+            };
             requirement_matches(r, value)
         })
 }
@@ -558,15 +563,14 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         match target_node(pod) {
             Some(n) if node_names.contains(&n) => by_node.entry(n).or_default().push(pod.as_ref()),
             // Unbound pods for nodes that are gone, as upstream; bound ones are podgc's.
-            _ if pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_name.as_ref())
-                .is_none() =>
+            _ if !is_deleting(pod)
+                && pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_ref())
+                    .is_none() =>
             {
-                if !is_deleting(pod) {
-                    orphans.push(pod.name_any());
-                }
+                orphans.push(pod.name_any());
             }
             _ => {}
         }
