@@ -306,6 +306,10 @@ pub struct Concurrency {
     pub cronjob: u16,
     /// ttl-after-finished workers.
     pub ttl_after_finished: u16,
+    /// daemonset workers.
+    pub daemonset: u16,
+    /// statefulset workers.
+    pub statefulset: u16,
 }
 
 impl Default for Concurrency {
@@ -321,6 +325,8 @@ impl Default for Concurrency {
             job: 5,
             cronjob: 5,
             ttl_after_finished: 5,
+            daemonset: 2,
+            statefulset: 5,
         }
     }
 }
@@ -435,6 +441,8 @@ impl Options {
                 job: self.concurrent_job_syncs.max(1),
                 cronjob: self.concurrent_cron_job_syncs.max(1),
                 ttl_after_finished: self.concurrent_ttl_after_finished_syncs.max(1),
+                daemonset: self.concurrent_daemonset_syncs.max(1),
+                statefulset: self.concurrent_statefulset_syncs.max(1),
             },
             cluster_cidr: non_empty(&self.cluster_cidr),
             allocate_node_cidrs: self.allocate_node_cidrs,

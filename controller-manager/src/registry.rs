@@ -125,7 +125,12 @@ pub fn descriptors() -> Vec<Descriptor> {
             None,
         ),
         d("disruption-controller", "disruption", true, None),
-        d("statefulset-controller", "statefulset", true, None),
+        d(
+            "statefulset-controller",
+            "statefulset",
+            true,
+            Some(controllers::statefulset::start),
+        ),
         d(
             "cronjob-controller",
             "cronjob",
@@ -219,7 +224,12 @@ pub fn descriptors() -> Vec<Descriptor> {
             Some(controllers::ttlafterfinished::start),
         ),
         d("job-controller", "job", true, Some(controllers::job::start)),
-        d("daemonset-controller", "daemonset", true, None),
+        d(
+            "daemonset-controller",
+            "daemonset",
+            true,
+            Some(controllers::daemonset::start),
+        ),
         d(
             "ephemeral-volume-controller",
             "ephemeral-volume",
