@@ -3,7 +3,11 @@
 
 #![allow(dead_code)]
 
+pub mod fake_nodes;
+
 pub use crate::common::*;
+#[allow(unused_imports)]
+pub use fake_nodes::{FakeNode, FakeNodes};
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -17,7 +21,8 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 pub fn kcm_binary() -> PathBuf {
     std::env::var_os("KUBE_CONTROLLER_MANAGER_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kube-controller-manager")))
+        .or_else(|| option_env!("CARGO_BIN_EXE_kube-controller-manager").map(PathBuf::from))
+        .unwrap_or_else(|| sibling_binary("kube-controller-manager"))
 }
 
 /// The controller-manager process; killed on drop (its log printed if the test fails).
