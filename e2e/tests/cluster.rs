@@ -346,3 +346,141 @@ fn deployments_spread_over_eligible_nodes_roll_undo_scale_and_are_collected() {
         },
     );
 }
+
+/// Whether the process logging to `log` has acquired its leader lease.
+fn leads(log: &std::path::Path) -> bool {
+    std::fs::read_to_string(log).is_ok_and(|l| l.contains("successfully acquired lease"))
+}
+
+const FAST_ELECTION: [&str; 4] = [
+    "--leader-elect=true",
+    "--leader-elect-lease-duration=4s",
+    "--leader-elect-renew-deadline=3s",
+    "--leader-elect-retry-period=500ms",
+];
+
+#[test]
+fn killing_both_leaders_mid_rollout_converges_without_binding_any_pod_twice() {
+    let server = ApiServer::start();
+    let mut kcms = [Kcm::start(&server, &[]), Kcm::start(&server, &[])];
+    let mut scheds = [
+        Scheduler::start(&server, &FAST_ELECTION),
+        Scheduler::start(&server, &FAST_ELECTION),
+    ];
+    let _nodes = FakeNodes::start_nodes(
+        &server,
+        &[
+            FakeNode::new("n1").cpu("8"),
+            FakeNode::new("n2").cpu("8"),
+            FakeNode::new("n3").cpu("8"),
+        ],
+    );
+    let ns = "ha";
+    server.ok(&["create", "namespace", ns]);
+    kcm::eventually("default service account", || {
+        kcm::exists(&server, &["get", "serviceaccount", "default", "-n", ns])
+    });
+
+    // Every binding ever observed: a pod's node, once set, never changes.
+    let mut bound: BTreeMap<String, String> = BTreeMap::new();
+    let mut check_bindings = || {
+        let out = server.kubectl(&["get", "pods", "-n", ns, "-o", "json"]);
+        if !out.success() {
+            return;
+        }
+        for p in out.json()["items"].as_array().cloned().unwrap_or_default() {
+            let (Some(uid), Some(node)) = (
+                p["metadata"]["uid"].as_str(),
+                p["spec"]["nodeName"].as_str(),
+            ) else {
+                continue;
+            };
+            let first = bound
+                .entry(uid.to_owned())
+                .or_insert_with(|| node.to_owned());
+            assert_eq!(first, node, "pod {} was bound twice", p["metadata"]["name"]);
+        }
+    };
+
+    create_deployment(
+        &server,
+        ns,
+        &["web", "--image=busybox", "--replicas=10"],
+        |d| {
+            // minReadySeconds makes the rollout take several seconds, so the kill lands in it.
+            d["spec"]["minReadySeconds"] = json!(2);
+            d["spec"]["template"]["spec"]["containers"][0]["resources"] =
+                json!({"requests": {"cpu": "100m"}});
+        },
+    );
+    poll("web rolled out", &mut check_bindings, || {
+        let d = server.json(&["get", "deployment", "web", "-n", ns]);
+        (d["status"]["availableReplicas"] == 10).then_some(())
+    });
+    let kcm_leader = kcms
+        .iter()
+        .position(|k| leads(&k.log))
+        .expect("a controller-manager leads");
+    let sched_leader = scheds
+        .iter()
+        .position(|s| leads(&s.log))
+        .expect("a scheduler leads");
+    assert!(
+        !leads(&kcms[1 - kcm_leader].log),
+        "two controller-managers lead"
+    );
+    assert!(!leads(&scheds[1 - sched_leader].log), "two schedulers lead");
+
+    // Mid-rollout, kill -9 both leaders.
+    server.ok(&[
+        "set",
+        "image",
+        "deployment/web",
+        "-n",
+        ns,
+        "busybox=busybox:1.37",
+    ]);
+    poll("the rollout has started", &mut check_bindings, || {
+        pods(&server, ns, "web")
+            .iter()
+            .any(|p| p["spec"]["containers"][0]["image"] == "busybox:1.37")
+            .then_some(())
+    });
+    kcms[kcm_leader]
+        .child
+        .kill()
+        .expect("kill controller-manager");
+    scheds[sched_leader].child.kill().expect("kill scheduler");
+
+    // The standbys take over (the dead leaders' leases expire after 4 s) and finish the job.
+    poll("the standbys lead", &mut check_bindings, || {
+        (leads(&kcms[1 - kcm_leader].log) && leads(&scheds[1 - sched_leader].log)).then_some(())
+    });
+    poll("web converged on busybox:1.37", &mut check_bindings, || {
+        let d = server.json(&["get", "deployment", "web", "-n", ns]);
+        let s = &d["status"];
+        let converged = s["updatedReplicas"] == 10
+            && s["availableReplicas"] == 10
+            && s["replicas"] == 10
+            && s["observedGeneration"] == d["metadata"]["generation"];
+        let web = pods(&server, ns, "web");
+        let exact = web.len() == 10
+            && web
+                .iter()
+                .all(|p| ready(p) && p["spec"]["containers"][0]["image"] == "busybox:1.37");
+        (converged && exact).then_some(())
+    });
+    // The old ReplicaSet is scaled to zero, and nothing extra appears afterwards.
+    let sets = server.json(&["get", "rs", "-n", ns]);
+    let replicas: Vec<i64> = sets["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|rs| rs["spec"]["replicas"].as_i64().unwrap_or(-1))
+        .collect();
+    assert_eq!(replicas.iter().sum::<i64>(), 10, "{replicas:?}");
+    check_bindings();
+    let holder = server.json(&["get", "lease", "kube-scheduler", "-n", "kube-system"]);
+    assert!(holder["spec"]["holderIdentity"].is_string(), "{holder}");
+}
