@@ -400,6 +400,54 @@ fn foreground_and_orphan_deletion_and_cross_namespace_owner_references() {
         "{orphan}"
     );
 
+    // A new Deployment with the same selector adopts the orphaned ReplicaSet (same template, so
+    // no new one), and the ReplicaSet adopts a matching hand-made pod, then trims the surplus.
+    server.ok(&[
+        "create",
+        "deployment",
+        "or",
+        "-n",
+        "gc",
+        "--image=busybox",
+        "--replicas=1",
+    ]);
+    let deploy_uid = uid(&server, &["deployment", "or", "-n", "gc"]);
+    eventually("the orphaned replica set is adopted", || {
+        let rs = server.json(&["get", &rs, "-n", "gc"]);
+        rs["metadata"]["ownerReferences"][0]["uid"] == deploy_uid.as_str()
+    });
+    let sets = server.ok(&["get", "rs", "-n", "gc", "-l", "app=or", "-o", "name"]);
+    assert_eq!(sets.lines().count(), 1, "{sets}");
+    let hash = server.ok(&[
+        "get",
+        &rs,
+        "-n",
+        "gc",
+        "-o",
+        "jsonpath={.spec.selector.matchLabels.pod-template-hash}",
+    ]);
+    let stray = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "stray", "namespace": "gc",
+                     "labels": {"app": "or", "pod-template-hash": hash}},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    });
+    server.ok_stdin(&["create", "-f", "-"], &stray.to_string());
+    eventually(
+        "the replica set adopts the stray pod and keeps one replica",
+        || {
+            let pods = server.json(&["get", "pods", "-n", "gc", "-l", "app=or"]);
+            let items = pods["items"].as_array().cloned().unwrap_or_default();
+            let live: Vec<_> = items
+                .iter()
+                .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                .collect();
+            live.len() == 1
+                && live[0]["metadata"]["ownerReferences"][0]["name"]
+                    == rs.trim_start_matches("replicaset.apps/")
+        },
+    );
+
     // Owner references do not cross namespaces: a ConfigMap in "other" naming a ConfigMap of
     // "gc" as owner counts as orphaned and is collected; a cluster-scoped dependent of a
     // namespaced owner is kept, with a warning event.
