@@ -209,6 +209,26 @@ fn deployment_rolls_out_updates_within_max_unavailable_and_is_garbage_collected(
                     .is_some_and(|a| a.len() == 4)
         });
 
+        // Deleting the Service takes its Endpoints and EndpointSlices with it.
+        server.ok(&["delete", "service", "web", "-n", ns]);
+        eventually(
+            "endpoints and endpointslices of the deleted service are gone",
+            || {
+                let eps = server.ok(&["get", "endpoints", "-n", ns, "-o", "name"]);
+                let slices = server.ok(&[
+                    "get",
+                    "endpointslices",
+                    "-n",
+                    ns,
+                    "-l",
+                    "kubernetes.io/service-name=web",
+                    "-o",
+                    "name",
+                ]);
+                eps.trim().is_empty() && slices.trim().is_empty()
+            },
+        );
+
         server.ok(&[
             "set",
             "image",
