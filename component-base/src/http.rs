@@ -85,10 +85,19 @@ where
     Arc::new(move |path, query| Box::pin(f(path, query)))
 }
 
+/// Admits or refuses a request before it is routed: called with the path and the
+/// `Authorization` header; `Err` is the reply sent instead (401/403).
+pub type Guard = Arc<
+    dyn Fn(String, Option<String>) -> Pin<Box<dyn Future<Output = Result<(), Reply>> + Send>>
+        + Send
+        + Sync,
+>;
+
 struct State {
     registry: Registry,
     health: Health,
     extra: Option<Handler>,
+    guard: Option<Guard>,
 }
 
 /// Binds `addr` and serves `/metrics` from `registry`, the [`Health`] paths, and any other path
@@ -104,6 +113,20 @@ pub async fn serve(
     extra: Option<Handler>,
     shutdown: Shutdown,
 ) -> Result<(SocketAddr, JoinHandle<()>), Error> {
+    serve_guarded(addr, tls, registry, health, extra, None, shutdown).await
+}
+
+/// [`serve`], with every request first passed through `guard` (e.g. delegated authentication
+/// and authorization) when one is given.
+pub async fn serve_guarded(
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    registry: Registry,
+    health: Health,
+    extra: Option<Handler>,
+    guard: Option<Guard>,
+    shutdown: Shutdown,
+) -> Result<(SocketAddr, JoinHandle<()>), Error> {
     let bind_error = |source| Error::Bind { addr, source };
     let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
     let bound = listener.local_addr().map_err(bind_error)?;
@@ -111,6 +134,7 @@ pub async fn serve(
         registry,
         health,
         extra,
+        guard,
     });
     let acceptor = tls.map(TlsAcceptor::from);
     tracing::info!(addr = %bound, tls = acceptor.is_some(), "serving metrics and health");
@@ -211,6 +235,16 @@ async fn route(state: &State, request: Request<Incoming>) -> Response<Full<Bytes
     let path = request.uri().path();
     let query = request.uri().query();
     tracing::trace!(method = %request.method(), path, "request");
+    if let Some(guard) = &state.guard {
+        let authorization = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if let Err(refused) = guard(path.to_owned(), authorization).await {
+            return into_response(refused);
+        }
+    }
     let reply = if path == "/metrics" {
         metrics::reply(&state.registry)
     } else if let Some(reply) = state.health.respond(path, query) {

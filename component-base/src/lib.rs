@@ -1,5 +1,7 @@
 //! What every daemon shares: logging, graceful shutdown, TLS, health checks and the metrics server.
 
+#[cfg(feature = "delegated")]
+pub mod delegated;
 pub mod error;
 pub mod health;
 pub mod http;
@@ -12,5 +14,5 @@ pub mod tls;
 
 pub use error::Error;
 pub use health::Health;
-pub use http::{serve, Handler, Reply};
+pub use http::{serve, serve_guarded, Guard, Handler, Reply};
 pub use shutdown::Shutdown;

@@ -67,23 +67,42 @@ pub async fn client(config: &Config) -> Result<Client, Error> {
 
 /// The client settings from `--kubeconfig`/`--master` (or in-cluster/`$KUBECONFIG`).
 pub async fn client_config(config: &Config) -> Result<kube::Config, Error> {
-    let mut kube_config = match &config.kubeconfig {
+    kubeconfig_config(config.kubeconfig.as_deref(), config.master.as_deref()).await
+}
+
+/// A client from `kubeconfig`, or `fallback` when none is given.
+async fn client_or(kubeconfig: Option<&Path>, fallback: &Client) -> Result<Client, Error> {
+    match kubeconfig {
+        Some(path) => {
+            Client::try_from(kubeconfig_config(Some(path), None).await?).map_err(Error::Client)
+        }
+        None => Ok(fallback.clone()),
+    }
+}
+
+async fn kubeconfig_config(
+    kubeconfig: Option<&Path>,
+    master: Option<&str>,
+) -> Result<kube::Config, Error> {
+    let mut kube_config = match kubeconfig {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(path).map_err(|source| Error::Kubeconfig {
-                path: path.clone(),
+                path: path.to_owned(),
                 source,
             })?;
             kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
                 .await
                 .map_err(|source| Error::Kubeconfig {
-                    path: path.clone(),
+                    path: path.to_owned(),
                     source,
                 })?
         }
         None => kube::Config::infer().await.map_err(Error::InferConfig)?,
     };
-    if let Some(master) = &config.master {
-        kube_config.cluster_url = master.parse().map_err(|_| Error::Master(master.clone()))?;
+    if let Some(master) = master {
+        kube_config.cluster_url = master
+            .parse()
+            .map_err(|_| Error::Master(master.to_owned()))?;
     }
     Ok(kube_config)
 }
@@ -108,12 +127,18 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     let health = Health::new();
     let tls = serving_tls(&config)?;
     let addr = SocketAddr::new(config.bind_address, config.secure_port);
-    let (bound, server) = component_base::serve(
+    let delegated = component_base::delegated::DelegatedAuth::new(
+        client_or(config.authentication_kubeconfig.as_deref(), &client).await?,
+        client_or(config.authorization_kubeconfig.as_deref(), &client).await?,
+        config.always_allow_paths.clone(),
+    );
+    let (bound, server) = component_base::serve_guarded(
         addr,
         Some(tls),
         registry,
         health.clone(),
         None,
+        Some(delegated.guard()),
         shutdown.clone(),
     )
     .await

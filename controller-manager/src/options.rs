@@ -38,13 +38,13 @@ pub struct Options {
     /// The URL of the Kubernetes API server (overrides any value in the kubeconfig).
     #[arg(long, default_value = "")]
     pub master: String,
-    /// kubeconfig for delegated authentication (accepted; health and metrics are served to all).
+    /// kubeconfig for delegated authentication (TokenReview) on the secure port; empty: --kubeconfig.
     #[arg(long, default_value = "")]
     pub authentication_kubeconfig: String,
-    /// kubeconfig for delegated authorization (accepted).
+    /// kubeconfig for delegated authorization (SubjectAccessReview); empty: --kubeconfig.
     #[arg(long, default_value = "")]
     pub authorization_kubeconfig: String,
-    /// Paths that need no authorization (accepted).
+    /// Paths served without authentication or authorization.
     #[arg(long, value_delimiter = ',', default_value = "/healthz,/readyz,/livez")]
     pub authorization_always_allow_paths: Vec<String>,
     /// The IP address on which to listen for the --secure-port port.
@@ -214,6 +214,12 @@ pub struct Options {
 pub struct Config {
     /// kubeconfig path; empty means in-cluster or `$KUBECONFIG`.
     pub kubeconfig: Option<PathBuf>,
+    /// Delegated authentication's kubeconfig (`None`: the main client).
+    pub authentication_kubeconfig: Option<PathBuf>,
+    /// Delegated authorization's kubeconfig (`None`: the main client).
+    pub authorization_kubeconfig: Option<PathBuf>,
+    /// Paths the secure port serves to anyone.
+    pub always_allow_paths: Vec<String>,
     /// apiserver URL override.
     pub master: Option<String>,
     /// HTTPS listen address.
@@ -414,6 +420,9 @@ impl Options {
         }
         let path = |s: &str| non_empty(s).map(PathBuf::from);
         Ok(Config {
+            authentication_kubeconfig: path(&self.authentication_kubeconfig),
+            authorization_kubeconfig: path(&self.authorization_kubeconfig),
+            always_allow_paths: self.authorization_always_allow_paths.clone(),
             kubeconfig: path(&self.kubeconfig),
             master: non_empty(&self.master),
             bind_address: self.bind_address,

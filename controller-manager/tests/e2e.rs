@@ -17,7 +17,7 @@ use kcm::{eventually, exists, pod_status_helper, ready_pods, ApiServer, Kcm, Sto
 #[test]
 fn new_namespace_gets_default_service_account_and_root_ca() {
     let server = ApiServer::start();
-    let _kcm = Kcm::start(&server, &[]);
+    let kcm = Kcm::start(&server, &[]);
     server.ok(&["create", "namespace", "team-a"]);
     eventually("default service account", || {
         exists(
@@ -42,6 +42,41 @@ fn new_namespace_gets_default_service_account_and_root_ca() {
             &["get", "serviceaccount", "default", "-n", "team-a"],
         )
     });
+    // The secure port: health for anyone; /metrics only for who RBAC allows (delegated
+    // TokenReview + SubjectAccessReview), as upstream.
+    let curl = |path: &str, token: Option<&str>| -> (String, String) {
+        let url = format!("https://127.0.0.1:{}{path}", kcm.port);
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["-sk", "-o", "-", "-w", "\n%{http_code}", &url]);
+        if let Some(t) = token {
+            cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+        }
+        let out = cmd.output().expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.to_owned(), body.to_owned())
+    };
+    assert_eq!(curl("/healthz", None).0, "200");
+    let (code, body) = curl("/metrics", None);
+    assert_eq!(code, "403", "{body}");
+    assert!(
+        body.contains(r#"User \"system:anonymous\" cannot get path \"/metrics\""#),
+        "{body}"
+    );
+    assert_eq!(curl("/metrics", Some("not-a-token")).0, "401");
+    server.ok(&["create", "serviceaccount", "prometheus", "-n", "team-a"]);
+    server.ok(&[
+        "create",
+        "clusterrolebinding",
+        "prometheus",
+        "--clusterrole=system:monitoring",
+        "--serviceaccount=team-a:prometheus",
+    ]);
+    let token = server.ok(&["create", "token", "prometheus", "-n", "team-a"]);
+    let (code, body) = curl("/metrics", Some(token.trim()));
+    assert_eq!(code, "200", "{body}");
+    assert!(body.contains("process_resident_memory_bytes"), "{body}");
+
     // The leader lease exists in kube-system.
     let lease = server.json(&[
         "get",
