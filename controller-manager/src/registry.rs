@@ -119,7 +119,12 @@ pub fn descriptors() -> Vec<Descriptor> {
             true,
             None,
         ),
-        d("disruption-controller", "disruption", true, None),
+        d(
+            "disruption-controller",
+            "disruption",
+            true,
+            Some(controllers::disruption::start),
+        ),
         d("statefulset-controller", "statefulset", true, None),
         d("cronjob-controller", "cronjob", true, None),
         d(

@@ -1,6 +1,7 @@
 //! The controllers, one module each, plus helpers they share.
 
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod garbagecollector;

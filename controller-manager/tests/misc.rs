@@ -1,0 +1,172 @@
+//! The smaller controllers of kube-controller-manager against the real apiserver: disruption
+//! budgets gate eviction, resource quotas track usage, aggregated ClusterRoles follow labels.
+
+#[path = "../../apiserver/tests/common/mod.rs"]
+mod common;
+
+#[path = "kcm/mod.rs"]
+mod kcm;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use kcm::{eventually, exists, pod_status_helper, ApiServer, Kcm, User};
+use serde_json::Value;
+
+fn pod_yaml(ns: &str, name: &str, labels: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}, labels: {{{labels}}}}}\n\
+         spec:\n  containers:\n  - {{name: c, image: registry.k8s.io/pause:3.10}}\n"
+    )
+}
+
+fn evict(server: &ApiServer, ns: &str, pod: &str) -> (u16, String) {
+    let body = serde_json::json!({
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": pod, "namespace": ns},
+    });
+    server.raw_request(
+        "POST",
+        &format!("/api/v1/namespaces/{ns}/pods/{pod}/eviction"),
+        Some(body.to_string().as_bytes()),
+        Some("application/json"),
+        User::Admin,
+    )
+}
+
+/// Creates `name` and waits for the controller-manager to give it its default ServiceAccount.
+fn namespace(server: &ApiServer, name: &str) -> String {
+    server.ok(&["create", "namespace", name]);
+    eventually("default service account", || {
+        exists(server, &["get", "serviceaccount", "default", "-n", name])
+    });
+    name.to_owned()
+}
+
+fn pdb_status(server: &ApiServer, ns: &str, name: &str) -> Value {
+    server.json(&["get", "pdb", name, "-n", ns])["status"].clone()
+}
+
+/// Waits until the budget's status has these counts and returns it.
+fn wait_pdb(server: &ApiServer, ns: &str, name: &str, want: (i64, i64, i64, i64)) -> Value {
+    let mut last = Value::Null;
+    eventually(&format!("pdb {name} status {want:?}"), || {
+        last = pdb_status(server, ns, name);
+        let got = (
+            last["expectedPods"].as_i64().unwrap_or(-1),
+            last["currentHealthy"].as_i64().unwrap_or(-1),
+            last["desiredHealthy"].as_i64().unwrap_or(-1),
+            last["disruptionsAllowed"].as_i64().unwrap_or(-1),
+        );
+        got == want
+    });
+    last
+}
+
+fn condition(status: &Value, type_: &str) -> (String, String) {
+    let c = status["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .cloned()
+        .unwrap_or(Value::Null);
+    (
+        c["status"].as_str().unwrap_or_default().to_owned(),
+        c["reason"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[test]
+fn disruption_budget_status_gates_eviction() {
+    let server = ApiServer::start();
+    let _kcm = Kcm::start(&server, &["--controllers=*,-garbagecollector"]);
+    let ns = namespace(&server, "budgets");
+    let stop = Arc::new(AtomicBool::new(false));
+    thread::scope(|scope| {
+        let helper_stop = stop.clone();
+        let server_ref = &server;
+        let ns_ref = ns.as_str();
+        scope.spawn(move || pod_status_helper(server_ref, ns_ref, helper_stop));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for name in ["web-a", "web-b", "web-c"] {
+                server.ok_stdin(&["apply", "-f", "-"], &pod_yaml(&ns, name, "app: web"));
+            }
+            server.ok(&[
+                "create",
+                "pdb",
+                "web",
+                "-n",
+                &ns,
+                "--selector=app=web",
+                "--min-available=2",
+            ]);
+            let status = wait_pdb(&server, &ns, "web", (3, 3, 2, 1));
+            assert_eq!(
+                condition(&status, "DisruptionAllowed"),
+                ("True".into(), "SufficientPods".into())
+            );
+            assert_eq!(status["observedGeneration"].as_i64(), Some(1));
+
+            // One disruption fits the budget.
+            let (code, body) = evict(&server, &ns, "web-a");
+            assert_eq!(code, 201, "{body}");
+            let status = wait_pdb(&server, &ns, "web", (2, 2, 2, 0));
+            assert_eq!(
+                condition(&status, "DisruptionAllowed"),
+                ("False".into(), "InsufficientPods".into())
+            );
+            // The next one would violate it.
+            let (code, body) = evict(&server, &ns, "web-b");
+            assert_eq!(code, 429, "{body}");
+            assert!(body.contains("disruption budget"), "{body}");
+            assert!(server
+                .kubectl(&["get", "pod", "web-b", "-n", &ns])
+                .success());
+
+            // A replacement pod makes room again.
+            server.ok_stdin(&["apply", "-f", "-"], &pod_yaml(&ns, "web-d", "app: web"));
+            wait_pdb(&server, &ns, "web", (3, 3, 2, 1));
+            let (code, body) = evict(&server, &ns, "web-b");
+            assert_eq!(code, 201, "{body}");
+
+            // A spec change is observed.
+            server.ok(&[
+                "patch",
+                "pdb",
+                "web",
+                "-n",
+                &ns,
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"minAvailable":1}}"#,
+            ]);
+            let status = wait_pdb(&server, &ns, "web", (2, 2, 1, 1));
+            assert_eq!(status["observedGeneration"].as_i64(), Some(2));
+
+            // Percent budgets resolve against the owning ReplicaSet's scale.
+            let rs = format!(
+                "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {{name: api, namespace: {ns}}}\n\
+                 spec:\n  replicas: 4\n  selector: {{matchLabels: {{app: api}}}}\n  template:\n    \
+                 metadata: {{labels: {{app: api}}}}\n    spec:\n      containers:\n      - {{name: c, image: registry.k8s.io/pause:3.10}}\n"
+            );
+            server.ok_stdin(&["apply", "-f", "-"], &rs);
+            server.ok(&[
+                "create",
+                "pdb",
+                "api",
+                "-n",
+                &ns,
+                "--selector=app=api",
+                "--max-unavailable=25%",
+            ]);
+            wait_pdb(&server, &ns, "api", (4, 4, 3, 1));
+            server.ok(&["scale", "rs", "api", "-n", &ns, "--replicas=8"]);
+            wait_pdb(&server, &ns, "api", (8, 8, 6, 2));
+        }));
+        stop.store(true, Ordering::Relaxed);
+        if let Err(e) = result {
+            std::panic::resume_unwind(e);
+        }
+    });
+}
