@@ -123,6 +123,9 @@ pub struct Options {
     /// ResourceQuota objects allowed to sync concurrently.
     #[arg(long, default_value_t = 5)]
     pub concurrent_resource_quota_syncs: u16,
+    /// The period for syncing quota usage status in the system.
+    #[arg(long, default_value = "5m")]
+    pub resource_quota_sync_period: String,
     /// ttl-after-finished workers allowed to sync concurrently.
     #[arg(long, default_value_t = 5)]
     pub concurrent_ttl_after_finished_syncs: u16,
@@ -228,6 +231,8 @@ pub struct Config {
     pub kube_api_qps: f32,
     /// Client burst.
     pub kube_api_burst: u32,
+    /// Full recalculation period of every ResourceQuota's usage.
+    pub resource_quota_sync_period: Duration,
 }
 
 /// Leader-election settings.
@@ -258,6 +263,8 @@ pub struct Concurrency {
     pub serviceaccount: u16,
     /// garbage collector workers.
     pub gc: u16,
+    /// resourcequota workers.
+    pub resource_quota: u16,
 }
 
 impl Default for Concurrency {
@@ -270,6 +277,7 @@ impl Default for Concurrency {
             namespace: 10,
             serviceaccount: 5,
             gc: 20,
+            resource_quota: 5,
         }
     }
 }
@@ -381,6 +389,7 @@ impl Options {
                 namespace: self.concurrent_namespace_syncs.max(1),
                 serviceaccount: self.concurrent_serviceaccount_token_syncs.max(1),
                 gc: self.concurrent_gc_syncs.max(1),
+                resource_quota: self.concurrent_resource_quota_syncs.max(1),
             },
             cluster_cidr: non_empty(&self.cluster_cidr),
             allocate_node_cidrs: self.allocate_node_cidrs,
@@ -398,6 +407,10 @@ impl Options {
             use_service_account_credentials: self.use_service_account_credentials,
             kube_api_qps: self.kube_api_qps,
             kube_api_burst: self.kube_api_burst,
+            resource_quota_sync_period: parse_duration(
+                "resource-quota-sync-period",
+                &self.resource_quota_sync_period,
+            )?,
         })
     }
 }

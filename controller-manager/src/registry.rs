@@ -112,7 +112,12 @@ pub fn descriptors() -> Vec<Descriptor> {
             None,
         ),
         d("pod-garbage-collector-controller", "podgc", true, None),
-        d("resourcequota-controller", "resourcequota", true, None),
+        d(
+            "resourcequota-controller",
+            "resourcequota",
+            true,
+            Some(controllers::resourcequota::start),
+        ),
         d(
             "horizontal-pod-autoscaler-controller",
             "horizontalpodautoscaling",

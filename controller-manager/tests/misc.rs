@@ -170,3 +170,154 @@ fn disruption_budget_status_gates_eviction() {
         }
     });
 }
+
+fn quota_used(server: &ApiServer, ns: &str, name: &str) -> Value {
+    server.json(&["get", "resourcequota", name, "-n", ns])["status"]["used"].clone()
+}
+
+/// Waits until every `(resource, quantity)` in `want` is the quota's usage.
+fn wait_used(server: &ApiServer, ns: &str, name: &str, want: &[(&str, &str)]) {
+    let mut last = Value::Null;
+    let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        eventually(&format!("quota {name} used {want:?}"), || {
+            last = quota_used(server, ns, name);
+            want.iter().all(|(k, v)| last[*k].as_str() == Some(*v))
+        })
+    }));
+    if let Err(e) = ok {
+        eprintln!("last status.used: {last}");
+        std::panic::resume_unwind(e);
+    }
+}
+
+fn sized_pod(ns: &str, name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  containers:\n  \
+         - name: c\n    image: registry.k8s.io/pause:3.10\n    resources:\n      \
+         requests: {{cpu: 100m, memory: 64Mi}}\n      limits: {{cpu: 200m, memory: 64Mi}}\n"
+    )
+}
+
+#[test]
+fn resource_quota_usage_follows_creates_deletes_and_terminal_pods() {
+    let server = ApiServer::start();
+    let _kcm = Kcm::start(&server, &["--resource-quota-sync-period=10s"]);
+    let ns = namespace(&server, "quota");
+    eventually("kube-root-ca.crt", || {
+        exists(
+            &server,
+            &["get", "configmap", "kube-root-ca.crt", "-n", &ns],
+        )
+    });
+    server.ok(&[
+        "create",
+        "quota",
+        "compute",
+        "-n",
+        &ns,
+        "--hard=pods=10,count/configmaps=10,configmaps=10,requests.cpu=2,cpu=2,\
+         requests.memory=1Gi,limits.cpu=4,limits.memory=2Gi,services=5,services.nodeports=4",
+    ]);
+    wait_used(
+        &server,
+        &ns,
+        "compute",
+        &[
+            ("pods", "0"),
+            ("configmaps", "1"),
+            ("count/configmaps", "1"),
+            ("requests.cpu", "0"),
+            ("services", "0"),
+        ],
+    );
+    let status = server.json(&["get", "resourcequota", "compute", "-n", &ns])["status"].clone();
+    assert_eq!(status["hard"]["requests.memory"], "1Gi");
+
+    for name in ["p1", "p2"] {
+        server.ok_stdin(&["apply", "-f", "-"], &sized_pod(&ns, name));
+    }
+    server.ok(&["create", "configmap", "c1", "-n", &ns, "--from-literal=a=b"]);
+    server.ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "np",
+        "-n",
+        &ns,
+        "--tcp=80:80",
+    ]);
+    wait_used(
+        &server,
+        &ns,
+        "compute",
+        &[
+            ("pods", "2"),
+            ("configmaps", "2"),
+            ("requests.cpu", "200m"),
+            ("cpu", "200m"),
+            ("requests.memory", "128Mi"),
+            ("limits.cpu", "400m"),
+            ("limits.memory", "128Mi"),
+            ("services", "1"),
+            ("services.nodeports", "1"),
+        ],
+    );
+    let described = server.ok(&["describe", "quota", "compute", "-n", &ns]);
+    assert!(
+        described
+            .lines()
+            .any(|l| l.starts_with("requests.cpu") && l.contains("200m")),
+        "{described}"
+    );
+
+    // Deletes give usage back.
+    server.ok(&["delete", "pod", "p2", "-n", &ns, "--wait=false"]);
+    server.ok(&["delete", "configmap", "c1", "-n", &ns]);
+    wait_used(
+        &server,
+        &ns,
+        "compute",
+        &[
+            ("pods", "1"),
+            ("configmaps", "1"),
+            ("requests.cpu", "100m"),
+            ("requests.memory", "64Mi"),
+        ],
+    );
+    // A finished pod no longer uses quota.
+    server.ok(&[
+        "patch",
+        "pod",
+        "p1",
+        "-n",
+        &ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Succeeded"}}"#,
+    ]);
+    wait_used(
+        &server,
+        &ns,
+        "compute",
+        &[("pods", "0"), ("requests.cpu", "0"), ("limits.memory", "0")],
+    );
+
+    // A scoped quota only charges the pods in its scope.
+    let be = namespace(&server, "quota-be");
+    server.ok(&[
+        "create",
+        "quota",
+        "besteffort",
+        "-n",
+        &be,
+        "--hard=pods=5",
+        "--scopes=BestEffort",
+    ]);
+    server.ok_stdin(&["apply", "-f", "-"], &sized_pod(&be, "sized"));
+    server.ok_stdin(&["apply", "-f", "-"], &pod_yaml(&be, "idle", "app: idle"));
+    server.ok_stdin(&["apply", "-f", "-"], &pod_yaml(&be, "idle2", "app: idle"));
+    wait_used(&server, &be, "besteffort", &[("pods", "2")]);
+    server.ok(&["delete", "pod", "idle2", "-n", &be, "--wait=false"]);
+    wait_used(&server, &be, "besteffort", &[("pods", "1")]);
+}
