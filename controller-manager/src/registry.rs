@@ -188,7 +188,7 @@ pub fn descriptors() -> Vec<Descriptor> {
             "clusterrole-aggregation-controller",
             "clusterrole-aggregation",
             true,
-            None,
+            Some(controllers::clusterroleaggregation::start),
         ),
         d(
             "persistentvolumeclaim-protection-controller",

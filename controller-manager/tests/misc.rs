@@ -321,3 +321,74 @@ fn resource_quota_usage_follows_creates_deletes_and_terminal_pods() {
     server.ok(&["delete", "pod", "idle2", "-n", &be, "--wait=false"]);
     wait_used(&server, &be, "besteffort", &[("pods", "1")]);
 }
+
+fn has_rule(server: &ApiServer, role: &str, resource: &str) -> bool {
+    let out = server.kubectl(&["get", "clusterrole", role, "-o", "json"]);
+    out.success()
+        && out.json()["rules"].as_array().is_some_and(|rules| {
+            rules.iter().any(|r| {
+                r["resources"]
+                    .as_array()
+                    .is_some_and(|rs| rs.iter().any(|x| x == resource))
+            })
+        })
+}
+
+#[test]
+fn aggregated_cluster_roles_follow_labelled_roles() {
+    let server = ApiServer::start();
+    let _kcm = Kcm::start(&server, &[]);
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\n\
+         metadata:\n  name: widget-viewer\n  labels: {rbac.authorization.k8s.io/aggregate-to-view: \"true\"}\n\
+         rules:\n- {apiGroups: [example.com], resources: [widgets], verbs: [get, list, watch]}\n",
+    );
+    eventually("view includes widgets", || {
+        has_rule(&server, "view", "widgets")
+    });
+    // view feeds edit, edit feeds admin.
+    eventually("admin includes widgets", || {
+        has_rule(&server, "admin", "widgets")
+    });
+    assert!(
+        has_rule(&server, "view", "pods"),
+        "view keeps its own rules"
+    );
+
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\n\
+         metadata: {name: monitoring}\n\
+         aggregationRule:\n  clusterRoleSelectors:\n  - matchLabels: {rbac.example.com/aggregate-to-monitoring: \"true\"}\n\
+         rules: []\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\n\
+         metadata:\n  name: monitoring-endpoints\n  labels: {rbac.example.com/aggregate-to-monitoring: \"true\"}\n\
+         rules:\n- {apiGroups: [\"\"], resources: [endpoints, services], verbs: [get, list, watch]}\n",
+    );
+    eventually("monitoring aggregates endpoints", || {
+        has_rule(&server, "monitoring", "endpoints")
+    });
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\n\
+         metadata:\n  name: monitoring-pods\n  labels: {rbac.example.com/aggregate-to-monitoring: \"true\"}\n\
+         rules:\n- {apiGroups: [\"\"], resources: [pods], verbs: [get]}\n",
+    );
+    eventually("monitoring aggregates pods", || {
+        has_rule(&server, "monitoring", "pods")
+    });
+    // Dropping the label takes the rules away again.
+    server.ok(&[
+        "label",
+        "clusterrole",
+        "monitoring-endpoints",
+        "rbac.example.com/aggregate-to-monitoring-",
+    ]);
+    eventually("monitoring drops endpoints", || {
+        !has_rule(&server, "monitoring", "endpoints")
+    });
+    assert!(has_rule(&server, "monitoring", "pods"));
+    let rules = server.json(&["get", "clusterrole", "monitoring"])["rules"].clone();
+    assert_eq!(rules.as_array().map(Vec::len), Some(1), "{rules}");
+}
