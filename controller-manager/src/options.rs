@@ -233,6 +233,8 @@ pub struct Config {
     pub kube_api_burst: u32,
     /// Full recalculation period of every ResourceQuota's usage.
     pub resource_quota_sync_period: Duration,
+    /// Longest validity of certificates the csrsigning controller issues.
+    pub cluster_signing_duration: Duration,
 }
 
 /// Leader-election settings.
@@ -410,6 +412,10 @@ impl Options {
             resource_quota_sync_period: parse_duration(
                 "resource-quota-sync-period",
                 &self.resource_quota_sync_period,
+            )?,
+            cluster_signing_duration: parse_duration(
+                "cluster-signing-duration",
+                &self.cluster_signing_duration,
             )?,
         })
     }

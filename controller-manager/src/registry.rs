@@ -136,19 +136,19 @@ pub fn descriptors() -> Vec<Descriptor> {
             "certificatesigningrequest-signing-controller",
             "csrsigning",
             true,
-            None,
+            Some(controllers::certificates::start_signing),
         ),
         d(
             "certificatesigningrequest-approving-controller",
             "csrapproving",
             true,
-            None,
+            Some(controllers::certificates::start_approving),
         ),
         d(
             "certificatesigningrequest-cleaner-controller",
             "csrcleaner",
             true,
-            None,
+            Some(controllers::certificates::start_cleaner),
         ),
         d("ttl-controller", "ttl", true, None),
         d(
