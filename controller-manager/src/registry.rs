@@ -155,9 +155,14 @@ pub fn descriptors() -> Vec<Descriptor> {
             "bootstrap-signer-controller",
             "bootstrapsigner",
             false,
-            None,
+            Some(controllers::bootstrap::start_signer),
         ),
-        d("token-cleaner-controller", "tokencleaner", false, None),
+        d(
+            "token-cleaner-controller",
+            "tokencleaner",
+            false,
+            Some(controllers::bootstrap::start_cleaner),
+        ),
         d("node-ipam-controller", "nodeipam", true, None),
         d("node-lifecycle-controller", "nodelifecycle", true, None),
         d(

@@ -661,3 +661,130 @@ fn kubelet_client_csrs_are_auto_approved_only_when_the_requester_may() {
     assert!(condition_of(&server, "from-alice", "Approved").is_none());
     assert!(csr_status(&server, "from-alice")["certificate"].is_null());
 }
+
+fn token_secret(id: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: bootstrap-token-{id}, namespace: kube-system}}\n\
+         type: bootstrap.kubernetes.io/token\nstringData:\n  token-id: {id}\n  \
+         token-secret: 0123456789abcdef\n  usage-bootstrap-signing: \"true\"\n{extra}"
+    )
+}
+
+fn cluster_info(server: &ApiServer) -> Value {
+    server.json(&["get", "configmap", "cluster-info", "-n", "kube-public"])["data"].clone()
+}
+
+#[test]
+fn bootstrap_tokens_sign_cluster_info_and_expired_ones_are_cleaned() {
+    let server = ApiServer::start();
+    let _kcm = Kcm::start(&server, &["--controllers=*,bootstrapsigner,tokencleaner"]);
+    let kubeconfig = "apiVersion: v1\nkind: Config\nclusters: []\n";
+    server.ok(&[
+        "create",
+        "configmap",
+        "cluster-info",
+        "-n",
+        "kube-public",
+        &format!("--from-literal=kubeconfig={kubeconfig}"),
+    ]);
+    server.ok_stdin(&["apply", "-f", "-"], &token_secret("abcdef", ""));
+    eventually("cluster-info signed", || {
+        cluster_info(&server)["jws-kubeconfig-abcdef"].is_string()
+    });
+    // kubeadm join's check: the detached JWS over the kubeconfig with the token secret.
+    let jws = cluster_info(&server)["jws-kubeconfig-abcdef"]
+        .as_str()
+        .expect("jws")
+        .to_owned();
+    let (header, sig) = jws.split_once("..").expect("detached JWS");
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header_json: Value =
+        serde_json::from_slice(&b64.decode(header).expect("b64 header")).expect("json header");
+    assert_eq!(
+        header_json,
+        serde_json::json!({"alg": "HS256", "kid": "abcdef"})
+    );
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"0123456789abcdef");
+    let input = format!("{header}.{}", b64.encode(kubeconfig));
+    ring::hmac::verify(&key, input.as_bytes(), &b64.decode(sig).expect("b64 sig"))
+        .expect("signature verifies with the token secret");
+
+    // A changed kubeconfig is signed again.
+    let changed = "apiVersion: v1\nkind: Config\nclusters: [{name: c}]\n";
+    let patch = serde_json::json!({"data": {"kubeconfig": changed}}).to_string();
+    server.ok(&[
+        "patch",
+        "configmap",
+        "cluster-info",
+        "-n",
+        "kube-public",
+        "--type=merge",
+        "-p",
+        &patch,
+    ]);
+    eventually("cluster-info re-signed", || {
+        let sig = cluster_info(&server)["jws-kubeconfig-abcdef"]
+            .as_str()
+            .map(str::to_owned);
+        sig.is_some_and(|s| s != jws)
+    });
+
+    // Expired tokens are deleted; live ones stay. The expired one never signs.
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        &token_secret("expird", "  expiration: \"2020-01-01T00:00:00Z\"\n"),
+    );
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        &token_secret("future", "  expiration: \"2099-01-01T00:00:00Z\"\n"),
+    );
+    eventually("expired token deleted", || {
+        !exists(
+            &server,
+            &[
+                "get",
+                "secret",
+                "bootstrap-token-expird",
+                "-n",
+                "kube-system",
+            ],
+        )
+    });
+    eventually("future token signs", || {
+        cluster_info(&server)["jws-kubeconfig-future"].is_string()
+    });
+    assert!(exists(
+        &server,
+        &[
+            "get",
+            "secret",
+            "bootstrap-token-future",
+            "-n",
+            "kube-system"
+        ]
+    ));
+    assert!(exists(
+        &server,
+        &[
+            "get",
+            "secret",
+            "bootstrap-token-abcdef",
+            "-n",
+            "kube-system"
+        ]
+    ));
+    assert!(cluster_info(&server)["jws-kubeconfig-expird"].is_null());
+
+    // Deleting a token removes its signature.
+    server.ok(&[
+        "delete",
+        "secret",
+        "bootstrap-token-abcdef",
+        "-n",
+        "kube-system",
+    ]);
+    eventually("signature removed", || {
+        cluster_info(&server)["jws-kubeconfig-abcdef"].is_null()
+    });
+}

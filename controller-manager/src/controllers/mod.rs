@@ -1,5 +1,6 @@
 //! The controllers, one module each, plus helpers they share.
 
+pub mod bootstrap;
 pub mod certificates;
 pub mod clusterroleaggregation;
 pub mod deployment;

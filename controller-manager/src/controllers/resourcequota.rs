@@ -615,7 +615,8 @@ async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Ctx>) -> Result<Action, E
     let resync = if ctx.resync.is_zero() {
         Action::await_change()
     } else {
-        Action::requeue(ctx.resync)
+        // kube-runtime's scheduler panics on deadlines years away.
+        Action::requeue(ctx.resync.min(Duration::from_secs(24 * 3600)))
     };
     if quota.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
