@@ -6,7 +6,7 @@ SHELL := bash
 CARGO ?= cargo
 # etcdctl 3.4 defaults to the v2 API; everything here speaks v3.
 export ETCDCTL_API := 3
-# Where `make up` keeps data, log and pid file.
+# Where `make up` keeps the PKI, kubeconfigs, data, logs and pid files.
 export OUT ?= _out
 # `make up` runs this binary; STORE_BIN=/usr/bin/etcd brings up real etcd with the same flags.
 STORE_BIN ?= target/debug/kube-store
@@ -47,16 +47,16 @@ bench-store: deps ## kube-store vs real etcd 3.4, same client and workload, rati
 bench-apiserver: ## kube-apiserver under kube-rs load: 20/200 req/s latency, LIST 10k pods, 1,000 watchers, RSS vs SLOs
 	$(CARGO) bench -p apiserver --bench apiserver
 
-up: deps ## Build and start kube-apiserver with its embedded store on :6443; kubeconfig in _out/admin.conf
-	$(CARGO) build -p apiserver --bin kube-apiserver
-	@scripts/apiserver-up.sh
+up: deps ## Build and start the control plane (apiserver with embedded store on :6443, scheduler, controller-manager); kubeconfig in _out/admin.conf
+	$(CARGO) build -p apiserver --bin kube-apiserver -p scheduler --bin kube-scheduler -p controller-manager --bin kube-controller-manager
+	@scripts/up.sh
 
 up-store: deps ## Start only a standalone kube-store member (etcd ports 2379/2380/2381, data in _out/store)
 	@if [ "$(STORE_BIN)" = "target/debug/kube-store" ]; then $(CARGO) build -p store --bin kube-store; fi
 	@scripts/store-up.sh
 
 down: ## Stop what `make up` / `make up-store` started (data is kept)
-	@scripts/apiserver-down.sh
+	@scripts/down.sh
 
 e2e: ## End-to-end suites against real processes (none yet: they come with the daemons)
 	@echo "e2e: no end-to-end suites yet; the etcdctl suite runs in \`make test\` (store/tests/etcdctl.rs)"

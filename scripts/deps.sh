@@ -9,8 +9,9 @@ set -euo pipefail
 #   prometheus   promtool (`promtool check metrics`) and a real scrape of /metrics
 #   curl         raw HTTPS requests in the apiserver suite (status codes kubectl hides)
 #   python3-venv a virtualenv for the official Python `kubernetes` client the suite also drives
+#   openssl      `make up` writes its kubeadm-shaped PKI with it
 # protoc is not needed: the proto crate builds with the vendored protoc (protoc-bin-vendored).
-PACKAGES=(etcd-server etcd-client prometheus curl python3-venv)
+PACKAGES=(etcd-server etcd-client prometheus curl python3-venv openssl)
 
 if ! command -v cargo >/dev/null 2>&1; then
 	echo "deps: cargo not found; install the Rust toolchain pinned in rust-toolchain.toml (rustup)" >&2

@@ -1,6 +1,7 @@
 //! Lease-based leader election as client-go's `leaderelection`: one holder renews a coordination.k8s.io/v1 Lease.
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -73,6 +74,41 @@ pub struct LeaderElector {
     timings: Timings,
     /// The last record we saw and when (on our clock) we saw it change.
     observed: Option<(LeaseSpec, Instant)>,
+    /// When we last acquired or renewed the lease while leading; `None` when not leading.
+    renewed: Arc<Mutex<Option<Instant>>>,
+}
+
+/// A view of a [`LeaderElector`] for health checks, as client-go's `HealthzAdaptor`: healthy
+/// unless this candidate leads and has not renewed for longer than the lease duration plus a
+/// tolerance.
+#[derive(Clone, Debug)]
+pub struct Watchdog {
+    lease: String,
+    lease_duration: Duration,
+    renewed: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Watchdog {
+    /// `Err` with upstream's message when the leader's last renewal is older than the lease
+    /// duration plus `tolerance` (upstream components use 20 s).
+    pub fn check(&self, tolerance: Duration) -> Result<(), String> {
+        let renewed = *self.renewed.lock().unwrap_or_else(|e| e.into_inner());
+        match renewed {
+            Some(at) if at.elapsed() > self.lease_duration + tolerance => Err(format!(
+                "failed election to renew leadership on lease {}",
+                self.lease
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether this candidate currently leads.
+    pub fn is_leader(&self) -> bool {
+        self.renewed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
 }
 
 /// What one acquire-or-renew attempt found.
@@ -94,7 +130,21 @@ impl LeaderElector {
             lock,
             timings,
             observed: None,
+            renewed: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// A health-check view of this candidate (see [`Watchdog`]).
+    pub fn watchdog(&self) -> Watchdog {
+        Watchdog {
+            lease: self.lease_name(),
+            lease_duration: self.timings.lease_duration,
+            renewed: self.renewed.clone(),
+        }
+    }
+
+    fn set_renewed(&self, at: Option<Instant>) {
+        *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = at;
     }
 
     /// Blocks until this candidate acquires the lease, then runs `on_started_leading` while
@@ -128,6 +178,7 @@ impl LeaderElector {
         let task = tokio::spawn(on_started_leading(leading.clone()));
         tokio::pin!(task);
         let mut last_renew = Instant::now();
+        self.set_renewed(Some(last_renew));
         let ended = loop {
             tokio::select! {
                 _ = shutdown.wait() => break Ended::Shutdown,
@@ -143,7 +194,10 @@ impl LeaderElector {
                 Err(_) => Attempt::Failed("renew timed out".to_owned()),
             };
             match attempt {
-                Attempt::Held => last_renew = Instant::now(),
+                Attempt::Held => {
+                    last_renew = Instant::now();
+                    self.set_renewed(Some(last_renew));
+                }
                 Attempt::HeldByOther(holder) => {
                     tracing::error!(lease = %self.lease_name(), %holder, "lease was taken by another candidate");
                     break Ended::LeadershipLost;
@@ -157,6 +211,7 @@ impl LeaderElector {
             }
         };
         leading.trigger();
+        self.set_renewed(None);
         match ended {
             Ended::LeadershipLost => {
                 tracing::error!(lease = %self.lease_name(), "leaderelection lost");
@@ -318,6 +373,29 @@ mod tests {
         assert!(!host.is_empty());
         assert_eq!(uuid.len(), 36);
         assert_ne!(default_identity(), id);
+    }
+
+    #[test]
+    fn watchdog_fails_only_for_a_leader_that_stopped_renewing() {
+        let renewed = Arc::new(Mutex::new(None));
+        let dog = Watchdog {
+            lease: "kube-system/kube-scheduler".into(),
+            lease_duration: Duration::from_secs(15),
+            renewed: renewed.clone(),
+        };
+        assert!(dog.check(Duration::from_secs(20)).is_ok(), "not leading");
+        assert!(!dog.is_leader());
+        *renewed.lock().expect("lock") = Some(Instant::now());
+        assert!(dog.check(Duration::from_secs(20)).is_ok(), "fresh renewal");
+        assert!(dog.is_leader());
+        let stale = Instant::now()
+            .checked_sub(Duration::from_secs(40))
+            .expect("the clock is past 40 s");
+        *renewed.lock().expect("lock") = Some(stale);
+        assert_eq!(
+            dog.check(Duration::from_secs(20)),
+            Err("failed election to renew leadership on lease kube-system/kube-scheduler".into())
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! kube-controller-manager: shared informers, named controllers and leader election around them.
 
+pub mod clientbuilder;
 pub mod context;
 pub mod controllers;
 pub mod informers;
@@ -15,6 +16,7 @@ use component_base::{Health, Shutdown};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
 
+pub use clientbuilder::ClientBuilder;
 pub use context::ControllerContext;
 pub use informers::SharedInformers;
 pub use options::{Config, Options};
@@ -52,12 +54,19 @@ pub enum Error {
     },
     #[error("failed to register metrics")]
     Metrics(#[source] component_base::Error),
+    #[error("failed to build a controller's client")]
+    ClientBuilder(#[from] clientbuilder::Error),
     #[error("leaderelection lost")]
     LeadershipLost,
 }
 
 /// Builds the client from `--kubeconfig`/`--master` (or in-cluster/`$KUBECONFIG`).
 pub async fn client(config: &Config) -> Result<Client, Error> {
+    Client::try_from(client_config(config).await?).map_err(Error::Client)
+}
+
+/// The client settings from `--kubeconfig`/`--master` (or in-cluster/`$KUBECONFIG`).
+pub async fn client_config(config: &Config) -> Result<kube::Config, Error> {
     let mut kube_config = match &config.kubeconfig {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(path).map_err(|source| Error::Kubeconfig {
@@ -76,12 +85,24 @@ pub async fn client(config: &Config) -> Result<Client, Error> {
     if let Some(master) = &config.master {
         kube_config.cluster_url = master.parse().map_err(|_| Error::Master(master.clone()))?;
     }
-    Client::try_from(kube_config).map_err(Error::Client)
+    Ok(kube_config)
 }
 
 /// Runs the controller manager until `shutdown` triggers or leadership is lost.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
-    let client = client(&config).await?;
+    let kube_config = client_config(&config).await?;
+    let client = Client::try_from(kube_config.clone()).map_err(Error::Client)?;
+    let builder = if config.use_service_account_credentials {
+        let dir = token_dir(config.cert_dir.as_deref());
+        Some(ClientBuilder::new(
+            client.clone(),
+            &kube_config,
+            dir,
+            shutdown.clone(),
+        )?)
+    } else {
+        None
+    };
     let registry = prometheus::Registry::new();
     component_base::metrics::register_process_collector(&registry).map_err(Error::Metrics)?;
     let health = Health::new();
@@ -102,7 +123,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     let config = Arc::new(config);
     let result = match config.leader_election.clone() {
         None => {
-            run_controllers(client, config, health, shutdown.clone()).await;
+            run_controllers(client, builder, config, health, shutdown.clone()).await;
             Ok(())
         }
         Some(le) => {
@@ -114,7 +135,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
             let elector = LeaderElector::new(client.clone(), lock, le.timings);
             let ended = elector
                 .run(shutdown.clone(), move |leading| {
-                    run_controllers(client, config, health, leading)
+                    run_controllers(client, builder, config, health, leading)
                 })
                 .await;
             match ended {
@@ -129,9 +150,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
 }
 
 /// Constructs every enabled controller, starts the shared informers, then runs the controllers
-/// until `shutdown` triggers.
+/// until `shutdown` triggers. With a `builder` (`--use-service-account-credentials`) each
+/// controller writes as its own ServiceAccount; the shared informers read as the manager.
 pub async fn run_controllers(
     client: Client,
+    builder: Option<Arc<ClientBuilder>>,
     config: Arc<Config>,
     health: Health,
     shutdown: Shutdown,
@@ -154,6 +177,22 @@ pub async fn run_controllers(
                 "controller is not implemented; skipping"
             );
             continue;
+        };
+        let ctx = match (
+            &builder,
+            clientbuilder::service_account_for(descriptor.name),
+        ) {
+            (Some(builder), Some(account)) => match builder.client(account).await {
+                Ok(client) => ControllerContext {
+                    client,
+                    ..ctx.clone()
+                },
+                Err(e) => {
+                    tracing::error!(controller = descriptor.name, error = %e, "failed to build the controller's client");
+                    continue;
+                }
+            },
+            _ => ctx.clone(),
         };
         match constructor(&ctx) {
             Ok(fut) => {
@@ -180,6 +219,17 @@ pub async fn run_controllers(
     for handle in handles {
         // Controllers stop on the same signal; give them a moment, then drop them.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), handle).await;
+    }
+}
+
+/// Where the controllers' tokens are kept: `<cert-dir>/tokens`, else a per-process temp dir.
+fn token_dir(cert_dir: Option<&Path>) -> PathBuf {
+    match cert_dir {
+        Some(dir) => dir.join("tokens"),
+        None => std::env::temp_dir().join(format!(
+            "kube-controller-manager-{}-tokens",
+            std::process::id()
+        )),
     }
 }
 

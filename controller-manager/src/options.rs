@@ -129,6 +129,10 @@ pub struct Options {
     /// ttl-after-finished workers allowed to sync concurrently.
     #[arg(long, default_value_t = 5)]
     pub concurrent_ttl_after_finished_syncs: u16,
+    /// Number of terminated pods that can exist before the pod garbage collector starts deleting
+    /// them; 0 disables that deletion.
+    #[arg(long, default_value_t = 12500)]
+    pub terminated_pod_gc_threshold: i32,
     /// Whether the garbage collector runs.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub enable_garbage_collector: bool,
@@ -138,15 +142,37 @@ pub struct Options {
     /// Whether pod CIDRs are allocated and set on nodes.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub allocate_node_cidrs: bool,
-    /// Mask size for IPv4 node CIDRs.
-    #[arg(long, default_value_t = 24)]
+    /// Mask size for node CIDRs in a single-stack cluster (0: 24 for IPv4, 64 for IPv6).
+    #[arg(long, default_value_t = 0)]
     pub node_cidr_mask_size: u8,
+    /// Mask size for IPv4 node CIDRs in a dual-stack cluster (0: 24).
+    #[arg(long, default_value_t = 0)]
+    pub node_cidr_mask_size_ipv4: u8,
+    /// Mask size for IPv6 node CIDRs in a dual-stack cluster (0: 64).
+    #[arg(long, default_value_t = 0)]
+    pub node_cidr_mask_size_ipv6: u8,
     /// CIDR range for Services in the cluster.
     #[arg(long, default_value = "")]
     pub service_cluster_ip_range: String,
-    /// How long a node may stay unresponsive before it is marked unhealthy.
-    #[arg(long, default_value = "40s")]
+    /// How long a node may stay unresponsive before it is marked unhealthy (upstream v1.32+: 50s).
+    #[arg(long, default_value = "50s")]
     pub node_monitor_grace_period: String,
+    /// How long a starting node may stay unresponsive before it is marked unhealthy.
+    #[arg(long, default_value = "1m0s")]
+    pub node_startup_grace_period: String,
+    /// Nodes per second tainted for eviction when their zone is healthy.
+    #[arg(long, default_value_t = 0.1)]
+    pub node_eviction_rate: f32,
+    /// Nodes per second tainted for eviction when their zone is unhealthy (0 in zones of at most
+    /// --large-cluster-size-threshold nodes).
+    #[arg(long, default_value_t = 0.01)]
+    pub secondary_node_eviction_rate: f32,
+    /// Fraction of a zone's nodes (at least 3) that must be not Ready for it to be unhealthy.
+    #[arg(long, default_value_t = 0.55)]
+    pub unhealthy_zone_threshold: f32,
+    /// Zones above this many nodes use --secondary-node-eviction-rate when unhealthy.
+    #[arg(long, default_value_t = 50)]
+    pub large_cluster_size_threshold: i32,
     /// How often node status is checked.
     #[arg(long, default_value = "5s")]
     pub node_monitor_period: String,
@@ -211,14 +237,28 @@ pub struct Config {
     pub cluster_cidr: Option<String>,
     /// Whether node-ipam assigns podCIDRs.
     pub allocate_node_cidrs: bool,
-    /// Node CIDR mask size (IPv4).
+    /// --node-cidr-mask-size (0 when unset).
     pub node_cidr_mask_size: u8,
+    /// --node-cidr-mask-size-ipv4 (0 when unset).
+    pub node_cidr_mask_size_ipv4: u8,
+    /// --node-cidr-mask-size-ipv6 (0 when unset).
+    pub node_cidr_mask_size_ipv6: u8,
     /// Service CIDR.
     pub service_cluster_ip_range: Option<String>,
     /// Node monitor grace period.
     pub node_monitor_grace_period: Duration,
     /// Node monitor period.
     pub node_monitor_period: Duration,
+    /// Grace period of nodes that never posted status.
+    pub node_startup_grace_period: Duration,
+    /// Eviction (NoExecute tainting) rate of a healthy zone, nodes per second.
+    pub node_eviction_rate: f32,
+    /// Eviction rate of a partially disrupted large zone.
+    pub secondary_node_eviction_rate: f32,
+    /// Not-ready fraction that makes a zone partially disrupted.
+    pub unhealthy_zone_threshold: f32,
+    /// Zone size above which the secondary rate applies.
+    pub large_cluster_size_threshold: i32,
     /// Service-account signing key.
     pub service_account_private_key_file: Option<PathBuf>,
     /// CA bundle published to every namespace.
@@ -235,6 +275,8 @@ pub struct Config {
     pub resource_quota_sync_period: Duration,
     /// Longest validity of certificates the csrsigning controller issues.
     pub cluster_signing_duration: Duration,
+    /// Terminated pods kept before podgc deletes the oldest (0 = never).
+    pub terminated_pod_gc_threshold: i32,
 }
 
 /// Leader-election settings.
@@ -267,6 +309,16 @@ pub struct Concurrency {
     pub gc: u16,
     /// resourcequota workers.
     pub resource_quota: u16,
+    /// job workers.
+    pub job: u16,
+    /// cronjob workers.
+    pub cronjob: u16,
+    /// ttl-after-finished workers.
+    pub ttl_after_finished: u16,
+    /// daemonset workers.
+    pub daemonset: u16,
+    /// statefulset workers.
+    pub statefulset: u16,
 }
 
 impl Default for Concurrency {
@@ -280,6 +332,11 @@ impl Default for Concurrency {
             serviceaccount: 5,
             gc: 20,
             resource_quota: 5,
+            job: 5,
+            cronjob: 5,
+            ttl_after_finished: 5,
+            daemonset: 2,
+            statefulset: 5,
         }
     }
 }
@@ -392,16 +449,31 @@ impl Options {
                 serviceaccount: self.concurrent_serviceaccount_token_syncs.max(1),
                 gc: self.concurrent_gc_syncs.max(1),
                 resource_quota: self.concurrent_resource_quota_syncs.max(1),
+                job: self.concurrent_job_syncs.max(1),
+                cronjob: self.concurrent_cron_job_syncs.max(1),
+                ttl_after_finished: self.concurrent_ttl_after_finished_syncs.max(1),
+                daemonset: self.concurrent_daemonset_syncs.max(1),
+                statefulset: self.concurrent_statefulset_syncs.max(1),
             },
             cluster_cidr: non_empty(&self.cluster_cidr),
             allocate_node_cidrs: self.allocate_node_cidrs,
             node_cidr_mask_size: self.node_cidr_mask_size,
+            node_cidr_mask_size_ipv4: self.node_cidr_mask_size_ipv4,
+            node_cidr_mask_size_ipv6: self.node_cidr_mask_size_ipv6,
             service_cluster_ip_range: non_empty(&self.service_cluster_ip_range),
             node_monitor_grace_period: parse_duration(
                 "node-monitor-grace-period",
                 &self.node_monitor_grace_period,
             )?,
             node_monitor_period: parse_duration("node-monitor-period", &self.node_monitor_period)?,
+            node_startup_grace_period: parse_duration(
+                "node-startup-grace-period",
+                &self.node_startup_grace_period,
+            )?,
+            node_eviction_rate: self.node_eviction_rate,
+            secondary_node_eviction_rate: self.secondary_node_eviction_rate,
+            unhealthy_zone_threshold: self.unhealthy_zone_threshold,
+            large_cluster_size_threshold: self.large_cluster_size_threshold,
             service_account_private_key_file: path(&self.service_account_private_key_file),
             root_ca_file: path(&self.root_ca_file),
             cluster_signing: path(&self.cluster_signing_cert_file)
@@ -417,6 +489,7 @@ impl Options {
                 "cluster-signing-duration",
                 &self.cluster_signing_duration,
             )?,
+            terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
         })
     }
 }

@@ -7,12 +7,12 @@ mod common;
 #[path = "kcm/mod.rs"]
 mod kcm;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use kcm::{eventually, exists, pod_status_helper, ready_pods, ApiServer, Kcm};
+use kcm::{eventually, exists, pod_status_helper, ready_pods, ApiServer, Kcm, StopOnDrop};
 
 #[test]
 fn new_namespace_gets_default_service_account_and_root_ca() {
@@ -140,6 +140,7 @@ fn deployment_rolls_out_updates_within_max_unavailable_and_is_garbage_collected(
         let helper_stop = stop.clone();
         let srv = &server;
         scope.spawn(move || pod_status_helper(srv, ns, helper_stop));
+        let _stop_helper = StopOnDrop(stop.clone());
 
         server.ok(&[
             "create",
@@ -278,6 +279,5 @@ fn deployment_rolls_out_updates_within_max_unavailable_and_is_garbage_collected(
             let pods = server.ok(&["get", "pods", "-n", ns, "-o", "name"]);
             rs.trim().is_empty() && pods.trim().is_empty()
         });
-        stop.store(true, Ordering::Relaxed);
     });
 }

@@ -53,6 +53,24 @@ pub struct LeaderElection {
     /// Whether to elect a leader.
     #[serde(default)]
     pub leader_elect: Option<bool>,
+    /// Lease duration, a Go duration such as `15s`.
+    #[serde(default)]
+    pub lease_duration: Option<String>,
+    /// Renew deadline.
+    #[serde(default)]
+    pub renew_deadline: Option<String>,
+    /// Retry period.
+    #[serde(default)]
+    pub retry_period: Option<String>,
+    /// Lock type; only `leases`.
+    #[serde(default)]
+    pub resource_lock: Option<String>,
+    /// Lease name.
+    #[serde(default)]
+    pub resource_name: Option<String>,
+    /// Lease namespace.
+    #[serde(default)]
+    pub resource_namespace: Option<String>,
 }
 
 /// The configuration file.

@@ -4,10 +4,12 @@
 pub mod cache;
 pub mod config;
 pub mod framework;
+pub mod leader_election;
 pub mod metrics;
 pub mod options;
 pub mod plugins;
 pub mod queue;
+pub mod ratelimit;
 pub mod scheduler;
 pub mod server;
 
@@ -15,6 +17,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use component_base::leaderelection::{self, Ended, LeaderElector, LeaseLock};
 use component_base::Shutdown;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -44,7 +47,15 @@ pub enum Error {
     /// The self-signed certificate could not be written.
     #[error("failed to create a self-signed certificate")]
     SelfSigned(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The lease was lost; the process exits so a standby takes over (as upstream).
+    #[error("leaderelection lost")]
+    LeadershipLost,
 }
+
+/// Upstream kube-scheduler's client defaults (clientConnection.qps/burst).
+pub const DEFAULT_QPS: f32 = 50.0;
+/// See [`DEFAULT_QPS`].
+pub const DEFAULT_BURST: i32 = 100;
 
 /// Validated settings the scheduler runs with.
 pub struct Config {
@@ -60,8 +71,12 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Where a self-signed certificate goes.
     pub cert_dir: Option<PathBuf>,
-    /// Whether leader election was asked for.
-    pub leader_elect: bool,
+    /// Leader election settings; `None` when disabled.
+    pub leader_election: Option<leader_election::Settings>,
+    /// Client-side rate limit: requests per second (negative: unlimited).
+    pub qps: f32,
+    /// Client-side rate limit: burst.
+    pub burst: u32,
 }
 
 impl Config {
@@ -89,12 +104,23 @@ impl Config {
                 .into())
             }
         };
-        let leader_elect = scheduler
-            .leader_election
-            .as_ref()
-            .and_then(|l| l.leader_elect)
-            .unwrap_or(o.leader_elect)
-            && o.leader_elect;
+        let leader_election = leader_election::resolve(o, scheduler.leader_election.as_ref())?;
+        // As upstream, --kube-api-qps/--kube-api-burst are honoured only without --config;
+        // 0 means the default.
+        let (qps, burst) = match o.config {
+            Some(_) => {
+                let cc = scheduler.client_connection.clone().unwrap_or_default();
+                (cc.qps, cc.burst)
+            }
+            None => (o.kube_api_qps, o.kube_api_burst),
+        };
+        let qps = qps.filter(|q| *q != 0.0).unwrap_or(DEFAULT_QPS);
+        let burst = burst.filter(|b| *b != 0).unwrap_or(DEFAULT_BURST);
+        let burst = u32::try_from(burst).map_err(|_| {
+            config::ConfigError::Invalid(format!(
+                "clientConnection.burst: Invalid value: {burst}: must be non-negative"
+            ))
+        })?;
         Ok(Self {
             kubeconfig,
             master: o.master.clone(),
@@ -102,7 +128,9 @@ impl Config {
                 .then(|| SocketAddr::new(o.bind_address, o.secure_port)),
             tls,
             cert_dir: o.cert_dir.clone(),
-            leader_elect,
+            leader_election,
+            qps,
+            burst,
             scheduler,
         })
     }
@@ -121,9 +149,11 @@ async fn client(cfg: &Config) -> Result<kube::Client, Error> {
     if let Some(master) = cfg.master.as_ref().and_then(|m| m.parse().ok()) {
         kc.cluster_url = master;
     }
-    // TODO(client-rate-limit): honour --kube-api-qps/--kube-api-burst with a token bucket
-    // layer; kube-rs has no client-side limiter.
-    kube::Client::try_from(kc).map_err(Error::Client)
+    let builder = kube::client::ClientBuilder::try_from(kc).map_err(Error::Client)?;
+    Ok(match ratelimit::RateLimitLayer::new(cfg.qps, cfg.burst) {
+        Some(layer) => builder.with_layer(&layer).build(),
+        None => builder.build(),
+    })
 }
 
 /// A running scheduler: the secure port's address (if served) and its state.
@@ -134,41 +164,70 @@ pub struct Running {
     pub scheduler: Arc<scheduler::Scheduler>,
 }
 
-/// Starts the scheduler and returns once it is serving; it stops when `shutdown` triggers.
+/// Starts the scheduler and returns once it is serving. The informers run at once (so a
+/// standby's caches are warm); the scheduling loop runs only while this instance holds the
+/// lease when leader election is on. The handle ends when `shutdown` triggers or, with
+/// [`Error::LeadershipLost`], when the lease is lost.
 pub async fn start(
     cfg: Config,
     shutdown: Shutdown,
-) -> Result<(Running, tokio::task::JoinHandle<()>), Error> {
+) -> Result<(Running, tokio::task::JoinHandle<Result<(), Error>>), Error> {
     let client = client(&cfg).await?;
     let frameworks = config::build_frameworks(&cfg.scheduler, Some(client.clone()))?;
     for fw in &frameworks {
         tracing::info!(profile = %fw.scheduler_name, plugins = %fw.describe(), "profile");
     }
     let metrics = metrics::Metrics::new().map_err(Error::Metrics)?;
-    let sched = scheduler::Scheduler::new(client, frameworks, metrics.clone());
+    let sched = scheduler::Scheduler::new(client.clone(), frameworks, metrics.clone());
+    let elector = cfg.leader_election.as_ref().map(|le| {
+        let lock = LeaseLock {
+            namespace: le.namespace.clone(),
+            name: le.name.clone(),
+            identity: leaderelection::default_identity(),
+        };
+        LeaderElector::new(client.clone(), lock, le.timings)
+    });
+    let watchdog = elector.as_ref().map(LeaderElector::watchdog);
     let secure_addr = match cfg.secure_addr {
-        Some(addr) => {
-            Some(server::serve(addr, &cfg, sched.clone(), &metrics, shutdown.clone()).await?)
-        }
+        Some(addr) => Some(
+            server::serve(
+                addr,
+                &cfg,
+                sched.clone(),
+                &metrics,
+                watchdog,
+                shutdown.clone(),
+            )
+            .await?,
+        ),
         None => None,
     };
-    if cfg.leader_elect {
-        // TODO(leader-election): acquire the kube-system/kube-scheduler Lease through the shared
-        // component-base leader election module once it lands; until then this instance
-        // schedules as if it were the leader.
-        tracing::warn!("leader election is not implemented yet; running as leader");
-    }
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(sched.clone().run_node_informer());
     tasks.spawn(sched.clone().run_pod_informer());
     tasks.spawn(sched.clone().run_flusher());
-    tasks.spawn(sched.clone().run_loop());
     let queue = sched.queue.clone();
+    let looper = sched.clone();
     let handle = tokio::spawn(async move {
-        shutdown.wait().await;
+        let result = match elector {
+            None => {
+                looper.run_loop(shutdown.clone()).await;
+                Ok(())
+            }
+            Some(elector) => {
+                let ended = elector
+                    .run(shutdown.clone(), move |leading| looper.run_loop(leading))
+                    .await;
+                match ended {
+                    Ended::LeadershipLost => Err(Error::LeadershipLost),
+                    Ended::Shutdown | Ended::Finished => Ok(()),
+                }
+            }
+        };
         queue.close();
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
+        result
     });
     Ok((
         Running {
@@ -182,6 +241,50 @@ pub async fn start(
 /// Runs the scheduler until `shutdown` triggers.
 pub async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Error> {
     let (_running, handle) = start(cfg, shutdown).await?;
-    let _ = handle.await;
-    Ok(())
+    match handle.await {
+        Ok(result) => result,
+        // The task only ends by returning; a panic has already been reported.
+        Err(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn config(args: &[&str]) -> Result<Config, Error> {
+        let o = Options::parse_from(std::iter::once("kube-scheduler").chain(args.iter().copied()));
+        Config::from_options(&o)
+    }
+
+    #[test]
+    fn client_limits_come_from_flags_without_config_and_from_the_file_with_it() {
+        let c = config(&[]).expect("defaults");
+        assert_eq!((c.qps, c.burst), (50.0, 100));
+        let c = config(&["--kube-api-qps=200", "--kube-api-burst=300"]).expect("flags");
+        assert_eq!((c.qps, c.burst), (200.0, 300));
+        assert!(config(&["--kube-api-burst=-1"]).is_err());
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.yaml");
+        std::fs::write(
+            &path,
+            "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n\
+             clientConnection:\n  qps: 70\n  burst: 140\nleaderElection:\n  leaderElect: true\n  \
+             resourceName: from-file\n",
+        )
+        .expect("write config");
+        let flag = format!("--config={}", path.display());
+        // As upstream, the deprecated client flags are ignored with --config.
+        let c = config(&[&flag, "--kube-api-qps=999"]).expect("config file");
+        assert_eq!((c.qps, c.burst), (70.0, 140));
+        let le = c.leader_election.expect("leader election on");
+        assert_eq!(
+            (le.namespace.as_str(), le.name.as_str()),
+            ("kube-system", "from-file")
+        );
+        let c = config(&[&flag, "--leader-elect=false"]).expect("flag over file");
+        assert!(c.leader_election.is_none());
+    }
 }

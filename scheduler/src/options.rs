@@ -40,34 +40,35 @@ pub struct Options {
     /// Where the self-signed certificate is written.
     #[arg(long)]
     pub cert_dir: Option<PathBuf>,
-    /// Elect a leader before scheduling.
-    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1,
-          default_missing_value = "true", require_equals = true)]
-    pub leader_elect: bool,
-    /// Leader election lease duration.
-    #[arg(long, default_value = "15s")]
-    pub leader_elect_lease_duration: String,
-    /// Leader election renew deadline.
-    #[arg(long, default_value = "10s")]
-    pub leader_elect_renew_deadline: String,
-    /// Leader election retry period.
-    #[arg(long, default_value = "2s")]
-    pub leader_elect_retry_period: String,
-    /// Leader election resource lock.
-    #[arg(long, default_value = "leases")]
-    pub leader_elect_resource_lock: String,
-    /// Leader election lease name.
-    #[arg(long, default_value = "kube-scheduler")]
-    pub leader_elect_resource_name: String,
-    /// Leader election lease namespace.
-    #[arg(long, default_value = "kube-system")]
-    pub leader_elect_resource_namespace: String,
-    /// Client QPS towards the apiserver.
-    #[arg(long, default_value_t = 50.0)]
-    pub kube_api_qps: f32,
-    /// Client burst towards the apiserver.
-    #[arg(long, default_value_t = 100)]
-    pub kube_api_burst: i32,
+    /// Elect a leader before scheduling (default true). Leader election flags set explicitly
+    /// override the `leaderElection` section of `--config`, as upstream.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true",
+          require_equals = true)]
+    pub leader_elect: Option<bool>,
+    /// How long non-leaders wait after the last renewal before taking over (default 15s).
+    #[arg(long)]
+    pub leader_elect_lease_duration: Option<String>,
+    /// How long the leader retries renewing before giving up (default 10s).
+    #[arg(long)]
+    pub leader_elect_renew_deadline: Option<String>,
+    /// How long candidates wait between attempts (default 2s).
+    #[arg(long)]
+    pub leader_elect_retry_period: Option<String>,
+    /// Leader election resource lock; only `leases` is supported (default leases).
+    #[arg(long)]
+    pub leader_elect_resource_lock: Option<String>,
+    /// Leader election lease name (default kube-scheduler).
+    #[arg(long)]
+    pub leader_elect_resource_name: Option<String>,
+    /// Leader election lease namespace (default kube-system).
+    #[arg(long)]
+    pub leader_elect_resource_namespace: Option<String>,
+    /// Client QPS towards the apiserver (default 50; ignored with `--config`, as upstream).
+    #[arg(long)]
+    pub kube_api_qps: Option<f32>,
+    /// Client burst towards the apiserver (default 100; ignored with `--config`, as upstream).
+    #[arg(long)]
+    pub kube_api_burst: Option<i32>,
     /// Log verbosity (klog's -v); mapped onto tracing levels.
     #[arg(short = 'v', long = "v", default_value_t = 0)]
     pub verbosity: u8,
@@ -93,16 +94,18 @@ mod tests {
         let o = Options::parse_from(["kube-scheduler"]);
         assert_eq!(o.secure_port, 10259);
         assert_eq!(o.bind_address.to_string(), "0.0.0.0");
-        assert!(o.leader_elect);
+        assert_eq!(o.leader_elect, None);
         let o = Options::parse_from([
             "kube-scheduler",
             "--leader-elect=false",
             "--kube-api-qps=100",
             "-v=4",
         ]);
-        assert!(!o.leader_elect);
-        assert_eq!(o.kube_api_qps, 100.0);
+        assert_eq!(o.leader_elect, Some(false));
+        assert_eq!(o.kube_api_qps, Some(100.0));
         assert_eq!(o.log_level(), "debug");
+        let o = Options::parse_from(["kube-scheduler", "--leader-elect"]);
+        assert_eq!(o.leader_elect, Some(true));
         assert!(Options::try_parse_from(["kube-scheduler", "--secure-port=x"]).is_err());
     }
 }

@@ -317,15 +317,22 @@ impl Scheduler {
         }
     }
 
-    /// Pops and schedules pods until the queue closes.
-    pub async fn run_loop(self: Arc<Self>) {
-        while !self.synced() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        tracing::info!("caches synced; scheduling");
-        while let Some(qp) = self.queue.pop().await {
-            let span = tracing::info_span!("scheduling_cycle", pod = %qp.key);
-            self.clone().schedule_one(qp).instrument(span).await;
+    /// Pops and schedules pods until the queue closes or `stop` triggers (shutdown, or the
+    /// lease was lost).
+    pub async fn run_loop(self: Arc<Self>, stop: component_base::Shutdown) {
+        let work = async {
+            while !self.synced() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tracing::info!("caches synced; scheduling");
+            while let Some(qp) = self.queue.pop().await {
+                let span = tracing::info_span!("scheduling_cycle", pod = %qp.key);
+                self.clone().schedule_one(qp).instrument(span).await;
+            }
+        };
+        tokio::select! {
+            _ = work => {}
+            _ = stop.wait() => {}
         }
     }
 

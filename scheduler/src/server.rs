@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use component_base::leaderelection::Watchdog;
 use component_base::{http::handler, Health, Reply, Shutdown};
 use http::StatusCode;
 
@@ -33,6 +34,7 @@ pub async fn serve(
     cfg: &Config,
     sched: Arc<Scheduler>,
     metrics: &Metrics,
+    leader: Option<Watchdog>,
     shutdown: Shutdown,
 ) -> Result<SocketAddr, Error> {
     let (crt, key) = match cfg.tls.clone() {
@@ -42,6 +44,13 @@ pub async fn serve(
     let tls = component_base::tls::server_config(&crt, &key, None, component_base::tls::ALPN_HTTP)
         .map_err(Error::Serve)?;
     let health = Health::new();
+    if let Some(dog) = leader {
+        // As upstream's leader-election healthz adaptor: a leader that stopped renewing is
+        // unhealthy; a standby is healthy.
+        health.add_check("leaderElection", move || {
+            dog.check(crate::leader_election::HEALTHZ_TOLERANCE)
+        });
+    }
     let s = sched.clone();
     health.add_readiness_check("sched-handler-sync", move || {
         if s.synced() {

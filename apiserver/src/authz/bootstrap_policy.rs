@@ -1203,6 +1203,15 @@ fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
             ],
         ),
         (
+            // The taint-based evictions, split from node-lifecycle since v1.29.
+            "taint-eviction-controller",
+            vec![
+                rule(&["patch"], &[CORE], &["pods/status"]),
+                rule(&["list", "get", "delete"], &[CORE], &["pods"]),
+                ev(),
+            ],
+        ),
+        (
             "statefulset-controller",
             vec![
                 rule(&["list", "watch"], &[CORE], &["pods"]),
@@ -1811,6 +1820,7 @@ mod tests {
             "service-account-controller",
             "service-controller",
             "statefulset-controller",
+            "taint-eviction-controller",
             "ttl-after-finished-controller",
             "ttl-controller",
             "validatingadmissionpolicy-status-controller",

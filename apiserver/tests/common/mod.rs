@@ -266,18 +266,25 @@ pub fn apiserver_binary() -> PathBuf {
     std::env::var_os("KUBE_APISERVER_BIN")
         .map(PathBuf::from)
         .or_else(|| option_env!("CARGO_BIN_EXE_kube-apiserver").map(PathBuf::from))
-        .unwrap_or_else(sibling_apiserver_binary)
+        .unwrap_or_else(|| sibling_binary("kube-apiserver"))
 }
 
-/// `kube-apiserver` in the target dir of the running test executable (`target/<profile>/deps/`),
-/// for other crates' tests that reuse this harness.
-fn sibling_apiserver_binary() -> PathBuf {
+/// The workspace binary `name` in the target dir of the running test executable
+/// (`target/<profile>/deps/`), for other crates' tests that reuse this harness; `cargo test
+/// --workspace` builds every daemon there before any test runs.
+pub fn sibling_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current test executable");
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("test executable under target/<profile>/deps");
-    profile_dir.join("kube-apiserver")
+    let path = profile_dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build it first (cargo build --workspace --bins)",
+        path.display()
+    );
+    path
 }
 
 fn tool(var: &str, default: &str) -> String {

@@ -324,13 +324,15 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         let rev = revision(new).to_string();
         if d.annotations().get(REVISION) != Some(&rev) {
             let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-            let patch = json!({"metadata": {"annotations": {REVISION: rev}}});
-            api.patch(
-                &d.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await?;
+            // PUT, not PATCH: upstream's deployment-controller role may only update.
+            let mut updated = (*d).clone();
+            updated
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(REVISION.to_owned(), rev);
+            api.replace(&d.name_any(), &PostParams::default(), &updated)
+                .await?;
         }
     }
 
@@ -454,11 +456,15 @@ async fn create_new(
                 api.clone().into_client(),
                 &d.namespace().unwrap_or_default(),
             );
-            let patch = json!({"status": {"collisionCount": collision.unwrap_or(0) + 1}});
-            dapi.patch_status(
+            let mut updated = d.clone();
+            updated
+                .status
+                .get_or_insert_with(Default::default)
+                .collision_count = Some(collision.unwrap_or(0) + 1);
+            dapi.replace_status(
                 &d.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
+                &PostParams::default(),
+                serde_json::to_vec(&updated)?,
             )
             .await?;
             Err(Error::Other(format!(
@@ -812,12 +818,13 @@ async fn sync_status(
     if !same(&old, &status) {
         let api: Api<Deployment> =
             Api::namespaced(ctx.client.clone(), &d.namespace().unwrap_or_default());
-        let patch = json!({"status": status});
+        let mut updated = d.clone();
+        updated.status = Some(status);
         match api
-            .patch_status(
+            .replace_status(
                 &d.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
+                &PostParams::default(),
+                serde_json::to_vec(&updated)?,
             )
             .await
         {

@@ -3,16 +3,27 @@
 pub mod bootstrap;
 pub mod certificates;
 pub mod clusterroleaggregation;
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod garbagecollector;
+pub mod history;
+pub mod job;
 pub mod namespace;
+pub mod nodeipam;
+pub mod nodelifecycle;
+pub mod nodeutil;
+pub mod podgc;
 pub mod replicaset;
 pub mod resourcequota;
 pub mod rootcacert;
 pub mod serviceaccount;
+pub mod statefulset;
+pub mod tainteviction;
+pub mod ttlafterfinished;
 pub mod util;
 
 use std::fmt::Debug;

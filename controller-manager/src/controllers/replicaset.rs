@@ -11,11 +11,10 @@ use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::chrono::Utc;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::Store;
 use kube::ResourceExt;
-use serde_json::json;
 
 use super::util::{
     controller_of, controller_ref, is_active, is_available, is_ready, selector_matches,
@@ -265,9 +264,11 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
         && old.conditions.is_some() == status.conditions.is_some();
     if !unchanged {
         let api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
-        let patch = json!({"status": status});
+        // PUT, not PATCH: upstream's replicaset-controller role may only update status.
+        let mut updated = (*rs).clone();
+        updated.status = Some(status.clone());
         match api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .replace_status(&name, &PostParams::default(), serde_json::to_vec(&updated)?)
             .await
         {
             Ok(_) => {}

@@ -3,7 +3,11 @@
 
 #![allow(dead_code)]
 
+pub mod fake_nodes;
+
 pub use crate::common::*;
+#[allow(unused_imports)]
+pub use fake_nodes::{FakeNode, FakeNodes};
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -17,7 +21,8 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 pub fn kcm_binary() -> PathBuf {
     std::env::var_os("KUBE_CONTROLLER_MANAGER_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kube-controller-manager")))
+        .or_else(|| option_env!("CARGO_BIN_EXE_kube-controller-manager").map(PathBuf::from))
+        .unwrap_or_else(|| sibling_binary("kube-controller-manager"))
 }
 
 /// The controller-manager process; killed on drop (its log printed if the test fails).
@@ -29,9 +34,9 @@ pub struct Kcm {
 
 impl Kcm {
     pub fn start(server: &ApiServer, extra: &[&str]) -> Self {
-        // The per-controller RBAC of upstream needs --use-service-account-credentials (not yet),
-        // so the tests run the controllers with the admin's rights.
-        let kubeconfig = server.kubeconfig(User::Admin);
+        // As kubeadm runs it: the manager's own identity for its informers and leases, and each
+        // controller as its ServiceAccount under upstream's per-controller RBAC roles.
+        let kubeconfig = server.kubeconfig_for_cert("system:kube-controller-manager", &[]);
         let port = free_port();
         let log = server.dir().join(format!("kcm-{port}.log"));
         let file = std::fs::File::create(&log).expect("log file");
@@ -44,6 +49,7 @@ impl Kcm {
                 "--cert-dir={}",
                 server.dir().join(format!("kcm-certs-{port}")).display()
             ),
+            "--use-service-account-credentials=true".to_owned(),
             "--leader-elect-lease-duration=4s".to_owned(),
             "--leader-elect-renew-deadline=3s".to_owned(),
             "--leader-elect-retry-period=500ms".to_owned(),
@@ -51,7 +57,7 @@ impl Kcm {
         args.extend(extra.iter().map(|s| s.to_string()));
         let child = Command::new(kcm_binary())
             .args(&args)
-            .env("RUST_LOG", "info,kube=warn")
+            .env("RUST_LOG", "info,kube=warn,controller_manager=debug")
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("clone"))
             .stderr(file)
@@ -91,6 +97,16 @@ pub fn exists(server: &ApiServer, args: &[&str]) -> bool {
 }
 
 /// Marks every pod in `ns` Running and Ready (there is no kubelet) until stopped.
+/// Sets its flag when dropped, so a background helper stops even when the test panics (a
+/// scoped thread that never stops would otherwise hang the test instead of failing it).
+pub struct StopOnDrop(pub Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 pub fn pod_status_helper(server: &ApiServer, ns: &str, stop: Arc<AtomicBool>) {
     let mut seen = 0u32;
     while !stop.load(Ordering::Relaxed) {

@@ -176,8 +176,32 @@ pub struct NodeInfo {
     pub allocatable: Resource,
     /// Host ports in use.
     pub used_ports: Vec<HostPort>,
-    /// Image name (as in pod specs, normalized) -> size in bytes.
-    pub image_sizes: BTreeMap<String, i64>,
+    /// Image name (as in pod specs, normalized) -> size in bytes; shared between copies.
+    pub image_sizes: Arc<BTreeMap<String, i64>>,
+    /// The pods with any pod affinity or anti-affinity, as upstream's `PodsWithAffinity`, so
+    /// InterPodAffinity need not look at every pod.
+    pub pods_with_affinity: Vec<Arc<Pod>>,
+    /// The pods with required anti-affinity (upstream's `PodsWithRequiredAntiAffinity`).
+    pub pods_with_required_anti_affinity: Vec<Arc<Pod>>,
+}
+
+fn has_pod_affinity(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some())
+}
+
+fn has_required_anti_affinity(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .is_some_and(|t| !t.is_empty())
 }
 
 impl NodeInfo {
@@ -208,7 +232,9 @@ impl NodeInfo {
             non_zero_requested: Resource::default(),
             allocatable,
             used_ports: Vec::new(),
-            image_sizes,
+            image_sizes: Arc::new(image_sizes),
+            pods_with_affinity: Vec::new(),
+            pods_with_required_anti_affinity: Vec::new(),
         }
     }
 
@@ -231,6 +257,12 @@ impl NodeInfo {
         self.non_zero_requested.add(&non_zero);
         self.non_zero_requested.allowed_pod_number += 1;
         self.used_ports.extend(host_ports(&pod));
+        if has_pod_affinity(&pod) {
+            self.pods_with_affinity.push(pod.clone());
+        }
+        if has_required_anti_affinity(&pod) {
+            self.pods_with_required_anti_affinity.push(pod.clone());
+        }
         self.pods.push(pod);
     }
 
@@ -240,6 +272,9 @@ impl NodeInfo {
             return false;
         };
         let pod = self.pods.swap_remove(idx);
+        self.pods_with_affinity.retain(|p| !Arc::ptr_eq(p, &pod));
+        self.pods_with_required_anti_affinity
+            .retain(|p| !Arc::ptr_eq(p, &pod));
         let (req, non_zero) = resource::pod_requests(&pod);
         self.requested.sub(&req);
         self.requested.allowed_pod_number -= 1;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::framework::resource::pod_requests;
+use crate::framework::resource::{pod_requests, Resource};
 use crate::framework::{
     CycleState, NodeInfo, Plugin, PreScorePlugin, ScorePlugin, Snapshot, Status, MAX_NODE_SCORE,
 };
@@ -30,7 +30,7 @@ impl Plugin for BalancedAllocation {
 impl PreScorePlugin for BalancedAllocation {
     fn pre_score(
         &self,
-        _state: &mut CycleState,
+        state: &mut CycleState,
         pod: &Pod,
         _nodes: &[Arc<NodeInfo>],
         _snapshot: &Snapshot,
@@ -39,10 +39,14 @@ impl PreScorePlugin for BalancedAllocation {
         if req.milli_cpu == 0 && req.memory == 0 {
             Status::skip()
         } else {
+            // Computed once per cycle, not once per node.
+            state.write(STATE_KEY, req);
             Status::success()
         }
     }
 }
+
+const STATE_KEY: &str = "PreScoreNodeResourcesBalancedAllocation";
 
 /// The balance score for the given used fractions (each capped at 1).
 pub fn balance_score(fractions: &[f64]) -> i64 {
@@ -56,9 +60,16 @@ pub fn balance_score(fractions: &[f64]) -> i64 {
 }
 
 impl ScorePlugin for BalancedAllocation {
-    fn score(&self, _state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
-        let (req, _) = pod_requests(pod);
-        let mut fractions = Vec::new();
+    fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
+        let computed;
+        let req = match state.read::<Resource>(STATE_KEY) {
+            Some(r) => r,
+            None => {
+                computed = pod_requests(pod).0;
+                &computed
+            }
+        };
+        let mut fractions = Vec::with_capacity(2);
         for (requested, capacity) in [
             (
                 node.requested.milli_cpu + req.milli_cpu,

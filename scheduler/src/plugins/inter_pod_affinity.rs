@@ -109,9 +109,16 @@ impl PreFilterPlugin for InterPodAffinity {
             affinity: vec![HashMap::new(); affinity.len()],
             ..Default::default()
         };
+        // Without terms of its own, only existing pods with required anti-affinity matter.
+        let own_terms = !affinity.is_empty() || !anti.is_empty();
         for ni in &snapshot.nodes {
             let labels = ni.labels();
-            for existing in &ni.pods {
+            let existing_pods = if own_terms {
+                &ni.pods
+            } else {
+                &ni.pods_with_required_anti_affinity
+            };
+            for existing in existing_pods {
                 for term in required_anti(existing) {
                     if let Some(v) = labels.get(&term.topology_key) {
                         if term_matches(term, ns(existing), pod) {
@@ -225,7 +232,13 @@ impl PreScorePlugin for InterPodAffinity {
         let mut scores: HashMap<Pair, i64> = HashMap::new();
         for ni in &snapshot.nodes {
             let labels = ni.labels();
-            for existing in &ni.pods {
+            // Without preferred terms of its own, only existing pods with affinity matter.
+            let existing_pods = if preferred.is_empty() {
+                &ni.pods_with_affinity
+            } else {
+                &ni.pods
+            };
+            for existing in existing_pods {
                 for (w, term) in &preferred {
                     if let Some(v) = labels.get(&term.topology_key) {
                         if term_matches(term, ns(pod), existing) {

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Stops what `make up` started: SIGTERM, then SIGKILL if still up after 10s. Data is kept.
+# Stops what `make up` (or `make up-store`) started, in reverse order: SIGTERM, then SIGKILL if
+# still up after 10s. Data is kept.
 set -euo pipefail
 
 OUT=${OUT:-_out}
-for name in apiserver store; do
+for name in controller-manager scheduler apiserver store; do
 	pidfile=$OUT/$name.pid
 	[ -f "$pidfile" ] || continue
 	pid=$(cat "$pidfile")
