@@ -58,5 +58,6 @@ up-store: deps ## Start only a standalone kube-store member (etcd ports 2379/238
 down: ## Stop what `make up` / `make up-store` started (data is kept)
 	@scripts/down.sh
 
-e2e: ## End-to-end suites against real processes (none yet: they come with the daemons)
-	@echo "e2e: no end-to-end suites yet; the etcdctl suite runs in \`make test\` (store/tests/etcdctl.rs)"
+e2e: ## Only the cluster suites (apiserver + scheduler + controller-manager with fake kubelets; also part of `make test`)
+	$(CARGO) build --workspace --bins
+	$(CARGO) test -p e2e

@@ -209,6 +209,26 @@ fn deployment_rolls_out_updates_within_max_unavailable_and_is_garbage_collected(
                     .is_some_and(|a| a.len() == 4)
         });
 
+        // Deleting the Service takes its Endpoints and EndpointSlices with it.
+        server.ok(&["delete", "service", "web", "-n", ns]);
+        eventually(
+            "endpoints and endpointslices of the deleted service are gone",
+            || {
+                let eps = server.ok(&["get", "endpoints", "-n", ns, "-o", "name"]);
+                let slices = server.ok(&[
+                    "get",
+                    "endpointslices",
+                    "-n",
+                    ns,
+                    "-l",
+                    "kubernetes.io/service-name=web",
+                    "-o",
+                    "name",
+                ]);
+                eps.trim().is_empty() && slices.trim().is_empty()
+            },
+        );
+
         server.ok(&[
             "set",
             "image",
@@ -279,5 +299,227 @@ fn deployment_rolls_out_updates_within_max_unavailable_and_is_garbage_collected(
             let pods = server.ok(&["get", "pods", "-n", ns, "-o", "name"]);
             rs.trim().is_empty() && pods.trim().is_empty()
         });
+    });
+}
+
+fn uid(server: &ApiServer, args: &[&str]) -> String {
+    let mut full = vec!["get"];
+    full.extend_from_slice(args);
+    full.extend_from_slice(&["-o", "jsonpath={.metadata.uid}"]);
+    server.ok(&full)
+}
+
+#[test]
+fn foreground_and_orphan_deletion_and_cross_namespace_owner_references() {
+    let server = ApiServer::start();
+    let _kcm = Kcm::start(&server, &[]);
+    for ns in ["gc", "other"] {
+        server.ok(&["create", "namespace", ns]);
+        eventually("default service account", || {
+            exists(&server, &["get", "serviceaccount", "default", "-n", ns])
+        });
+    }
+    let rs_of = |deploy: &str| -> String {
+        let mut name = String::new();
+        eventually("the deployment's replica set", || {
+            name = server.ok(&[
+                "get",
+                "rs",
+                "-n",
+                "gc",
+                "-l",
+                &format!("app={deploy}"),
+                "-o",
+                "name",
+            ]);
+            !name.trim().is_empty()
+        });
+        name.trim().to_owned()
+    };
+
+    // Foreground: the owner stays (with the foregroundDeletion finalizer) while a dependent
+    // that blocks owner deletion exists; here a finalizer holds the ReplicaSet.
+    server.ok(&[
+        "create",
+        "deployment",
+        "fg",
+        "-n",
+        "gc",
+        "--image=busybox",
+        "--replicas=1",
+    ]);
+    let rs = rs_of("fg");
+    server.ok(&[
+        "patch",
+        &rs,
+        "-n",
+        "gc",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+    ]);
+    server.ok(&[
+        "delete",
+        "deployment",
+        "fg",
+        "-n",
+        "gc",
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
+    eventually("the replica set is being deleted", || {
+        server.json(&["get", &rs, "-n", "gc"])["metadata"]["deletionTimestamp"].is_string()
+    });
+    let owner = server.json(&["get", "deployment", "fg", "-n", "gc"]);
+    assert!(
+        owner["metadata"]["deletionTimestamp"].is_string(),
+        "{owner}"
+    );
+    assert_eq!(
+        owner["metadata"]["finalizers"],
+        serde_json::json!(["foregroundDeletion"])
+    );
+    server.ok(&[
+        "patch",
+        &rs,
+        "-n",
+        "gc",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    eventually("the owner goes after its dependents", || {
+        !exists(&server, &["get", "deployment", "fg", "-n", "gc"])
+            && !exists(&server, &["get", &rs, "-n", "gc"])
+    });
+
+    // Orphan: the owner goes, the ReplicaSet stays without its owner reference.
+    server.ok(&[
+        "create",
+        "deployment",
+        "or",
+        "-n",
+        "gc",
+        "--image=busybox",
+        "--replicas=1",
+    ]);
+    let rs = rs_of("or");
+    server.ok(&["delete", "deployment", "or", "-n", "gc", "--cascade=orphan"]);
+    eventually("the deployment is gone", || {
+        !exists(&server, &["get", "deployment", "or", "-n", "gc"])
+    });
+    let orphan = server.json(&["get", &rs, "-n", "gc"]);
+    assert!(
+        orphan["metadata"]["deletionTimestamp"].is_null(),
+        "{orphan}"
+    );
+    assert!(
+        orphan["metadata"]["ownerReferences"]
+            .as_array()
+            .is_none_or(|o| o.is_empty()),
+        "{orphan}"
+    );
+
+    // A new Deployment with the same selector adopts the orphaned ReplicaSet (same template, so
+    // no new one), and the ReplicaSet adopts a matching hand-made pod, then trims the surplus.
+    server.ok(&[
+        "create",
+        "deployment",
+        "or",
+        "-n",
+        "gc",
+        "--image=busybox",
+        "--replicas=1",
+    ]);
+    let deploy_uid = uid(&server, &["deployment", "or", "-n", "gc"]);
+    eventually("the orphaned replica set is adopted", || {
+        let rs = server.json(&["get", &rs, "-n", "gc"]);
+        rs["metadata"]["ownerReferences"][0]["uid"] == deploy_uid.as_str()
+    });
+    let sets = server.ok(&["get", "rs", "-n", "gc", "-l", "app=or", "-o", "name"]);
+    assert_eq!(sets.lines().count(), 1, "{sets}");
+    let hash = server.ok(&[
+        "get",
+        &rs,
+        "-n",
+        "gc",
+        "-o",
+        "jsonpath={.spec.selector.matchLabels.pod-template-hash}",
+    ]);
+    let stray = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "stray", "namespace": "gc",
+                     "labels": {"app": "or", "pod-template-hash": hash}},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    });
+    server.ok_stdin(&["create", "-f", "-"], &stray.to_string());
+    eventually(
+        "the replica set adopts the stray pod and keeps one replica",
+        || {
+            let pods = server.json(&["get", "pods", "-n", "gc", "-l", "app=or"]);
+            let items = pods["items"].as_array().cloned().unwrap_or_default();
+            let live: Vec<_> = items
+                .iter()
+                .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                .collect();
+            live.len() == 1
+                && live[0]["metadata"]["ownerReferences"][0]["name"]
+                    == rs.trim_start_matches("replicaset.apps/")
+        },
+    );
+
+    // Owner references do not cross namespaces: a ConfigMap in "other" naming a ConfigMap of
+    // "gc" as owner counts as orphaned and is collected; a cluster-scoped dependent of a
+    // namespaced owner is kept, with a warning event.
+    server.ok(&["create", "configmap", "owner", "-n", "gc"]);
+    let owner_uid = uid(&server, &["configmap", "owner", "-n", "gc"]);
+    let owned = |kind: &str, name: &str, ns: Option<&str>| {
+        let mut meta = serde_json::json!({"name": name, "ownerReferences": [{
+            "apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner_uid,
+        }]});
+        if let Some(ns) = ns {
+            meta["namespace"] = serde_json::json!(ns);
+        }
+        let obj = match kind {
+            "ConfigMap" => {
+                serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta})
+            }
+            _ => {
+                serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                                    "metadata": meta, "rules": []})
+            }
+        };
+        server.ok_stdin(&["create", "-f", "-"], &obj.to_string());
+    };
+    owned("ConfigMap", "same-ns", Some("gc"));
+    owned("ConfigMap", "cross-ns", Some("other"));
+    owned("ClusterRole", "cluster-scoped-dependent", None);
+    eventually("the cross-namespace dependent is collected", || {
+        !exists(&server, &["get", "configmap", "cross-ns", "-n", "other"])
+    });
+    eventually("a warning event on the cluster-scoped dependent", || {
+        let events = server.ok(&[
+            "get",
+            "events",
+            "-A",
+            "--field-selector",
+            "reason=OwnerRefInvalidNamespace",
+            "-o",
+            "name",
+        ]);
+        events.lines().count() >= 1
+    });
+    assert!(exists(
+        &server,
+        &["get", "configmap", "same-ns", "-n", "gc"]
+    ));
+    assert!(exists(
+        &server,
+        &["get", "clusterrole", "cluster-scoped-dependent"]
+    ));
+    // Deleting the real owner collects its same-namespace dependent.
+    server.ok(&["delete", "configmap", "owner", "-n", "gc"]);
+    eventually("the same-namespace dependent is collected", || {
+        !exists(&server, &["get", "configmap", "same-ns", "-n", "gc"])
     });
 }

@@ -484,3 +484,73 @@ fn killing_both_leaders_mid_rollout_converges_without_binding_any_pod_twice() {
     let holder = server.json(&["get", "lease", "kube-scheduler", "-n", "kube-system"]);
     assert!(holder["spec"]["holderIdentity"].is_string(), "{holder}");
 }
+
+#[test]
+fn a_high_priority_pod_preempts_a_lower_one_and_the_controller_replaces_the_victim() {
+    let server = ApiServer::start();
+    let _kcm = Kcm::start(&server, &[]);
+    let _sched = Scheduler::start(&server, &["--leader-elect=false"]);
+    let _nodes = FakeNodes::start_nodes(&server, &[FakeNode::new("only").cpu("1")]);
+    let ns = "prio";
+    server.ok(&["create", "namespace", ns]);
+    kcm::eventually("default service account", || {
+        kcm::exists(&server, &["get", "serviceaccount", "default", "-n", ns])
+    });
+    server.ok(&["create", "priorityclass", "high", "--value=1000"]);
+    server.ok(&["create", "priorityclass", "low", "--value=10"]);
+
+    create_deployment(
+        &server,
+        ns,
+        &["batch", "--image=busybox", "--replicas=1"],
+        |d| {
+            let spec = &mut d["spec"]["template"]["spec"];
+            spec["priorityClassName"] = json!("low");
+            spec["containers"][0]["resources"] = json!({"requests": {"cpu": "700m"}});
+        },
+    );
+    rollout_status(&server, ns, "batch");
+    let victim = pods(&server, ns, "batch")[0]["metadata"]["name"]
+        .as_str()
+        .expect("victim name")
+        .to_owned();
+
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "urgent", "namespace": ns},
+        "spec": {
+            "priorityClassName": "high",
+            "containers": [{"name": "c", "image": "busybox",
+                            "resources": {"requests": {"cpu": "700m"}}}],
+        },
+    });
+    server.ok_stdin(&["create", "-f", "-"], &pod.to_string());
+    poll(
+        "urgent is bound to the only node",
+        || {},
+        || {
+            let p = server.json(&["get", "pod", "urgent", "-n", ns]);
+            (p["spec"]["nodeName"] == "only").then_some(())
+        },
+    );
+    // The victim was evicted; its replacement cannot fit next to urgent and waits.
+    assert!(
+        !pods(&server, ns, "batch")
+            .iter()
+            .any(|p| p["metadata"]["name"] == victim.as_str()),
+        "the low-priority pod was not preempted"
+    );
+    let replacement = poll(
+        "the replacement is unschedulable",
+        || {},
+        || {
+            pods(&server, ns, "batch").into_iter().find(|p| {
+                p["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "PodScheduled" && c["reason"] == "Unschedulable")
+                })
+            })
+        },
+    );
+    assert!(replacement["spec"]["nodeName"].is_null(), "{replacement}");
+}

@@ -21,7 +21,9 @@ use kube::ResourceExt;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::util::{controller_of, controller_ref, is_terminal};
+use super::util::{
+    apply_claim, claim_of, controller_of, controller_ref, is_gone_or_changed, is_terminal, Claim,
+};
 use super::{drain, error_policy, is_status, Error};
 use crate::context::ControllerContext;
 
@@ -53,8 +55,15 @@ pub fn start(ctx: &ControllerContext) -> Result<BoxFuture<'static, ()>, crate::E
         pods: pods.store(),
     });
     let rs_store = sets.store();
+    let deploy_store = deployments.store();
     let controller = Controller::for_shared_stream(deployments.subscribe(), deployments.store())
         .owns_shared_stream(sets.subscribe())
+        // An orphan ReplicaSet wakes every Deployment whose selector matches it, to be adopted.
+        .watches_shared_stream(sets.subscribe(), move |rs: Arc<ReplicaSet>| {
+            super::util::orphan_claimants(&deploy_store, rs.as_ref(), |d: &Deployment| {
+                d.spec.as_ref().map(|s| &s.selector)
+            })
+        })
         // Recreate waits for old pods to go: map pod -> ReplicaSet -> Deployment.
         .watches_shared_stream(pods.subscribe(), move |pod: Arc<Pod>| {
             let owner = controller_of(pod.as_ref())?;
@@ -222,16 +231,36 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let uid = d.uid().ok_or(Error::MissingField("metadata.uid"))?;
     let spec = d.spec.clone().ok_or(Error::MissingField("spec"))?;
-    let mut owned: Vec<ReplicaSet> = ctx
+    let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let owner_ref = controller_ref(d.as_ref()).ok_or(Error::MissingField("metadata.uid"))?;
+    let deleting = d.metadata.deletion_timestamp.is_some();
+    let mut owned: Vec<ReplicaSet> = Vec::new();
+    for rs in ctx
         .sets
         .state()
         .into_iter()
         .filter(|rs| rs.metadata.namespace.as_deref() == Some(ns.as_str()))
-        .filter(|rs| controller_of(rs.as_ref()).is_some_and(|r| r.uid == uid))
-        .map(|rs| (*rs).clone())
-        .collect();
+    {
+        match claim_of(&uid, deleting, &spec.selector, rs.as_ref()) {
+            // Matching orphan ReplicaSets (e.g. left by --cascade=orphan) are adopted.
+            Some(claim) => match apply_claim(&rs_api, rs.as_ref(), &owner_ref, claim).await {
+                Ok(updated) => {
+                    tracing::info!(deployment = %d.name_any(), replicaset = %rs.name_any(), ?claim, "claimed replica set");
+                    if claim == Claim::Adopt {
+                        owned.push(updated);
+                    }
+                }
+                Err(e) if is_gone_or_changed(&e) => {}
+                Err(e) => return Err(e.into()),
+            },
+            None => {
+                if controller_of(rs.as_ref()).is_some_and(|r| r.uid == uid) {
+                    owned.push((*rs).clone());
+                }
+            }
+        }
+    }
     owned.sort_by_key(|rs| rs.metadata.creation_timestamp.as_ref().map(|t| t.0));
-    let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
 
     if d.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());

@@ -47,7 +47,90 @@ pub fn start(ctx: &ControllerContext) -> Result<BoxFuture<'static, ()>, crate::E
         })
         .graceful_shutdown_on(super::stopped(&ctx.shutdown))
         .with_config(super::workers(ctx.config.concurrency.endpoints));
-    Ok(drain("endpoints", controller.run(reconcile, error_policy, state)).boxed())
+    let leftovers = delete_leftovers(
+        ctx.client.clone(),
+        services.clone(),
+        endpoints.clone(),
+        ctx.shutdown.clone(),
+    );
+    Ok(async move {
+        tokio::join!(
+            drain("endpoints", controller.run(reconcile, error_policy, state)),
+            leftovers
+        );
+    }
+    .boxed())
+}
+
+/// Annotation of Endpoints used as leader-election locks by old components: never deleted.
+const LEADER_ANNOTATION: &str = "control-plane.alpha.kubernetes.io/leader";
+
+/// Deletes the Endpoints of deleted Services (the reconciler only sees Services that exist),
+/// and once at start the Endpoints left over from Services deleted while no controller ran.
+async fn delete_leftovers(
+    client: kube::Client,
+    services: crate::informers::Informer<Service>,
+    endpoints: crate::informers::Informer<Endpoints>,
+    shutdown: component_base::Shutdown,
+) {
+    use futures::StreamExt;
+    let svc_store = services.store();
+    let ep_store = endpoints.store();
+    let mut events = Box::pin(services.subscribe());
+    while !(services.has_synced() && endpoints.has_synced()) {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    for ep in ep_store.state() {
+        let orphaned = ep.namespace().is_some_and(|ns| {
+            svc_store
+                .get(&ObjectRef::new(&ep.name_any()).within(&ns))
+                .is_none()
+        });
+        if orphaned && !ep.annotations().contains_key(LEADER_ANNOTATION) {
+            delete_endpoints(&client, &ep).await;
+        }
+    }
+    loop {
+        let svc = tokio::select! {
+            _ = shutdown.wait() => return,
+            next = events.next() => match next {
+                Some(svc) => svc,
+                None => return,
+            },
+        };
+        let Some(ns) = svc.namespace() else { continue };
+        let key = ObjectRef::<Service>::new(&svc.name_any()).within(&ns);
+        if svc_store.get(&key).is_some() {
+            continue;
+        }
+        if let Some(ep) = ep_store.get(&ObjectRef::new(&svc.name_any()).within(&ns)) {
+            delete_endpoints(&client, &ep).await;
+        }
+    }
+}
+
+async fn delete_endpoints(client: &kube::Client, ep: &Endpoints) {
+    let Some(ns) = ep.namespace() else { return };
+    let api: Api<Endpoints> = Api::namespaced(client.clone(), &ns);
+    let params = kube::api::DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: ep.uid(),
+            resource_version: None,
+        }),
+        ..kube::api::DeleteParams::default()
+    };
+    match api.delete(&ep.name_any(), &params).await {
+        Ok(_) => {
+            tracing::info!(namespace = %ns, name = %ep.name_any(), "deleted endpoints of a deleted service")
+        }
+        Err(e) if is_status(&e, 404) || is_status(&e, 409) => {}
+        Err(e) => {
+            tracing::warn!(namespace = %ns, name = %ep.name_any(), error = %e, "failed to delete endpoints")
+        }
+    }
 }
 
 /// The subsets for `pods`, grouped by resolved port set.

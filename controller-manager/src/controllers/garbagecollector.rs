@@ -65,6 +65,8 @@ struct Gc {
     graph: Mutex<Graph>,
     wake: Notify,
     discovery: Mutex<Option<Arc<Discovery>>>,
+    /// Dependent/owner uid pairs already reported as invalid cross-namespace references.
+    warned: Mutex<HashSet<String>>,
 }
 
 /// Builds the controller.
@@ -74,6 +76,7 @@ pub fn start(ctx: &ControllerContext) -> Result<BoxFuture<'static, ()>, crate::E
         graph: Mutex::new(Graph::default()),
         wake: Notify::new(),
         discovery: Mutex::new(None),
+        warned: Mutex::new(HashSet::new()),
     });
     let shutdown = ctx.shutdown.clone();
     Ok(async move {
@@ -232,10 +235,18 @@ impl Gc {
         &self,
         dependent: &Node,
         r: &OwnerReference,
-        known: &HashSet<String>,
+        by_uid: &HashMap<&str, &Node>,
     ) -> bool {
-        if known.contains(&r.uid) {
-            return false;
+        if let Some(owner) = by_uid.get(r.uid.as_str()) {
+            if !owner.namespaced || owner.namespace == dependent.namespace {
+                return false;
+            }
+            // Owner references never cross namespaces. A namespaced dependent's owner is looked
+            // for in its own namespace only, so this one counts as absent; a cluster-scoped
+            // dependent of a namespaced owner can never resolve and is kept. Upstream warns on
+            // both.
+            self.invalid_namespace(dependent, r).await;
+            return dependent.namespaced;
         }
         let discovery = self
             .discovery
@@ -257,8 +268,12 @@ impl Gc {
         let api: Api<DynamicObject> = if caps.scope == Scope::Namespaced {
             match (&dependent.namespace, dependent.namespaced) {
                 (Some(ns), true) => Api::namespaced_with(self.client.clone(), ns, &resource),
-                // A cluster-scoped dependent cannot have a namespaced owner.
-                _ => return true,
+                // A cluster-scoped dependent cannot have a namespaced owner: the reference can
+                // never resolve, so the dependent is kept and a warning recorded, as upstream.
+                _ => {
+                    self.invalid_namespace(dependent, r).await;
+                    return false;
+                }
             }
         } else {
             Api::all_with(self.client.clone(), &resource)
@@ -270,13 +285,50 @@ impl Gc {
         }
     }
 
+    /// Records upstream's OwnerRefInvalidNamespace warning on `dependent`, once per reference.
+    async fn invalid_namespace(&self, dependent: &Node, r: &OwnerReference) {
+        let key = format!("{}/{}", dependent.uid, r.uid);
+        if !self
+            .warned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key)
+        {
+            return;
+        }
+        let object = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some(dependent.resource.api_version.clone()),
+            kind: Some(dependent.resource.kind.clone()),
+            name: Some(dependent.name.clone()),
+            namespace: dependent.namespace.clone(),
+            uid: Some(dependent.uid.clone()),
+            ..Default::default()
+        };
+        let message = format!(
+            "ownerRef [{}, namespace: {}, name: {}, uid: {}] does not exist in namespace {:?}",
+            r.api_version,
+            dependent.namespace.as_deref().unwrap_or(""),
+            r.name,
+            r.uid,
+            dependent.namespace.as_deref().unwrap_or(""),
+        );
+        super::nodeutil::record_event(
+            &self.client,
+            "garbage-collector-controller",
+            object,
+            "Warning",
+            "OwnerRefInvalidNamespace",
+            message,
+        )
+        .await;
+    }
+
     async fn sweep(&self) -> Result<(), Error> {
         let nodes: Vec<Node> = {
             let graph = self.graph.lock().unwrap_or_else(|e| e.into_inner());
             graph.nodes().cloned().collect()
         };
         let by_uid: HashMap<&str, &Node> = nodes.iter().map(|n| (n.uid.as_str(), n)).collect();
-        let known: HashSet<String> = by_uid.keys().map(|u| (*u).to_owned()).collect();
         let mut dependents: HashMap<&str, Vec<&Node>> = HashMap::new();
         for node in &nodes {
             for r in &node.owners {
@@ -329,7 +381,7 @@ impl Gc {
         for node in nodes.iter().filter(|n| !n.owners.is_empty() && !n.deleting) {
             let mut absent = Vec::new();
             for r in &node.owners {
-                if self.owner_absent(node, r, &known).await {
+                if self.owner_absent(node, r, &by_uid).await {
                     absent.push(r.uid.clone());
                 }
             }

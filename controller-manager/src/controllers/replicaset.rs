@@ -17,7 +17,8 @@ use kube::runtime::reflector::Store;
 use kube::ResourceExt;
 
 use super::util::{
-    controller_of, controller_ref, is_active, is_available, is_ready, selector_matches,
+    apply_claim, claim_of, controller_of, controller_ref, is_active, is_available,
+    is_gone_or_changed, is_ready, selector_matches, Claim,
 };
 use super::{drain, error_policy, is_status, Error};
 use crate::context::ControllerContext;
@@ -83,8 +84,15 @@ pub fn start(ctx: &ControllerContext) -> Result<BoxFuture<'static, ()>, crate::E
         pods: pods.store(),
         expectations: Expectations::default(),
     });
+    let rs_store = sets.store();
     let controller = Controller::for_shared_stream(sets.subscribe(), sets.store())
         .owns_shared_stream(pods.subscribe())
+        // An orphan pod wakes every ReplicaSet whose selector matches it, to be adopted.
+        .watches_shared_stream(pods.subscribe(), move |pod: Arc<Pod>| {
+            super::util::orphan_claimants(&rs_store, pod.as_ref(), |rs: &ReplicaSet| {
+                rs.spec.as_ref().map(|s| &s.selector)
+            })
+        })
         .graceful_shutdown_on(super::stopped(&ctx.shutdown))
         .with_config(super::workers(ctx.config.concurrency.replicaset));
     Ok(drain("replicaset", controller.run(reconcile, error_policy, state)).boxed())
@@ -149,14 +157,46 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
     let spec = rs.spec.clone().ok_or(Error::MissingField("spec"))?;
     let wanted = usize::try_from(spec.replicas.unwrap_or(1)).unwrap_or(0);
 
-    let owned: Vec<Arc<Pod>> = ctx
+    let owner_ref = controller_ref(rs.as_ref()).ok_or(Error::MissingField("metadata.uid"))?;
+    let deleting = rs.metadata.deletion_timestamp.is_some();
+    let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut owned: Vec<Arc<Pod>> = Vec::new();
+    for pod in ctx
         .pods
         .state()
         .into_iter()
         .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
-        .filter(|p| controller_of(p.as_ref()).is_some_and(|r| r.uid == uid))
-        .filter(|p| selector_matches(&spec.selector, p.labels()))
-        .collect();
+    {
+        match claim_of(&uid, deleting, &spec.selector, pod.as_ref()) {
+            // Matching active orphans are adopted, as upstream's ControllerRefManager does.
+            Some(Claim::Adopt) if is_active(&pod) => {
+                match apply_claim(&pod_api, pod.as_ref(), &owner_ref, Claim::Adopt).await {
+                    Ok(adopted) => {
+                        tracing::info!(replicaset = %key, pod = %pod.name_any(), "adopted pod");
+                        owned.push(Arc::new(adopted));
+                    }
+                    Err(e) if is_gone_or_changed(&e) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Some(Claim::Release) => {
+                match apply_claim(&pod_api, pod.as_ref(), &owner_ref, Claim::Release).await {
+                    Ok(_) => {
+                        tracing::info!(replicaset = %key, pod = %pod.name_any(), "released pod")
+                    }
+                    Err(e) if is_gone_or_changed(&e) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            _ => {
+                if controller_of(pod.as_ref()).is_some_and(|r| r.uid == uid)
+                    && selector_matches(&spec.selector, pod.labels())
+                {
+                    owned.push(pod);
+                }
+            }
+        }
+    }
     let present: HashMap<String, bool> = owned
         .iter()
         .map(|p| (p.name_any(), p.metadata.deletion_timestamp.is_some()))

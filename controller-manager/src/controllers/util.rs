@@ -64,6 +64,109 @@ pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> Option<OwnerR
     })
 }
 
+/// What a controller does with an object its selector could own (upstream's
+/// ControllerRefManager): adopt a matching orphan, release an owned object that no longer
+/// matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    Adopt,
+    Release,
+}
+
+/// The claim `owner_uid` (with `selector`) makes on `obj`, if any. An owner being deleted adopts
+/// nothing; objects being deleted are neither adopted nor released.
+pub fn claim_of<K: Resource>(
+    owner_uid: &str,
+    owner_deleting: bool,
+    selector: &LabelSelector,
+    obj: &K,
+) -> Option<Claim> {
+    let meta = obj.meta();
+    if meta.deletion_timestamp.is_some() {
+        return None;
+    }
+    let empty = BTreeMap::new();
+    let matches = selector_matches(selector, meta.labels.as_ref().unwrap_or(&empty));
+    match controller_of(obj) {
+        Some(r) if r.uid == owner_uid => (!matches).then_some(Claim::Release),
+        Some(_) => None,
+        // An empty selector would adopt everything: upstream refuses it too.
+        None if matches && !owner_deleting && selector != &LabelSelector::default() => {
+            Some(Claim::Adopt)
+        }
+        None => None,
+    }
+}
+
+/// Applies `claim` with a merge patch of the owner references, guarded by the object's uid (the
+/// patch fails if the object was replaced meanwhile). Returns the patched object.
+pub async fn apply_claim<K>(
+    api: &kube::Api<K>,
+    obj: &K,
+    owner: &OwnerReference,
+    claim: Claim,
+) -> Result<K, kube::Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let meta = obj.meta();
+    let mut refs: Vec<OwnerReference> = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .filter(|r| r.uid != owner.uid)
+        .cloned()
+        .collect();
+    if claim == Claim::Adopt {
+        refs.push(owner.clone());
+    }
+    let patch = serde_json::json!({"metadata": {
+        "ownerReferences": refs,
+        "uid": meta.uid,
+    }});
+    api.patch(
+        meta.name.as_deref().unwrap_or_default(),
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+}
+
+/// The owners in `store` (same namespace, selector matching) that may adopt `obj` when it has no
+/// controller: what an orphan's event should wake.
+pub fn orphan_claimants<O, K>(
+    store: &kube::runtime::reflector::Store<O>,
+    obj: &K,
+    selector: impl Fn(&O) -> Option<&LabelSelector>,
+) -> Vec<kube::runtime::reflector::ObjectRef<O>>
+where
+    O: Resource<DynamicType = ()> + Clone + 'static,
+    K: Resource,
+{
+    let meta = obj.meta();
+    if controller_of(obj).is_some() || meta.deletion_timestamp.is_some() {
+        return Vec::new();
+    }
+    let empty = BTreeMap::new();
+    let labels = meta.labels.as_ref().unwrap_or(&empty);
+    store
+        .state()
+        .iter()
+        .filter(|o| o.meta().namespace == meta.namespace)
+        .filter(|o| {
+            selector(o)
+                .is_some_and(|s| s != &LabelSelector::default() && selector_matches(s, labels))
+        })
+        .map(|o| kube::runtime::reflector::ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
+
+/// Whether a claim failed only because the object went away or changed under it (404, 409, or
+/// 422 from the uid guard): the next sync sees the new state.
+pub fn is_gone_or_changed(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if matches!(s.code, 404 | 409 | 422))
+}
+
 /// Whether the pod is in a terminal phase.
 pub fn is_terminal(pod: &Pod) -> bool {
     matches!(
@@ -106,6 +209,60 @@ pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: DateTime<Utc>) -> bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn controllers_adopt_matching_orphans_and_release_what_stops_matching() {
+        let selector = LabelSelector {
+            match_labels: Some([("app".to_owned(), "web".to_owned())].into()),
+            ..LabelSelector::default()
+        };
+        let pod = |labels: &[(&str, &str)], owner: Option<&str>| {
+            let mut p = Pod::default();
+            p.metadata.labels = Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            );
+            p.metadata.owner_references = owner.map(|uid| {
+                vec![OwnerReference {
+                    uid: uid.to_owned(),
+                    controller: Some(true),
+                    ..OwnerReference::default()
+                }]
+            });
+            p
+        };
+        let web = [("app", "web")];
+        assert_eq!(
+            claim_of("me", false, &selector, &pod(&web, None)),
+            Some(Claim::Adopt)
+        );
+        assert_eq!(claim_of("me", true, &selector, &pod(&web, None)), None);
+        assert_eq!(
+            claim_of("me", false, &selector, &pod(&web, Some("me"))),
+            None
+        );
+        assert_eq!(
+            claim_of("me", false, &selector, &pod(&web, Some("other"))),
+            None
+        );
+        assert_eq!(
+            claim_of("me", false, &selector, &pod(&[("app", "db")], Some("me"))),
+            Some(Claim::Release)
+        );
+        assert_eq!(
+            claim_of("me", false, &selector, &pod(&[("app", "db")], None)),
+            None
+        );
+        assert_eq!(
+            claim_of("me", false, &LabelSelector::default(), &pod(&web, None)),
+            None
+        );
+        let mut deleting = pod(&web, None);
+        deleting.metadata.deletion_timestamp = Some(Time(Utc::now()));
+        assert_eq!(claim_of("me", false, &selector, &deleting), None);
+    }
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
