@@ -123,6 +123,9 @@ pub struct Options {
     /// ResourceQuota objects allowed to sync concurrently.
     #[arg(long, default_value_t = 5)]
     pub concurrent_resource_quota_syncs: u16,
+    /// The period for syncing quota usage status in the system.
+    #[arg(long, default_value = "5m")]
+    pub resource_quota_sync_period: String,
     /// ttl-after-finished workers allowed to sync concurrently.
     #[arg(long, default_value_t = 5)]
     pub concurrent_ttl_after_finished_syncs: u16,
@@ -274,6 +277,10 @@ pub struct Config {
     pub kube_api_qps: f32,
     /// Client burst.
     pub kube_api_burst: u32,
+    /// Full recalculation period of every ResourceQuota's usage.
+    pub resource_quota_sync_period: Duration,
+    /// Longest validity of certificates the csrsigning controller issues.
+    pub cluster_signing_duration: Duration,
     /// Terminated pods kept before podgc deletes the oldest (0 = never).
     pub terminated_pod_gc_threshold: i32,
 }
@@ -306,6 +313,8 @@ pub struct Concurrency {
     pub serviceaccount: u16,
     /// garbage collector workers.
     pub gc: u16,
+    /// resourcequota workers.
+    pub resource_quota: u16,
     /// job workers.
     pub job: u16,
     /// cronjob workers.
@@ -328,6 +337,7 @@ impl Default for Concurrency {
             namespace: 10,
             serviceaccount: 5,
             gc: 20,
+            resource_quota: 5,
             job: 5,
             cronjob: 5,
             ttl_after_finished: 5,
@@ -447,6 +457,7 @@ impl Options {
                 namespace: self.concurrent_namespace_syncs.max(1),
                 serviceaccount: self.concurrent_serviceaccount_token_syncs.max(1),
                 gc: self.concurrent_gc_syncs.max(1),
+                resource_quota: self.concurrent_resource_quota_syncs.max(1),
                 job: self.concurrent_job_syncs.max(1),
                 cronjob: self.concurrent_cron_job_syncs.max(1),
                 ttl_after_finished: self.concurrent_ttl_after_finished_syncs.max(1),
@@ -479,6 +490,14 @@ impl Options {
             use_service_account_credentials: self.use_service_account_credentials,
             kube_api_qps: self.kube_api_qps,
             kube_api_burst: self.kube_api_burst,
+            resource_quota_sync_period: parse_duration(
+                "resource-quota-sync-period",
+                &self.resource_quota_sync_period,
+            )?,
+            cluster_signing_duration: parse_duration(
+                "cluster-signing-duration",
+                &self.cluster_signing_duration,
+            )?,
             terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
         })
     }

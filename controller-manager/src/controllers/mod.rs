@@ -1,8 +1,12 @@
 //! The controllers, one module each, plus helpers they share.
 
+pub mod bootstrap;
+pub mod certificates;
+pub mod clusterroleaggregation;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod garbagecollector;
@@ -14,6 +18,7 @@ pub mod nodelifecycle;
 pub mod nodeutil;
 pub mod podgc;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod rootcacert;
 pub mod serviceaccount;
 pub mod statefulset;
