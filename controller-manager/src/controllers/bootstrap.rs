@@ -176,7 +176,7 @@ async fn sign(cm: Arc<ConfigMap>, ctx: Arc<SignerCtx>) -> Result<Action, Error> 
         .min()
         .and_then(|e| (e - now).to_std().ok());
     let action = next_expiry.map_or(Action::await_change(), |d| {
-        Action::requeue(d.min(MAX_REQUEUE) + Duration::from_secs(1))
+        crate::controllers::requeue_after(d.min(MAX_REQUEUE) + Duration::from_secs(1))
     });
     if updated_data == data {
         return Ok(action);
@@ -192,9 +192,9 @@ async fn sign(cm: Arc<ConfigMap>, ctx: Arc<SignerCtx>) -> Result<Action, Error> 
             tracing::info!("signed cluster-info with the bootstrap signing tokens");
             Ok(action)
         }
-        Err(e) if is_status(&e, 409) || is_status(&e, 404) => {
-            Ok(Action::requeue(Duration::from_millis(500)))
-        }
+        Err(e) if is_status(&e, 409) || is_status(&e, 404) => Ok(
+            crate::controllers::requeue_after(Duration::from_millis(500)),
+        ),
         Err(e) => Err(e.into()),
     }
 }
@@ -241,7 +241,7 @@ async fn clean(secret: Arc<Secret>, ctx: Arc<CleanerCtx>) -> Result<Action, Erro
     let now = Utc::now();
     if at > now {
         let wait = (at - now).to_std().unwrap_or_default();
-        return Ok(Action::requeue(
+        return Ok(crate::controllers::requeue_after(
             wait.min(MAX_REQUEUE) + Duration::from_secs(1),
         ));
     }

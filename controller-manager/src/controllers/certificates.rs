@@ -226,9 +226,9 @@ fn with_condition(
 fn conflict_or<T>(result: Result<T, kube::Error>) -> Result<Action, Error> {
     match result {
         Ok(_) => Ok(Action::await_change()),
-        Err(e) if is_status(&e, 409) || is_status(&e, 404) => {
-            Ok(Action::requeue(Duration::from_millis(500)))
-        }
+        Err(e) if is_status(&e, 409) || is_status(&e, 404) => Ok(
+            crate::controllers::requeue_after(Duration::from_millis(500)),
+        ),
         Err(e) => Err(e.into()),
     }
 }
@@ -642,7 +642,9 @@ async fn clean(csr: Arc<CertificateSigningRequest>, ctx: Arc<CleanerCtx>) -> Res
     let now = Utc::now();
     if at > now {
         let wait = (at - now).to_std().unwrap_or_default();
-        return Ok(Action::requeue(wait.min(Duration::from_secs(3600))));
+        return Ok(crate::controllers::requeue_after(
+            wait.min(Duration::from_secs(3600)),
+        ));
     }
     let api: Api<CertificateSigningRequest> = Api::all(ctx.client.clone());
     match api.delete(&csr.name_any(), &DeleteParams::default()).await {

@@ -97,9 +97,9 @@ async fn reconcile(role: Arc<ClusterRole>, ctx: Arc<Ctx>) -> Result<Action, Erro
             tracing::info!(clusterrole = %role.name_any(), "aggregated rules updated");
             Ok(Action::await_change())
         }
-        Err(e) if is_status(&e, 409) || is_status(&e, 404) => {
-            Ok(Action::requeue(Duration::from_millis(500)))
-        }
+        Err(e) if is_status(&e, 409) || is_status(&e, 404) => Ok(
+            crate::controllers::requeue_after(Duration::from_millis(500)),
+        ),
         Err(e) => Err(e.into()),
     }
 }

@@ -714,11 +714,11 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         return Err(Error::Other(message));
     }
     if min_ready > 0 && status.number_ready > status.number_available.unwrap_or(0) {
-        return Ok(Action::requeue(Duration::from_secs(
+        return Ok(crate::controllers::requeue_after(Duration::from_secs(
             u64::try_from(min_ready).unwrap_or(1),
         )));
     }
-    Ok(Action::requeue(Duration::from_secs(60)))
+    Ok(crate::controllers::requeue_after(Duration::from_secs(60)))
 }
 
 fn compute_status(

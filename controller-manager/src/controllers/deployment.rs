@@ -863,8 +863,8 @@ async fn sync_status(
         }
     }
     Ok(match requeue {
-        Some(after) => Action::requeue(after),
-        None => Action::requeue(Duration::from_secs(60)),
+        Some(after) => crate::controllers::requeue_after(after),
+        None => crate::controllers::requeue_after(Duration::from_secs(60)),
     })
 }
 

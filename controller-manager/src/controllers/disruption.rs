@@ -393,7 +393,9 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Actio
         {
             Ok(_) => {}
             Err(e) if is_status(&e, 409) || is_status(&e, 404) => {
-                return Ok(Action::requeue(Duration::from_millis(500)));
+                return Ok(crate::controllers::requeue_after(Duration::from_millis(
+                    500,
+                )));
             }
             Err(e) => return Err(e.into()),
         }
@@ -401,7 +403,7 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Actio
     let next = recheck
         .and_then(|at| (at - now).to_std().ok())
         .map_or(RESYNC, |d| d.min(RESYNC) + Duration::from_secs(1));
-    Ok(Action::requeue(next))
+    Ok(crate::controllers::requeue_after(next))
 }
 
 /// Whether two statuses agree on everything but condition timestamps.

@@ -212,7 +212,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     match ctx.endpoints.get(&ObjectRef::new(&name).within(&ns)) {
         Some(current) => {
             if current.subsets == subsets && current.labels() == &labels {
-                return Ok(Action::requeue(Duration::from_secs(300)));
+                return Ok(crate::controllers::requeue_after(Duration::from_secs(300)));
             }
             let mut updated = (*current).clone();
             updated.subsets = subsets;
@@ -220,7 +220,9 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             match api.replace(&name, &PostParams::default(), &updated).await {
                 Ok(_) => {}
                 Err(e) if is_status(&e, 409) || is_status(&e, 404) => {
-                    return Ok(Action::requeue(Duration::from_millis(500)));
+                    return Ok(crate::controllers::requeue_after(Duration::from_millis(
+                        500,
+                    )));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -238,11 +240,13 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             match api.create(&PostParams::default(), &ep).await {
                 Ok(_) => {}
                 Err(e) if is_status(&e, 409) => {
-                    return Ok(Action::requeue(Duration::from_millis(500)))
+                    return Ok(crate::controllers::requeue_after(Duration::from_millis(
+                        500,
+                    )))
                 }
                 Err(e) => return Err(e.into()),
             }
         }
     }
-    Ok(Action::requeue(Duration::from_secs(300)))
+    Ok(crate::controllers::requeue_after(Duration::from_secs(300)))
 }

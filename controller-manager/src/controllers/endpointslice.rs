@@ -254,7 +254,9 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 {
                     Ok(_) => {}
                     Err(e) if is_status(&e, 404) || is_status(&e, 409) => {
-                        return Ok(Action::requeue(Duration::from_millis(500)));
+                        return Ok(crate::controllers::requeue_after(Duration::from_millis(
+                            500,
+                        )));
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -288,7 +290,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             }
         }
     }
-    Ok(Action::requeue(Duration::from_secs(300)))
+    Ok(crate::controllers::requeue_after(Duration::from_secs(300)))
 }
 
 #[cfg(test)]

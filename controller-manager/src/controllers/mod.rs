@@ -56,6 +56,16 @@ pub fn error_policy<K: Resource, C>(obj: Arc<K>, error: &Error, _ctx: Arc<C>) ->
     Action::requeue(Duration::from_secs(2))
 }
 
+/// The longest a reconcile asks to wait: later deadlines (a cron schedule years away, a token
+/// expiring in 2099) are re-evaluated after this instead; kube-runtime's scheduler cannot hold
+/// an instant decades away.
+pub const MAX_REQUEUE: Duration = Duration::from_secs(3600);
+
+/// `Action::requeue(after)`, capped at [`MAX_REQUEUE`].
+pub fn requeue_after(after: Duration) -> Action {
+    Action::requeue(after.min(MAX_REQUEUE))
+}
+
 /// Drains a controller's result stream, logging failures at debug level.
 pub async fn drain<S, T, E>(controller: &'static str, results: S)
 where

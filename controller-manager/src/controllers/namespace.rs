@@ -49,7 +49,7 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let remaining = delete_all_content(&ctx.client, &name).await?;
     if remaining > 0 {
         tracing::info!(namespace = %name, remaining, "waiting for namespace content to be deleted");
-        return Ok(Action::requeue(Duration::from_secs(2)));
+        return Ok(crate::controllers::requeue_after(Duration::from_secs(2)));
     }
     finalize(&ctx.client, &ns).await?;
     tracing::info!(namespace = %name, "namespace finalized");

@@ -349,9 +349,9 @@ async fn reconcile_no_schedule(node: Arc<Node>, ctx: Arc<TaintCtx>) -> Result<Ac
     };
     match update_taints(&ctx.client, &node, taints).await {
         Ok(()) => Ok(Action::await_change()),
-        Err(e) if is_status(&e, 409) || is_status(&e, 404) => {
-            Ok(Action::requeue(Duration::from_millis(200)))
-        }
+        Err(e) if is_status(&e, 409) || is_status(&e, 404) => Ok(
+            crate::controllers::requeue_after(Duration::from_millis(200)),
+        ),
         Err(e) => Err(e.into()),
     }
 }

@@ -323,9 +323,9 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
         status.ready_replicas.unwrap_or(0) > status.available_replicas.unwrap_or(0);
     if min_ready > 0 && ready_not_available {
         let secs = u64::try_from(min_ready).unwrap_or(1);
-        return Ok(Action::requeue(Duration::from_secs(secs)));
+        return Ok(crate::controllers::requeue_after(Duration::from_secs(secs)));
     }
-    Ok(Action::requeue(Duration::from_secs(30)))
+    Ok(crate::controllers::requeue_after(Duration::from_secs(30)))
 }
 
 #[cfg(test)]

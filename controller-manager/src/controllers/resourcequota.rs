@@ -616,7 +616,7 @@ async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Ctx>) -> Result<Action, E
         Action::await_change()
     } else {
         // kube-runtime's scheduler panics on deadlines years away.
-        Action::requeue(ctx.resync.min(Duration::from_secs(24 * 3600)))
+        crate::controllers::requeue_after(ctx.resync.min(Duration::from_secs(24 * 3600)))
     };
     if quota.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
@@ -640,9 +640,9 @@ async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Ctx>) -> Result<Action, E
         .await
     {
         Ok(_) => Ok(resync),
-        Err(e) if is_status(&e, 409) || is_status(&e, 404) => {
-            Ok(Action::requeue(Duration::from_millis(500)))
-        }
+        Err(e) if is_status(&e, 409) || is_status(&e, 404) => Ok(
+            crate::controllers::requeue_after(Duration::from_millis(500)),
+        ),
         Err(e) => Err(e.into()),
     }
 }

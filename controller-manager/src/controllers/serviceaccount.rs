@@ -78,5 +78,5 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(Action::requeue(Duration::from_secs(300)))
+    Ok(crate::controllers::requeue_after(Duration::from_secs(300)))
 }

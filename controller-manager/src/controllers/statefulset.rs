@@ -421,11 +421,11 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
     }
     if min_ready > 0 && status.ready_replicas.unwrap_or(0) > status.available_replicas.unwrap_or(0)
     {
-        return Ok(Action::requeue(Duration::from_secs(
+        return Ok(crate::controllers::requeue_after(Duration::from_secs(
             u64::try_from(min_ready).unwrap_or(1),
         )));
     }
-    Ok(Action::requeue(Duration::from_secs(60)))
+    Ok(crate::controllers::requeue_after(Duration::from_secs(60)))
 }
 
 #[allow(clippy::too_many_arguments)]

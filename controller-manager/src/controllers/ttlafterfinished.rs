@@ -52,7 +52,9 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let now = Utc::now();
     if expires > now {
         let wait = (expires - now).to_std().unwrap_or_default();
-        return Ok(Action::requeue(wait + Duration::from_millis(100)));
+        return Ok(crate::controllers::requeue_after(
+            wait + Duration::from_millis(100),
+        ));
     }
     let ns = job
         .namespace()
@@ -66,7 +68,9 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         Some(t) if t <= now => {}
         Some(t) => {
             let wait = (t - now).to_std().unwrap_or_default();
-            return Ok(Action::requeue(wait + Duration::from_millis(100)));
+            return Ok(crate::controllers::requeue_after(
+                wait + Duration::from_millis(100),
+            ));
         }
         None => return Ok(Action::await_change()),
     }

@@ -286,8 +286,8 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         }
     }
     Ok(match requeue {
-        Some(d) => Action::requeue(d + Duration::from_millis(100)),
-        None => Action::requeue(Duration::from_secs(300)),
+        Some(d) => crate::controllers::requeue_after(d + Duration::from_millis(100)),
+        None => crate::controllers::requeue_after(Duration::from_secs(300)),
     })
 }
 

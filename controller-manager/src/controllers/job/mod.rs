@@ -615,8 +615,8 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         }
     }
     Ok(match requeue {
-        Some(d) => Action::requeue(d + Duration::from_millis(100)),
-        None => Action::requeue(Duration::from_secs(60)),
+        Some(d) => crate::controllers::requeue_after(d + Duration::from_millis(100)),
+        None => crate::controllers::requeue_after(Duration::from_secs(60)),
     })
 }
 
