@@ -1106,6 +1106,39 @@ fn fields(message: &str) -> Option<&'static [Field]> {
             (6, "expectedPods", Int, false),
             (7, "conditions", Msg("Condition"), true),
         ],
+        // certificates.k8s.io/v1 (kubectl certificate approve|deny). spec.extra (6) is not
+        // decoded: the approval and status subresources never take it from the body.
+        "CertificateSigningRequest" => &[
+            (1, "metadata", Msg("ObjectMeta"), false),
+            (2, "spec", Msg("CertificateSigningRequestSpec"), false),
+            (3, "status", Msg("CertificateSigningRequestStatus"), false),
+        ],
+        "CertificateSigningRequestSpec" => &[
+            (1, "request", Bytes, false),
+            (2, "username", Str, false),
+            (3, "uid", Str, false),
+            (4, "groups", Str, true),
+            (5, "usages", Str, true),
+            (7, "signerName", Str, false),
+            (8, "expirationSeconds", Int, false),
+        ],
+        "CertificateSigningRequestStatus" => &[
+            (
+                1,
+                "conditions",
+                Msg("CertificateSigningRequestCondition"),
+                true,
+            ),
+            (2, "certificate", Bytes, false),
+        ],
+        "CertificateSigningRequestCondition" => &[
+            (1, "type", StrK, false),
+            (6, "status", StrK, false),
+            (2, "reason", Str, false),
+            (3, "message", Str, false),
+            (5, "lastUpdateTime", Time, false),
+            (4, "lastTransitionTime", Time, false),
+        ],
         // scheduling.k8s.io/v1 (kubectl create priorityclass).
         "PriorityClass" => &[
             (1, "metadata", Msg("ObjectMeta"), false),
@@ -2342,6 +2375,7 @@ mod tests {
             "PodDisruptionBudget",
             "PriorityClass",
             "ResourceQuota",
+            "CertificateSigningRequest",
             "Ingress",
             "Namespace",
             "ConfigMap",

@@ -91,10 +91,40 @@ fn merge_slice(cur: &Value, body: &Value, sub: &str) -> Value {
     match sub {
         "status" => {
             out["status"] = body.get("status").cloned().unwrap_or(json!({}));
+            if cur["kind"] == "CertificateSigningRequest" {
+                // Approval happens only through the approval subresource: the Approved and
+                // Denied conditions stay as they were.
+                let approval =
+                    |c: &Value| matches!(c["type"].as_str(), Some("Approved" | "Denied"));
+                let mut conditions: Vec<Value> = cur["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| approval(c))
+                    .cloned()
+                    .collect();
+                conditions.extend(
+                    out["status"]["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|c| !approval(c))
+                        .cloned(),
+                );
+                out["status"]["conditions"] = json!(conditions);
+            }
             let rv = object::resource_version(body);
             if !rv.is_empty() {
                 object::set_meta(&mut out, "resourceVersion", json!(rv));
             }
+        }
+        // certificatesigningrequests/approval: only the conditions change.
+        "approval" => {
+            out["status"]["conditions"] = body
+                .get("status")
+                .and_then(|s| s.get("conditions"))
+                .cloned()
+                .unwrap_or(json!([]));
         }
         "ephemeralcontainers" => {
             out["spec"]["ephemeralContainers"] = body
@@ -313,4 +343,41 @@ async fn streams(ctx: &mut Ctx) -> Result<Resp> {
         ctx.resource(),
         ctx.info.subresource
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csr_approval_changes_only_through_the_approval_subresource() {
+        let cur = json!({
+            "kind": "CertificateSigningRequest",
+            "spec": {"signerName": "kubernetes.io/kube-apiserver-client", "username": "bob"},
+            "status": {"conditions": [{"type": "Approved", "status": "True"}]},
+        });
+        // A status update cannot drop or add approval, but can add other conditions.
+        let body = json!({"status": {"conditions": [
+            {"type": "Denied", "status": "True"},
+            {"type": "Failed", "status": "True"},
+        ], "certificate": "Y2VydA=="}});
+        let out = merge_slice(&cur, &body, "status");
+        let types: Vec<&str> = out["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["Approved", "Failed"]);
+        assert_eq!(out["status"]["certificate"], "Y2VydA==");
+        // The approval subresource takes the conditions and nothing else.
+        let body = json!({
+            "spec": {"username": "mallory"},
+            "status": {"conditions": [{"type": "Denied", "status": "True"}], "certificate": "eA=="},
+        });
+        let out = merge_slice(&cur, &body, "approval");
+        assert_eq!(out["spec"]["username"], "bob");
+        assert_eq!(out["status"]["conditions"][0]["type"], "Denied");
+        assert!(out["status"]["certificate"].is_null());
+    }
 }

@@ -161,6 +161,9 @@ pub async fn create_object(ctx: &mut Ctx, mut obj: Value, manager: &str) -> Resu
     strategy.default(&mut obj);
     admit(ctx, Operation::Create, Phase::Mutate, Some(&mut obj), None)?;
     strategy.prepare_for_create(&mut obj);
+    if info.group == "certificates.k8s.io" && info.resource == "certificatesigningrequests" {
+        set_requester(&mut obj, &ctx.user);
+    }
     let name = object::name(&obj).to_string();
     let mut errs: Vec<FieldError> = Vec::new();
     if name.is_empty() {
@@ -609,6 +612,28 @@ pub enum Phase {
 /// Runs the admission chain's `phase` on a write of this request's resource; warnings go to
 /// the client. On create the name comes from the object (it may still be empty with only
 /// generateName).
+/// A CertificateSigningRequest records who asked for it (the approvers' SubjectAccessReviews
+/// ask about that user), overwriting whatever the body claimed, as upstream.
+fn set_requester(obj: &mut Value, user: &crate::authn::UserInfo) {
+    let spec = &mut obj["spec"];
+    if !spec.is_object() {
+        return;
+    }
+    spec["username"] = json!(user.name);
+    spec["groups"] = json!(user.groups);
+    match user.uid.as_str() {
+        "" => {
+            spec.as_object_mut().map(|m| m.remove("uid"));
+        }
+        uid => spec["uid"] = json!(uid),
+    }
+    if user.extra.is_empty() {
+        spec.as_object_mut().map(|m| m.remove("extra"));
+    } else {
+        spec["extra"] = json!(user.extra);
+    }
+}
+
 pub fn admit(
     ctx: &mut Ctx,
     operation: Operation,
