@@ -367,10 +367,18 @@ async fn run_nodes(nodes: usize, rows: &Arc<Mutex<Vec<Row>>>) -> anyhow::Result<
         let creator = {
             let admin = admin.clone();
             let ns = ns.clone();
-            tokio::spawn(async move { create_pods(&admin, &ns, "pod", pods_n, concurrency).await })
+            tokio::spawn(async move {
+                let t = Instant::now();
+                create_pods(&admin, &ns, "pod", pods_n, concurrency).await?;
+                anyhow::Ok(t.elapsed())
+            })
         };
         let (samples, took, complete) = sample_until(&bound, pods_n, start).await;
-        creator.await??;
+        let created_in = creator.await??;
+        eprintln!(
+            "[{nodes} nodes] measured pods created in {:.1}s",
+            created_in.as_secs_f64()
+        );
         let row = Row {
             nodes,
             case: "SchedulingBasic",

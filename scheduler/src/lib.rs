@@ -206,6 +206,7 @@ pub async fn start(
     tasks.spawn(sched.clone().run_node_informer());
     tasks.spawn(sched.clone().run_pod_informer());
     tasks.spawn(sched.clone().run_flusher());
+    tasks.spawn(sched.clone().run_event_sink());
     let queue = sched.queue.clone();
     let looper = sched.clone();
     let handle = tokio::spawn(async move {

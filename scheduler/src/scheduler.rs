@@ -43,7 +43,13 @@ pub struct Scheduler {
     next_start: AtomicUsize,
     nodes_synced: AtomicBool,
     pods_synced: AtomicBool,
+    events: tokio::sync::mpsc::Sender<Event>,
+    events_rx: Mutex<Option<tokio::sync::mpsc::Receiver<Event>>>,
 }
+
+/// Events waiting to be written; beyond this, new events are dropped (upstream's broadcaster
+/// queues 1,000 and drops when full, so a burst of bindings never waits on events).
+const MAX_QUEUED_EVENTS: usize = 1000;
 
 /// How many nodes to filter before scoring, as upstream's numFeasibleNodesToFind.
 pub fn num_feasible_nodes_to_find(percentage: Option<i32>, all: usize) -> usize {
@@ -132,7 +138,10 @@ impl Scheduler {
                 .map(|f| (f.scheduler_name.clone(), f))
                 .collect(),
         );
+        let (events, events_rx) = tokio::sync::mpsc::channel(MAX_QUEUED_EVENTS);
         Arc::new(Self {
+            events,
+            events_rx: Mutex::new(Some(events_rx)),
             client,
             queue: Arc::new(SchedulingQueue::new(profiles.clone())),
             profiles,
@@ -507,7 +516,7 @@ impl Scheduler {
                             this.queue.done(&qp.key);
                             this.observe("scheduled", &profile, start);
                             let msg = format!("Successfully assigned {} to {node}", qp.key);
-                            this.record_event(&pod, "Normal", "Scheduled", &msg).await;
+                            this.record_event(&pod, "Normal", "Scheduled", &msg);
                         } else {
                             fw.run_unreserve(&state, &pod, &node);
                             this.cache.forget(&qp.key);
@@ -532,8 +541,7 @@ impl Scheduler {
                 let this = self.clone();
                 tokio::spawn(async move {
                     this.set_unschedulable(&pod, &message).await;
-                    this.record_event(&pod, "Warning", "FailedScheduling", &message)
-                        .await;
+                    this.record_event(&pod, "Warning", "FailedScheduling", &message);
                 });
             }
             Outcome::Error(e) => self.fail(&qp, &profile, start, e, true),
@@ -551,12 +559,7 @@ impl Scheduler {
         tracing::warn!(error = %err, "scheduling attempt failed");
         self.observe("error", profile, start);
         self.queue.requeue_failed(qp, Vec::new(), error);
-        let this = self.clone();
-        let pod = qp.pod.clone();
-        tokio::spawn(async move {
-            this.record_event(&pod, "Warning", "FailedScheduling", &err)
-                .await;
-        });
+        self.record_event(&qp.pod, "Warning", "FailedScheduling", &err);
     }
 
     fn observe(&self, result: &str, profile: &str, start: Instant) {
@@ -602,7 +605,27 @@ impl Scheduler {
         }
     }
 
-    async fn record_event(&self, pod: &Pod, type_: &str, reason: &str, message: &str) {
+    /// Writes queued events one at a time, as upstream's event sink, until the queue closes.
+    pub async fn run_event_sink(self: Arc<Self>) {
+        let Some(mut rx) = self
+            .events_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return;
+        };
+        while let Some(event) = rx.recv().await {
+            let ns = event.metadata.namespace.clone().unwrap_or_default();
+            let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+            if let Err(e) = api.create(&PostParams::default(), &event).await {
+                tracing::warn!(error = %e, "failed to record event");
+            }
+        }
+    }
+
+    /// Queues an event about `pod`; drops it when the queue is full.
+    fn record_event(&self, pod: &Pod, type_: &str, reason: &str, message: &str) {
         let ns = pod
             .metadata
             .namespace
@@ -641,9 +664,8 @@ impl Scheduler {
                 return;
             }
         };
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
-        if let Err(e) = api.create(&PostParams::default(), &event).await {
-            tracing::warn!(error = %e, "failed to record event");
+        if self.events.try_send(event).is_err() {
+            tracing::debug!(reason, "event queue full; dropping event");
         }
     }
 }
