@@ -356,17 +356,29 @@ impl Scheduler {
         let all = snapshot.nodes.len();
         let want = num_feasible_nodes_to_find(fw.percentage_of_nodes_to_score, all);
         let start = self.next_start.load(Ordering::Relaxed) % all.max(1);
-        let mut feasible = Vec::new();
-        let mut processed = 0;
-        for i in 0..all {
+        // Nodes are filtered in parallel from a rotating start; workers stop claiming nodes
+        // once enough feasible ones were found (upstream's numFeasibleNodesToFind).
+        let found = AtomicUsize::new(0);
+        let results = crate::framework::parallel::map_until(all, |i| {
+            if found.load(Ordering::Relaxed) >= want {
+                return None;
+            }
             let ni = &snapshot.nodes[(start + i) % all];
-            processed += 1;
             let s = fw.run_filter(state, pod, ni);
             if s.is_success() {
+                found.fetch_add(1, Ordering::Relaxed);
+            }
+            Some((ni, s))
+        });
+        let mut feasible = Vec::new();
+        let mut processed = 0;
+        for (ni, s) in results.into_iter().flatten() {
+            if feasible.len() >= want {
+                break;
+            }
+            processed += 1;
+            if s.is_success() {
                 feasible.push(ni.clone());
-                if feasible.len() >= want {
-                    break;
-                }
             } else {
                 if let Some(p) = s.plugin {
                     if !diagnosis.unschedulable_plugins.contains(&p) {

@@ -1,5 +1,6 @@
 //! The scheduling framework: status codes, cycle state, node snapshots and the extension points.
 
+pub mod parallel;
 pub mod resource;
 pub mod runtime;
 
