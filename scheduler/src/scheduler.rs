@@ -210,12 +210,11 @@ impl Scheduler {
         }
     }
 
-    fn on_pod_delete(&self, pod: &Pod) {
-        let key = pod_key(pod);
-        self.queue.delete(&key);
-        self.forget_pending(&key);
-        if self.cache.has_pod(&key) {
-            self.cache.remove_pod(&key);
+    fn on_pod_delete(&self, key: &str) {
+        self.queue.delete(key);
+        self.forget_pending(key);
+        if self.cache.has_pod(key) {
+            self.cache.remove_pod(key);
             self.queue.move_unschedulable(|_| true);
         }
     }
@@ -267,30 +266,33 @@ impl Scheduler {
     pub async fn run_pod_informer(self: Arc<Self>) {
         let api: Api<Pod> = Api::all(self.client.clone());
         let mut stream = watcher(api, watcher::Config::default()).boxed();
-        let mut relist: Option<HashMap<String, Pod>> = None;
-        let mut known: HashMap<String, Pod> = HashMap::new();
+        // Only keys are kept (for deletions missed across a relist); the objects live in the
+        // queue and the cache.
+        let mut relist: Option<HashSet<String>> = None;
+        let mut known: HashSet<String> = HashSet::new();
         while let Some(ev) = stream.next().await {
             match ev {
                 Ok(WatchEvent::Apply(p)) => {
-                    known.insert(pod_key(&p), p.clone());
+                    known.insert(pod_key(&p));
                     self.on_pod(p);
                 }
                 Ok(WatchEvent::Delete(p)) => {
-                    known.remove(&pod_key(&p));
-                    self.on_pod_delete(&p);
+                    let key = pod_key(&p);
+                    known.remove(&key);
+                    self.on_pod_delete(&key);
                 }
-                Ok(WatchEvent::Init) => relist = Some(HashMap::new()),
+                Ok(WatchEvent::Init) => relist = Some(HashSet::new()),
                 Ok(WatchEvent::InitApply(p)) => {
                     if let Some(seen) = relist.as_mut() {
-                        seen.insert(pod_key(&p), p.clone());
+                        seen.insert(pod_key(&p));
                     }
                     self.on_pod(p);
                 }
                 Ok(WatchEvent::InitDone) => {
                     if let Some(seen) = relist.take() {
-                        for (key, p) in &known {
-                            if !seen.contains_key(key) {
-                                self.on_pod_delete(p);
+                        for key in &known {
+                            if !seen.contains(key) {
+                                self.on_pod_delete(key);
                             }
                         }
                         known = seen;
