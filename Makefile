@@ -12,7 +12,7 @@ export OUT ?= _out
 STORE_BIN ?= target/debug/kube-store
 export STORE_BIN
 
-.PHONY: help deps build test verify fix bench bench-store bench-apiserver up up-store down e2e
+.PHONY: help deps build test verify fix bench bench-store bench-apiserver bench-scheduler up up-store down e2e
 
 help: ## List the targets
 	@echo "Targets:"
@@ -39,13 +39,17 @@ fix: ## Rewrite: cargo fmt and clippy --fix
 	$(CARGO) fmt --all
 	$(CARGO) clippy --workspace --all-targets --fix --allow-dirty --allow-staged
 
-bench: bench-store bench-apiserver ## Every benchmark (release builds; not part of `make test`)
+bench: bench-store bench-apiserver bench-scheduler ## Every benchmark (release builds; not part of `make test`)
 
 bench-store: deps ## kube-store vs real etcd 3.4, same client and workload, ratios (docs/benchmarks.md)
 	$(CARGO) bench -p store --bench store
 
 bench-apiserver: ## kube-apiserver under kube-rs load: 20/200 req/s latency, LIST 10k pods, 1,000 watchers, RSS vs SLOs
 	$(CARGO) bench -p apiserver --bench apiserver
+
+bench-scheduler: ## kube-scheduler pods/s end to end (scheduler_perf SchedulingBasic shape, 1,000 and 5,000 nodes) vs goal and upstream
+	$(CARGO) build --release -p apiserver --bin kube-apiserver
+	$(CARGO) bench -p scheduler --bench scheduler
 
 up: deps ## Build and start the control plane (apiserver with embedded store on :6443, scheduler, controller-manager); kubeconfig in _out/admin.conf
 	$(CARGO) build -p apiserver --bin kube-apiserver -p scheduler --bin kube-scheduler -p controller-manager --bin kube-controller-manager

@@ -22,6 +22,7 @@
 //!
 //! Env: BENCH_NODES (default "1000,5000"), BENCH_PODS (10000), BENCH_INIT_PODS (1000),
 //! BENCH_CONCURRENCY (creates in flight, 64), BENCH_ONLY ("basic", "backlog"; default both),
+//! BENCH_PARALLELISM (the scheduler configuration's `parallelism`; unset: default),
 //! KUBE_SCHEDULER_BIN / KUBE_APISERVER_BIN (override the binaries).
 
 #[path = "../../apiserver/tests/common/mod.rs"]
@@ -115,7 +116,26 @@ struct Scheduler {
 impl Scheduler {
     fn start(server: &ApiServer, dir: &Path) -> anyhow::Result<Self> {
         let kubeconfig = server.kubeconfig_for_cert("system:kube-scheduler", &[]);
+        // BENCH_PARALLELISM sets the configuration's `parallelism` (a --config file, which
+        // then also carries the client limits).
+        let config = match std::env::var("BENCH_PARALLELISM") {
+            Ok(p) if !p.trim().is_empty() => {
+                let path = dir.join("kube-scheduler-config.yaml");
+                std::fs::write(
+                    &path,
+                    format!(
+                        "apiVersion: kubescheduler.config.k8s.io/v1\n\
+                         kind: KubeSchedulerConfiguration\nparallelism: {}\n\
+                         clientConnection:\n  qps: 5000\n  burst: 5000\n",
+                        p.trim()
+                    ),
+                )?;
+                vec![format!("--config={}", path.display())]
+            }
+            _ => Vec::new(),
+        };
         let child = Command::new(scheduler_binary())
+            .args(config)
             .args([
                 format!("--kubeconfig={}", kubeconfig.display()),
                 "--bind-address=127.0.0.1".to_string(),
@@ -367,10 +387,18 @@ async fn run_nodes(nodes: usize, rows: &Arc<Mutex<Vec<Row>>>) -> anyhow::Result<
         let creator = {
             let admin = admin.clone();
             let ns = ns.clone();
-            tokio::spawn(async move { create_pods(&admin, &ns, "pod", pods_n, concurrency).await })
+            tokio::spawn(async move {
+                let t = Instant::now();
+                create_pods(&admin, &ns, "pod", pods_n, concurrency).await?;
+                anyhow::Ok(t.elapsed())
+            })
         };
         let (samples, took, complete) = sample_until(&bound, pods_n, start).await;
-        creator.await??;
+        let created_in = creator.await??;
+        eprintln!(
+            "[{nodes} nodes] measured pods created in {:.1}s",
+            created_in.as_secs_f64()
+        );
         let row = Row {
             nodes,
             case: "SchedulingBasic",

@@ -86,6 +86,9 @@ pub struct KubeSchedulerConfiguration {
     /// Global percentage of nodes to score.
     #[serde(default)]
     pub percentage_of_nodes_to_score: Option<i32>,
+    /// Workers for per-node plugin work (upstream default 16; capped at the CPUs here).
+    #[serde(default)]
+    pub parallelism: Option<i32>,
     /// Profiles; one default profile when empty.
     #[serde(default)]
     pub profiles: Vec<Profile>,

@@ -114,6 +114,14 @@ impl Config {
             }
             None => (o.kube_api_qps, o.kube_api_burst),
         };
+        if let Some(p) = scheduler.parallelism {
+            if p <= 0 {
+                return Err(config::ConfigError::Invalid(format!(
+                    "parallelism: Invalid value: {p}: should be an integer greater than 0"
+                ))
+                .into());
+            }
+        }
         let qps = qps.filter(|q| *q != 0.0).unwrap_or(DEFAULT_QPS);
         let burst = burst.filter(|b| *b != 0).unwrap_or(DEFAULT_BURST);
         let burst = u32::try_from(burst).map_err(|_| {
@@ -172,6 +180,9 @@ pub async fn start(
     cfg: Config,
     shutdown: Shutdown,
 ) -> Result<(Running, tokio::task::JoinHandle<Result<(), Error>>), Error> {
+    if let Some(p) = cfg.scheduler.parallelism {
+        framework::parallel::set_parallelism(usize::try_from(p).unwrap_or(1));
+    }
     let client = client(&cfg).await?;
     let frameworks = config::build_frameworks(&cfg.scheduler, Some(client.clone()))?;
     for fw in &frameworks {
@@ -206,6 +217,7 @@ pub async fn start(
     tasks.spawn(sched.clone().run_node_informer());
     tasks.spawn(sched.clone().run_pod_informer());
     tasks.spawn(sched.clone().run_flusher());
+    tasks.spawn(sched.clone().run_event_sink());
     let queue = sched.queue.clone();
     let looper = sched.clone();
     let handle = tokio::spawn(async move {

@@ -43,7 +43,13 @@ pub struct Scheduler {
     next_start: AtomicUsize,
     nodes_synced: AtomicBool,
     pods_synced: AtomicBool,
+    events: tokio::sync::mpsc::Sender<Event>,
+    events_rx: Mutex<Option<tokio::sync::mpsc::Receiver<Event>>>,
 }
+
+/// Events waiting to be written; beyond this, new events are dropped (upstream's broadcaster
+/// queues 1,000 and drops when full, so a burst of bindings never waits on events).
+const MAX_QUEUED_EVENTS: usize = 1000;
 
 /// How many nodes to filter before scoring, as upstream's numFeasibleNodesToFind.
 pub fn num_feasible_nodes_to_find(percentage: Option<i32>, all: usize) -> usize {
@@ -132,7 +138,10 @@ impl Scheduler {
                 .map(|f| (f.scheduler_name.clone(), f))
                 .collect(),
         );
+        let (events, events_rx) = tokio::sync::mpsc::channel(MAX_QUEUED_EVENTS);
         Arc::new(Self {
+            events,
+            events_rx: Mutex::new(Some(events_rx)),
             client,
             queue: Arc::new(SchedulingQueue::new(profiles.clone())),
             profiles,
@@ -201,12 +210,11 @@ impl Scheduler {
         }
     }
 
-    fn on_pod_delete(&self, pod: &Pod) {
-        let key = pod_key(pod);
-        self.queue.delete(&key);
-        self.forget_pending(&key);
-        if self.cache.has_pod(&key) {
-            self.cache.remove_pod(&key);
+    fn on_pod_delete(&self, key: &str) {
+        self.queue.delete(key);
+        self.forget_pending(key);
+        if self.cache.has_pod(key) {
+            self.cache.remove_pod(key);
             self.queue.move_unschedulable(|_| true);
         }
     }
@@ -258,30 +266,33 @@ impl Scheduler {
     pub async fn run_pod_informer(self: Arc<Self>) {
         let api: Api<Pod> = Api::all(self.client.clone());
         let mut stream = watcher(api, watcher::Config::default()).boxed();
-        let mut relist: Option<HashMap<String, Pod>> = None;
-        let mut known: HashMap<String, Pod> = HashMap::new();
+        // Only keys are kept (for deletions missed across a relist); the objects live in the
+        // queue and the cache.
+        let mut relist: Option<HashSet<String>> = None;
+        let mut known: HashSet<String> = HashSet::new();
         while let Some(ev) = stream.next().await {
             match ev {
                 Ok(WatchEvent::Apply(p)) => {
-                    known.insert(pod_key(&p), p.clone());
+                    known.insert(pod_key(&p));
                     self.on_pod(p);
                 }
                 Ok(WatchEvent::Delete(p)) => {
-                    known.remove(&pod_key(&p));
-                    self.on_pod_delete(&p);
+                    let key = pod_key(&p);
+                    known.remove(&key);
+                    self.on_pod_delete(&key);
                 }
-                Ok(WatchEvent::Init) => relist = Some(HashMap::new()),
+                Ok(WatchEvent::Init) => relist = Some(HashSet::new()),
                 Ok(WatchEvent::InitApply(p)) => {
                     if let Some(seen) = relist.as_mut() {
-                        seen.insert(pod_key(&p), p.clone());
+                        seen.insert(pod_key(&p));
                     }
                     self.on_pod(p);
                 }
                 Ok(WatchEvent::InitDone) => {
                     if let Some(seen) = relist.take() {
-                        for (key, p) in &known {
-                            if !seen.contains_key(key) {
-                                self.on_pod_delete(p);
+                        for key in &known {
+                            if !seen.contains(key) {
+                                self.on_pod_delete(key);
                             }
                         }
                         known = seen;
@@ -347,17 +358,29 @@ impl Scheduler {
         let all = snapshot.nodes.len();
         let want = num_feasible_nodes_to_find(fw.percentage_of_nodes_to_score, all);
         let start = self.next_start.load(Ordering::Relaxed) % all.max(1);
-        let mut feasible = Vec::new();
-        let mut processed = 0;
-        for i in 0..all {
+        // Nodes are filtered in parallel from a rotating start; workers stop claiming nodes
+        // once enough feasible ones were found (upstream's numFeasibleNodesToFind).
+        let found = AtomicUsize::new(0);
+        let results = crate::framework::parallel::map_until(all, |i| {
+            if found.load(Ordering::Relaxed) >= want {
+                return None;
+            }
             let ni = &snapshot.nodes[(start + i) % all];
-            processed += 1;
             let s = fw.run_filter(state, pod, ni);
             if s.is_success() {
+                found.fetch_add(1, Ordering::Relaxed);
+            }
+            Some((ni, s))
+        });
+        let mut feasible = Vec::new();
+        let mut processed = 0;
+        for (ni, s) in results.into_iter().flatten() {
+            if feasible.len() >= want {
+                break;
+            }
+            processed += 1;
+            if s.is_success() {
                 feasible.push(ni.clone());
-                if feasible.len() >= want {
-                    break;
-                }
             } else {
                 if let Some(p) = s.plugin {
                     if !diagnosis.unschedulable_plugins.contains(&p) {
@@ -507,7 +530,7 @@ impl Scheduler {
                             this.queue.done(&qp.key);
                             this.observe("scheduled", &profile, start);
                             let msg = format!("Successfully assigned {} to {node}", qp.key);
-                            this.record_event(&pod, "Normal", "Scheduled", &msg).await;
+                            this.record_event(&pod, "Normal", "Scheduled", &msg);
                         } else {
                             fw.run_unreserve(&state, &pod, &node);
                             this.cache.forget(&qp.key);
@@ -532,8 +555,7 @@ impl Scheduler {
                 let this = self.clone();
                 tokio::spawn(async move {
                     this.set_unschedulable(&pod, &message).await;
-                    this.record_event(&pod, "Warning", "FailedScheduling", &message)
-                        .await;
+                    this.record_event(&pod, "Warning", "FailedScheduling", &message);
                 });
             }
             Outcome::Error(e) => self.fail(&qp, &profile, start, e, true),
@@ -551,12 +573,7 @@ impl Scheduler {
         tracing::warn!(error = %err, "scheduling attempt failed");
         self.observe("error", profile, start);
         self.queue.requeue_failed(qp, Vec::new(), error);
-        let this = self.clone();
-        let pod = qp.pod.clone();
-        tokio::spawn(async move {
-            this.record_event(&pod, "Warning", "FailedScheduling", &err)
-                .await;
-        });
+        self.record_event(&qp.pod, "Warning", "FailedScheduling", &err);
     }
 
     fn observe(&self, result: &str, profile: &str, start: Instant) {
@@ -602,7 +619,27 @@ impl Scheduler {
         }
     }
 
-    async fn record_event(&self, pod: &Pod, type_: &str, reason: &str, message: &str) {
+    /// Writes queued events one at a time, as upstream's event sink, until the queue closes.
+    pub async fn run_event_sink(self: Arc<Self>) {
+        let Some(mut rx) = self
+            .events_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return;
+        };
+        while let Some(event) = rx.recv().await {
+            let ns = event.metadata.namespace.clone().unwrap_or_default();
+            let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+            if let Err(e) = api.create(&PostParams::default(), &event).await {
+                tracing::warn!(error = %e, "failed to record event");
+            }
+        }
+    }
+
+    /// Queues an event about `pod`; drops it when the queue is full.
+    fn record_event(&self, pod: &Pod, type_: &str, reason: &str, message: &str) {
         let ns = pod
             .metadata
             .namespace
@@ -641,9 +678,8 @@ impl Scheduler {
                 return;
             }
         };
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
-        if let Err(e) = api.create(&PostParams::default(), &event).await {
-            tracing::warn!(error = %e, "failed to record event");
+        if self.events.try_send(event).is_err() {
+            tracing::debug!(reason, "event queue full; dropping event");
         }
     }
 }

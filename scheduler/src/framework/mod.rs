@@ -1,5 +1,6 @@
 //! The scheduling framework: status codes, cycle state, node snapshots and the extension points.
 
+pub mod parallel;
 pub mod resource;
 pub mod runtime;
 
@@ -183,6 +184,31 @@ pub struct NodeInfo {
     pub pods_with_affinity: Vec<Arc<Pod>>,
     /// The pods with required anti-affinity (upstream's `PodsWithRequiredAntiAffinity`).
     pub pods_with_required_anti_affinity: Vec<Arc<Pod>>,
+    /// Pods that are not terminating, grouped by namespace and identical labels: pods of one
+    /// workload share their labels, so counting the pods a selector matches (topology
+    /// spreading, once per node per cycle) looks at a few groups instead of every pod.
+    pub label_groups: Vec<LabelGroup>,
+}
+
+/// Non-terminating pods of one namespace with identical labels on a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabelGroup {
+    /// The pods' namespace.
+    pub namespace: Option<String>,
+    /// Their labels.
+    pub labels: BTreeMap<String, String>,
+    /// How many.
+    pub count: usize,
+}
+
+fn label_group_of(pod: &Pod) -> Option<(&Option<String>, BTreeMap<String, String>)> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    Some((
+        &pod.metadata.namespace,
+        pod.metadata.labels.clone().unwrap_or_default(),
+    ))
 }
 
 fn has_pod_affinity(pod: &Pod) -> bool {
@@ -235,6 +261,7 @@ impl NodeInfo {
             image_sizes: Arc::new(image_sizes),
             pods_with_affinity: Vec::new(),
             pods_with_required_anti_affinity: Vec::new(),
+            label_groups: Vec::new(),
         }
     }
 
@@ -263,6 +290,20 @@ impl NodeInfo {
         if has_required_anti_affinity(&pod) {
             self.pods_with_required_anti_affinity.push(pod.clone());
         }
+        if let Some((ns, labels)) = label_group_of(&pod) {
+            match self
+                .label_groups
+                .iter_mut()
+                .find(|g| g.namespace == *ns && g.labels == labels)
+            {
+                Some(g) => g.count += 1,
+                None => self.label_groups.push(LabelGroup {
+                    namespace: ns.clone(),
+                    labels,
+                    count: 1,
+                }),
+            }
+        }
         self.pods.push(pod);
     }
 
@@ -275,6 +316,18 @@ impl NodeInfo {
         self.pods_with_affinity.retain(|p| !Arc::ptr_eq(p, &pod));
         self.pods_with_required_anti_affinity
             .retain(|p| !Arc::ptr_eq(p, &pod));
+        if let Some((ns, labels)) = label_group_of(&pod) {
+            if let Some(i) = self
+                .label_groups
+                .iter()
+                .position(|g| g.namespace == *ns && g.labels == labels)
+            {
+                self.label_groups[i].count -= 1;
+                if self.label_groups[i].count == 0 {
+                    self.label_groups.swap_remove(i);
+                }
+            }
+        }
         let (req, non_zero) = resource::pod_requests(&pod);
         self.requested.sub(&req);
         self.requested.allowed_pod_number -= 1;
@@ -511,5 +564,42 @@ pub fn default_normalize_score(max_priority: i64, reverse: bool, scores: &mut [i
             v = max_priority - v;
         }
         *s = v;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::helpers::testing::{node, pod};
+    use serde_json::json;
+
+    #[test]
+    fn label_groups_and_affinity_lists_follow_adds_and_removes() {
+        let mut ni = NodeInfo::new(Arc::new(node("n", "4", "8Gi", json!({}), json!([]))));
+        let web = |n: &str| Arc::new(pod(n, json!({"app": "web"}), json!({})));
+        let anti = Arc::new(pod(
+            "anti",
+            json!({"app": "db"}),
+            json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"topologyKey": "kubernetes.io/hostname",
+                 "labelSelector": {"matchLabels": {"app": "db"}}}]}}}),
+        ));
+        let mut gone = pod("gone", json!({"app": "web"}), json!({}));
+        gone.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
+        );
+        for p in [web("a"), web("b"), anti.clone(), Arc::new(gone)] {
+            ni.add_pod(p);
+        }
+        let counts: Vec<usize> = ni.label_groups.iter().map(|g| g.count).collect();
+        assert_eq!(counts, vec![2, 1], "terminating pods are not grouped");
+        assert_eq!(ni.pods_with_affinity.len(), 1);
+        assert_eq!(ni.pods_with_required_anti_affinity.len(), 1);
+        assert!(ni.remove_pod("default/anti"));
+        assert!(ni.remove_pod("default/a"));
+        assert_eq!(ni.label_groups.len(), 1);
+        assert_eq!(ni.label_groups[0].count, 1);
+        assert!(ni.pods_with_affinity.is_empty());
+        assert!(ni.pods_with_required_anti_affinity.is_empty());
     }
 }

@@ -182,24 +182,35 @@ impl Framework {
         pod: &Pod,
         nodes: &[Arc<NodeInfo>],
     ) -> Result<Vec<i64>, Status> {
+        let plugins: Vec<(&dyn super::ScorePlugin, &'static str, i64)> = self
+            .score
+            .iter()
+            .filter(|(p, _)| !state.skip_score.contains(p.name()))
+            .filter_map(|(p, w)| Some((p.as_score()?, p.name(), *w)))
+            .collect();
+        // Every plugin's raw score per node, nodes spread over workers as upstream.
+        let raw = super::parallel::map_until(nodes.len(), |i| {
+            Some(
+                plugins
+                    .iter()
+                    .map(|(sp, _, _)| sp.score(state, pod, &nodes[i]))
+                    .collect::<Vec<_>>(),
+            )
+        });
         let mut totals = vec![0i64; nodes.len()];
-        for (p, weight) in &self.score {
-            if state.skip_score.contains(p.name()) {
-                continue;
-            }
-            let Some(sp) = p.as_score() else {
-                continue;
-            };
+        for (j, (sp, name, weight)) in plugins.iter().enumerate() {
             let mut scores = Vec::with_capacity(nodes.len());
-            for n in nodes {
-                scores.push(
-                    sp.score(state, pod, n)
-                        .map_err(|s| s.with_plugin(p.name()))?,
-                );
+            for per_node in &raw {
+                let score = per_node
+                    .as_ref()
+                    .and_then(|r| r.get(j))
+                    .cloned()
+                    .unwrap_or(Ok(0));
+                scores.push(score.map_err(|s| s.with_plugin(name))?);
             }
             let s = sp.normalize(state, pod, &mut scores);
             if !s.is_success() {
-                return Err(s.with_plugin(p.name()));
+                return Err(s.with_plugin(name));
             }
             for (t, s) in totals.iter_mut().zip(scores) {
                 *t += s.clamp(super::MIN_NODE_SCORE, super::MAX_NODE_SCORE) * weight;

@@ -99,10 +99,18 @@ pub fn constraints(pod: &Pod, when: &str) -> Vec<Constraint> {
         .collect()
 }
 
-fn counts_pod(pod: &Pod, existing: &Pod, c: &Constraint) -> bool {
-    existing.metadata.namespace == pod.metadata.namespace
-        && existing.metadata.deletion_timestamp.is_none()
-        && label_selector_matches(&c.selector, pod_labels(existing))
+/// The well-known hostname label; each node is its own domain.
+const HOSTNAME: &str = "kubernetes.io/hostname";
+
+/// Non-terminating pods on `node` in the pod's namespace that `c`'s selector matches.
+fn count_on_node(pod: &Pod, node: &NodeInfo, c: &Constraint) -> usize {
+    node.label_groups
+        .iter()
+        .filter(|g| {
+            g.namespace == pod.metadata.namespace && label_selector_matches(&c.selector, &g.labels)
+        })
+        .map(|g| g.count)
+        .sum()
 }
 
 /// Per constraint: topology value -> matching pods, over nodes the pod could go to.
@@ -121,7 +129,7 @@ fn domain_counts(
         }
         for (i, c) in cs.iter().enumerate() {
             let value = ni.labels()[&c.topology_key].clone();
-            let n = ni.pods.iter().filter(|e| counts_pod(pod, e, c)).count() as i64;
+            let n = count_on_node(pod, ni, c) as i64;
             *out[i].entry(value).or_default() += n;
         }
     }
@@ -222,13 +230,19 @@ impl PreScorePlugin for PodTopologySpread {
         }
         // Pods are counted over all nodes; domains (for the weights) over the feasible ones.
         let mut counts = vec![BTreeMap::new(); cs.len()];
-        for ni in &snapshot.nodes {
+        // Hostname domains are single nodes: as upstream, Score counts those on the node it
+        // scores instead of PreScore counting every node's pods.
+        let by_domain = cs.iter().any(|c| c.topology_key != HOSTNAME);
+        for ni in snapshot.nodes.iter().filter(|_| by_domain) {
             if !pod_matches_node_selector_and_affinity(pod, &ni.node) {
                 continue;
             }
             for (i, c) in cs.iter().enumerate() {
+                if c.topology_key == HOSTNAME {
+                    continue;
+                }
                 if let Some(v) = ni.labels().get(&c.topology_key) {
-                    let n = ni.pods.iter().filter(|e| counts_pod(pod, e, c)).count() as i64;
+                    let n = count_on_node(pod, ni, c) as i64;
                     *counts[i].entry(v.clone()).or_default() += n;
                 }
             }
@@ -256,7 +270,7 @@ impl PreScorePlugin for PodTopologySpread {
 }
 
 impl ScorePlugin for PodTopologySpread {
-    fn score(&self, state: &CycleState, _pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
+    fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
         let Some(st) = state.read::<ScoreState>(SCORE_KEY) else {
             return Ok(0);
         };
@@ -266,7 +280,11 @@ impl ScorePlugin for PodTopologySpread {
                 // Marked to be scored 0 by normalize.
                 return Ok(-1);
             };
-            let cnt = counts.get(v).copied().unwrap_or(0) as f64;
+            let cnt = if c.topology_key == HOSTNAME {
+                count_on_node(pod, node, c) as f64
+            } else {
+                counts.get(v).copied().unwrap_or(0) as f64
+            };
             score += cnt * w + (c.max_skew - 1) as f64;
         }
         Ok(score.round() as i64)
