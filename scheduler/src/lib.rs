@@ -73,6 +73,12 @@ pub struct Config {
     pub cert_dir: Option<PathBuf>,
     /// Leader election settings; `None` when disabled.
     pub leader_election: Option<leader_election::Settings>,
+    /// Delegated authentication's kubeconfig (`None`: the main client).
+    pub authentication_kubeconfig: Option<PathBuf>,
+    /// Delegated authorization's kubeconfig (`None`: the main client).
+    pub authorization_kubeconfig: Option<PathBuf>,
+    /// Paths the secure port serves to anyone.
+    pub always_allow_paths: Vec<String>,
     /// Client-side rate limit: requests per second (negative: unlimited).
     pub qps: f32,
     /// Client-side rate limit: burst.
@@ -137,6 +143,9 @@ impl Config {
             tls,
             cert_dir: o.cert_dir.clone(),
             leader_election,
+            authentication_kubeconfig: o.authentication_kubeconfig.clone(),
+            authorization_kubeconfig: o.authorization_kubeconfig.clone(),
+            always_allow_paths: o.authorization_always_allow_paths.clone(),
             qps,
             burst,
             scheduler,
@@ -162,6 +171,29 @@ async fn client(cfg: &Config) -> Result<kube::Client, Error> {
         Some(layer) => builder.with_layer(&layer).build(),
         None => builder.build(),
     })
+}
+
+/// The secure port's reviewer: TokenReview and SubjectAccessReview through
+/// --authentication-kubeconfig / --authorization-kubeconfig, else the main client.
+async fn delegated_auth(
+    cfg: &Config,
+    main: &kube::Client,
+) -> Result<Arc<component_base::delegated::DelegatedAuth>, Error> {
+    async fn from(path: Option<&PathBuf>, main: &kube::Client) -> Result<kube::Client, Error> {
+        let Some(path) = path else {
+            return Ok(main.clone());
+        };
+        let kubeconfig = Kubeconfig::read_from(path).map_err(Error::Kubeconfig)?;
+        let kc = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(Error::Kubeconfig)?;
+        kube::Client::try_from(kc).map_err(Error::Client)
+    }
+    Ok(component_base::delegated::DelegatedAuth::new(
+        from(cfg.authentication_kubeconfig.as_ref(), main).await?,
+        from(cfg.authorization_kubeconfig.as_ref(), main).await?,
+        cfg.always_allow_paths.clone(),
+    ))
 }
 
 /// A running scheduler: the secure port's address (if served) and its state.
@@ -207,6 +239,7 @@ pub async fn start(
                 sched.clone(),
                 &metrics,
                 watchdog,
+                delegated_auth(&cfg, &client).await?,
                 shutdown.clone(),
             )
             .await?,

@@ -18,13 +18,16 @@ pub struct Options {
     /// The apiserver address (overrides the kubeconfig).
     #[arg(long)]
     pub master: Option<String>,
-    /// kubeconfig for delegated authentication (accepted; the secure port does not
-    /// authenticate yet).
+    /// kubeconfig for delegated authentication (TokenReview) on the secure port; unset:
+    /// --kubeconfig.
     #[arg(long)]
     pub authentication_kubeconfig: Option<PathBuf>,
-    /// kubeconfig for delegated authorization (accepted, see above).
+    /// kubeconfig for delegated authorization (SubjectAccessReview); unset: --kubeconfig.
     #[arg(long)]
     pub authorization_kubeconfig: Option<PathBuf>,
+    /// Paths served without authentication or authorization.
+    #[arg(long, value_delimiter = ',', default_value = "/healthz,/readyz,/livez")]
+    pub authorization_always_allow_paths: Vec<String>,
     /// Address the secure port listens on.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind_address: IpAddr,

@@ -35,6 +35,7 @@ pub async fn serve(
     sched: Arc<Scheduler>,
     metrics: &Metrics,
     leader: Option<Watchdog>,
+    auth: Arc<component_base::delegated::DelegatedAuth>,
     shutdown: Shutdown,
 ) -> Result<SocketAddr, Error> {
     let (crt, key) = match cfg.tls.clone() {
@@ -59,8 +60,6 @@ pub async fn serve(
             Err("informers not synced".into())
         }
     });
-    // TODO(delegated-auth): authenticate and authorize /metrics and /debug through
-    // TokenReview/SubjectAccessReview as upstream's --authentication/authorization-kubeconfig.
     let extra = handler(move |path: String, _query: Option<String>| {
         let sched = sched.clone();
         async move {
@@ -86,12 +85,13 @@ pub async fn serve(
             }
         }
     });
-    let (bound, _task) = component_base::serve(
+    let (bound, _task) = component_base::serve_guarded(
         addr,
         Some(tls),
         metrics.registry.clone(),
         health,
         Some(extra),
+        Some(auth.guard()),
         shutdown,
     )
     .await

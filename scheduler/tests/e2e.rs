@@ -158,12 +158,15 @@ async fn cluster(ns: &str) -> Cluster {
     }
 }
 
+/// GET `path` on the scheduler's secure port as the admin (delegated authn/authz).
 fn curl(port: u16, path: &str) -> String {
     let out = Command::new("curl")
         .args([
             "-sk",
             "--max-time",
             "10",
+            "-H",
+            &format!("Authorization: Bearer {}", common::ADMIN_TOKEN),
             &format!("https://127.0.0.1:{port}{path}"),
         ])
         .output()
@@ -262,6 +265,18 @@ async fn a_pod_that_fits_nowhere_stays_pending_with_upstreams_message_and_per_no
         "{metrics}"
     );
     assert_eq!(curl(c.port, "/healthz"), "ok");
+    // Without credentials only the health paths answer; /metrics is upstream's 403 Status.
+    let anonymous = Command::new("curl")
+        .args(["-sk", "--max-time", "10", "-w", "\n%{http_code}"])
+        .arg(format!("https://127.0.0.1:{}/metrics", c.port))
+        .output()
+        .expect("curl");
+    let anonymous = String::from_utf8_lossy(&anonymous.stdout).into_owned();
+    assert!(anonymous.ends_with("\n403"), "{anonymous}");
+    assert!(
+        anonymous.contains(r#"cannot get path \"/metrics\""#),
+        "{anonymous}"
+    );
     assert_eq!(curl(c.port, "/readyz"), "ok");
 
     // Another scheduler's pod is never touched.
@@ -385,16 +400,8 @@ async fn pods_are_bound_honouring_requests_selectors_and_taints_and_pending_pods
     .await;
 
     // The debug endpoint lists node -> plugin -> reason.
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sk",
-            "--max-time",
-            "10",
-            &format!("https://127.0.0.1:{port}/debug/pending/{ns}/too-big"),
-        ])
-        .output()
-        .expect("curl");
-    let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("debug json");
+    let out = curl(port, &format!("/debug/pending/{ns}/too-big"));
+    let body: serde_json::Value = serde_json::from_str(&out).expect("debug json");
     assert_eq!(
         body["nodes"]["small"]["NodeResourcesFit"], "Insufficient cpu",
         "{body}"
@@ -404,16 +411,7 @@ async fn pods_are_bound_honouring_requests_selectors_and_taints_and_pending_pods
         "node(s) had untolerated taint {dedicated: gpu}",
         "{body}"
     );
-    let metrics = std::process::Command::new("curl")
-        .args([
-            "-sk",
-            "--max-time",
-            "10",
-            &format!("https://127.0.0.1:{port}/metrics"),
-        ])
-        .output()
-        .expect("curl");
-    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    let metrics = curl(port, "/metrics");
     assert!(
         metrics
             .lines()

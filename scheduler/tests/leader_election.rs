@@ -61,12 +61,16 @@ impl Scheduler {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// GET `path` on the secure port as the admin (only /healthz, /readyz and /livez are open
+    /// to anonymous callers).
     fn curl(&self, path: &str) -> String {
         let out = Command::new("curl")
             .args([
                 "-sk",
                 "--max-time",
                 "10",
+                "-H",
+                &format!("Authorization: Bearer {}", common::ADMIN_TOKEN),
                 &format!("https://127.0.0.1:{}{path}", self.port),
             ])
             .output()

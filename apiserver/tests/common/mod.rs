@@ -113,7 +113,8 @@ impl User {
     }
 }
 
-const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef";
+/// The token-file admin (`system:masters`), for raw HTTP clients such as curl.
+pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef";
 const BOB_TOKEN: &str = "e2e-bob-token-0123456789abcdef";
 const BAD_TOKEN: &str = "e2e-token-nobody-issued";
 
