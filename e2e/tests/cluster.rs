@@ -30,6 +30,7 @@ fn scheduler_binary() -> PathBuf {
 struct Scheduler {
     child: Child,
     log: PathBuf,
+    port: u16,
 }
 
 impl Scheduler {
@@ -56,7 +57,7 @@ impl Scheduler {
             .stderr(file)
             .spawn()
             .expect("spawn kube-scheduler");
-        Scheduler { child, log }
+        Scheduler { child, log, port }
     }
 }
 
@@ -553,4 +554,118 @@ fn a_high_priority_pod_preempts_a_lower_one_and_the_controller_replaces_the_vict
         },
     );
     assert!(replacement["spec"]["nodeName"].is_null(), "{replacement}");
+}
+
+/// A Prometheus process; killed on drop.
+struct Prometheus(Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_real_prometheus_scrapes_every_control_plane_component_with_a_service_account_token() {
+    let server = ApiServer::start();
+    let kcm = Kcm::start(&server, &[]);
+    let sched = Scheduler::start(&server, &["--leader-elect=false"]);
+    // Prometheus authenticates as a ServiceAccount bound to system:monitoring, as a cluster's
+    // monitoring stack does; the components check it with TokenReview + SubjectAccessReview.
+    server.ok(&[
+        "create",
+        "serviceaccount",
+        "prometheus",
+        "-n",
+        "kube-system",
+    ]);
+    server.ok(&[
+        "create",
+        "clusterrolebinding",
+        "prometheus",
+        "--clusterrole=system:monitoring",
+        "--serviceaccount=kube-system:prometheus",
+    ]);
+    let token = server.ok(&["create", "token", "prometheus", "-n", "kube-system"]);
+    let dir = server.dir().join("prometheus");
+    std::fs::create_dir_all(&dir).expect("prometheus dir");
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, token.trim()).expect("token file");
+    let job = |name: &str, port: u16| {
+        format!(
+            "  - job_name: {name}\n    scheme: https\n    tls_config: {{insecure_skip_verify: true}}\n    authorization: {{credentials_file: {}}}\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n",
+            token_file.display()
+        )
+    };
+    let config = format!(
+        "global: {{scrape_interval: 1s}}\nscrape_configs:\n{}{}{}",
+        job("kube-apiserver", server.port),
+        job("kube-scheduler", sched.port),
+        job("kube-controller-manager", kcm.port),
+    );
+    std::fs::write(dir.join("prometheus.yml"), config).expect("config");
+    let port = free_port();
+    let _prom = Prometheus(
+        Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus is installed by make deps"),
+    );
+    let query = |q: &str| -> Value {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "5", "--get", "--data-urlencode"])
+            .arg(format!("query={q}"))
+            .arg(format!("http://127.0.0.1:{port}/api/v1/query"))
+            .output()
+            .expect("curl");
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    };
+    let up = poll(
+        "prometheus scrapes all three components",
+        || {},
+        || {
+            let answer = query("up");
+            let results = answer["data"]["result"].as_array()?.clone();
+            let up: BTreeMap<String, String> = results
+                .iter()
+                .map(|r| {
+                    (
+                        r["metric"]["job"].as_str().unwrap_or_default().to_owned(),
+                        r["value"][1].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect();
+            (up.len() == 3 && up.values().all(|v| v == "1")).then_some(up)
+        },
+    );
+    assert_eq!(up.len(), 3, "{up:?}");
+    // Each component's own series arrived.
+    for (job, metric) in [
+        ("kube-scheduler", "scheduler_pending_pods"),
+        ("kube-controller-manager", "process_resident_memory_bytes"),
+        ("kube-apiserver", "apiserver_request_total"),
+    ] {
+        poll(
+            &format!("{metric} from {job}"),
+            || {},
+            || {
+                let answer = query(&format!("count({metric}{{job=\"{job}\"}})"));
+                answer["data"]["result"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+                    .then_some(())
+            },
+        );
+    }
 }
