@@ -9,6 +9,8 @@ pub mod http;
 pub mod leaderelection;
 pub mod logs;
 pub mod metrics;
+#[cfg(feature = "ratelimit")]
+pub mod ratelimit;
 pub mod shutdown;
 pub mod tls;
 

@@ -93,6 +93,7 @@ pub enum Error {
 pub struct ClientBuilder {
     root: Client,
     base: kube::Config,
+    limits: (f32, u32),
     dir: PathBuf,
     shutdown: Shutdown,
     clients: Mutex<HashMap<String, Client>>,
@@ -100,11 +101,13 @@ pub struct ClientBuilder {
 
 impl ClientBuilder {
     /// Uses `root` (the manager's own identity) to create ServiceAccounts and request tokens,
-    /// and `base` (its kubeconfig minus credentials) for the controllers' clients. Token files go
+    /// and `base` (its kubeconfig minus credentials) for the controllers' clients, each under
+    /// its own `limits` (qps, burst) bucket. Token files go
     /// in `dir`, created private.
     pub fn new(
         root: Client,
         base: &kube::Config,
+        limits: (f32, u32),
         dir: PathBuf,
         shutdown: Shutdown,
     ) -> Result<Arc<Self>, Error> {
@@ -114,6 +117,7 @@ impl ClientBuilder {
         Ok(Arc::new(Self {
             root,
             base,
+            limits,
             dir,
             shutdown,
             clients: Mutex::new(HashMap::new()),
@@ -132,8 +136,8 @@ impl ClientBuilder {
         let lifetime = self.refresh(name, &path).await?;
         let mut config = self.base.clone();
         config.auth_info.token_file = Some(path.to_string_lossy().into_owned());
-        let client =
-            Client::try_from(config).map_err(|e| Error::Client(name.to_owned(), Box::new(e)))?;
+        let client = component_base::ratelimit::client(config, self.limits.0, self.limits.1)
+            .map_err(|e| Error::Client(name.to_owned(), Box::new(e)))?;
         clients.insert(name.to_owned(), client.clone());
         tokio::spawn(self.clone().renew(name.to_owned(), path, lifetime));
         Ok(client)

@@ -62,7 +62,13 @@ pub enum Error {
 
 /// Builds the client from `--kubeconfig`/`--master` (or in-cluster/`$KUBECONFIG`).
 pub async fn client(config: &Config) -> Result<Client, Error> {
-    Client::try_from(client_config(config).await?).map_err(Error::Client)
+    limited(client_config(config).await?, config)
+}
+
+/// A client under `--kube-api-qps`/`--kube-api-burst`, each with its own bucket as upstream.
+fn limited(kube_config: kube::Config, config: &Config) -> Result<Client, Error> {
+    component_base::ratelimit::client(kube_config, config.kube_api_qps, config.kube_api_burst)
+        .map_err(Error::Client)
 }
 
 /// The client settings from `--kubeconfig`/`--master` (or in-cluster/`$KUBECONFIG`).
@@ -110,12 +116,13 @@ async fn kubeconfig_config(
 /// Runs the controller manager until `shutdown` triggers or leadership is lost.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     let kube_config = client_config(&config).await?;
-    let client = Client::try_from(kube_config.clone()).map_err(Error::Client)?;
+    let client = limited(kube_config.clone(), &config)?;
     let builder = if config.use_service_account_credentials {
         let dir = token_dir(config.cert_dir.as_deref());
         Some(ClientBuilder::new(
             client.clone(),
             &kube_config,
+            (config.kube_api_qps, config.kube_api_burst),
             dir,
             shutdown.clone(),
         )?)

@@ -194,8 +194,7 @@ pub struct Options {
     /// Use an individual service account credential for each controller.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub use_service_account_credentials: bool,
-    /// QPS to use while talking with the apiserver (kube-rs has no client-side limiter; kept for
-    /// compatibility).
+    /// QPS to use while talking with the apiserver (a token bucket per client, as client-go).
     #[arg(long, default_value_t = 20.0)]
     pub kube_api_qps: f32,
     /// Burst to use while talking with the apiserver.

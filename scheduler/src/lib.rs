@@ -9,7 +9,6 @@ pub mod metrics;
 pub mod options;
 pub mod plugins;
 pub mod queue;
-pub mod ratelimit;
 pub mod scheduler;
 pub mod server;
 
@@ -167,10 +166,12 @@ async fn client(cfg: &Config) -> Result<kube::Client, Error> {
         kc.cluster_url = master;
     }
     let builder = kube::client::ClientBuilder::try_from(kc).map_err(Error::Client)?;
-    Ok(match ratelimit::RateLimitLayer::new(cfg.qps, cfg.burst) {
-        Some(layer) => builder.with_layer(&layer).build(),
-        None => builder.build(),
-    })
+    Ok(
+        match component_base::ratelimit::RateLimitLayer::new(cfg.qps, cfg.burst) {
+            Some(layer) => builder.with_layer(&layer).build(),
+            None => builder.build(),
+        },
+    )
 }
 
 /// The secure port's reviewer: TokenReview and SubjectAccessReview through

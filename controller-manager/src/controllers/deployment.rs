@@ -83,8 +83,15 @@ fn replicas(rs: &ReplicaSet) -> i32 {
     rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
 }
 
+/// (replicas, ready, available) of a ReplicaSet's status. A status older than the ReplicaSet's
+/// spec (its controller has not seen a scale yet) vouches for no ready or available pods: a
+/// stale "6 available" from before a scale to zero must not complete the next rollout.
 fn status_of(rs: &ReplicaSet) -> (i32, i32, i32) {
     let s = rs.status.clone().unwrap_or_default();
+    let current = s.observed_generation.unwrap_or(0) >= rs.metadata.generation.unwrap_or(0);
+    if !current {
+        return (s.replicas, 0, 0);
+    }
     (
         s.replicas,
         s.ready_replicas.unwrap_or(0),

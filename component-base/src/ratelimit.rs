@@ -76,6 +76,16 @@ impl<S> Layer<S> for RateLimitLayer {
     }
 }
 
+/// A kube Client from `config` whose requests go through a `qps`/`burst` token bucket (no
+/// limit when `qps` is negative or zero).
+pub fn client(config: kube::Config, qps: f32, burst: u32) -> Result<kube::Client, kube::Error> {
+    let builder = kube::client::ClientBuilder::try_from(config)?;
+    Ok(match RateLimitLayer::new(qps, burst) {
+        Some(layer) => builder.with_layer(&layer).build(),
+        None => builder.build(),
+    })
+}
+
 /// The rate-limited service.
 #[derive(Debug)]
 pub struct RateLimited<S> {
