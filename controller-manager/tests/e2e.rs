@@ -210,6 +210,32 @@ fn deployment_rolls_out_updates_within_max_unavailable_and_is_garbage_collected(
             "{status}"
         );
 
+        // kubectl describe shows upstream's events of both controllers.
+        let mut last = String::new();
+        let seen = (0..240).any(|_| {
+            let described = server.ok(&["describe", "deployment", "web", "-n", ns]);
+            let events = server.json(&["get", "events", "-n", ns]);
+            let created = events["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| {
+                    e["reason"] == "SuccessfulCreate"
+                        && e["involvedObject"]["kind"] == "ReplicaSet"
+                        && e["source"]["component"] == "replicaset-controller"
+                })
+                .count();
+            last = format!("{created} SuccessfulCreate events; describe:\n{described}");
+            let done = described.contains("ScalingReplicaSet")
+                && described.contains("Scaled up replica set web-")
+                && created == 4;
+            if !done {
+                thread::sleep(Duration::from_millis(250));
+            }
+            done
+        });
+        assert!(seen, "events missing: {last}");
+
         // Also exposes it: a Service gets EndpointSlices and Endpoints with the ready pods.
         server.ok(&[
             "expose",

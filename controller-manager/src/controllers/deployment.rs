@@ -405,7 +405,8 @@ async fn scale(
         }},
         "spec": {"replicas": to},
     });
-    tracing::info!(replicaset = %rs.name_any(), from = replicas(rs), to, "scaling replica set");
+    let from = replicas(rs);
+    tracing::info!(replicaset = %rs.name_any(), from, to, "scaling replica set");
     *rs = api
         .patch(
             &rs.name_any(),
@@ -413,7 +414,43 @@ async fn scale(
             &Patch::Merge(&patch),
         )
         .await?;
+    if from != to {
+        scaled_event(api, rs, from, to);
+    }
     Ok(true)
+}
+
+/// Upstream's ScalingReplicaSet event on the Deployment owning `rs` (seen in `kubectl describe
+/// deployment`), recorded in the background.
+fn scaled_event(api: &Api<ReplicaSet>, rs: &ReplicaSet, from: i32, to: i32) {
+    let Some(owner) = controller_of(rs) else {
+        return;
+    };
+    let object = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(owner.api_version.clone()),
+        kind: Some(owner.kind.clone()),
+        name: Some(owner.name.clone()),
+        namespace: rs.namespace(),
+        uid: Some(owner.uid.clone()),
+        ..Default::default()
+    };
+    let direction = if to > from { "up" } else { "down" };
+    let message = format!(
+        "Scaled {direction} replica set {} from {from} to {to}",
+        rs.name_any()
+    );
+    let client = api.clone().into_client();
+    tokio::spawn(async move {
+        super::nodeutil::record_event(
+            &client,
+            "deployment-controller",
+            object,
+            "Normal",
+            "ScalingReplicaSet",
+            message,
+        )
+        .await;
+    });
 }
 
 async fn create_new(
@@ -470,6 +507,9 @@ async fn create_new(
     match api.create(&PostParams::default(), &rs).await {
         Ok(created) => {
             tracing::info!(deployment = %d.name_any(), replicaset = %created.name_any(), replicas = initial, "created new replica set");
+            if initial > 0 {
+                scaled_event(api, &created, 0, initial);
+            }
             sets.new = Some(created);
             Ok(())
         }

@@ -17,9 +17,12 @@ use kube::runtime::reflector::Store;
 use kube::ResourceExt;
 
 use super::util::{
-    apply_claim, claim_of, controller_of, controller_ref, is_active, is_available,
-    is_gone_or_changed, is_ready, selector_matches, Claim,
+    api_message, apply_claim, claim_of, controller_of, controller_ref, emit, is_active,
+    is_available, is_gone_or_changed, is_ready, selector_matches, Claim,
 };
+
+/// The events' source component, as upstream.
+const COMPONENT: &str = "replicaset-controller";
 use super::{drain, error_policy, is_status, Error};
 use crate::context::ControllerContext;
 
@@ -217,8 +220,26 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
                 let n = batch.min(count - done);
                 for _ in 0..n {
                     match api.create(&PostParams::default(), &pod).await {
-                        Ok(p) => created.push(p.name_any()),
+                        Ok(p) => {
+                            emit(
+                                &ctx.client,
+                                COMPONENT,
+                                rs.as_ref(),
+                                "Normal",
+                                "SuccessfulCreate",
+                                format!("Created pod: {}", p.name_any()),
+                            );
+                            created.push(p.name_any());
+                        }
                         Err(e) => {
+                            emit(
+                                &ctx.client,
+                                COMPONENT,
+                                rs.as_ref(),
+                                "Warning",
+                                "FailedCreate",
+                                format!("Error creating: {}", api_message(&e)),
+                            );
                             failure = Some(e.to_string());
                             break 'outer;
                         }
@@ -244,7 +265,17 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
                     ..DeleteParams::default()
                 };
                 match api.delete(&pod.name_any(), &params).await {
-                    Ok(_) => deleted.push(pod.name_any()),
+                    Ok(_) => {
+                        emit(
+                            &ctx.client,
+                            COMPONENT,
+                            rs.as_ref(),
+                            "Normal",
+                            "SuccessfulDelete",
+                            format!("Deleted pod: {}", pod.name_any()),
+                        );
+                        deleted.push(pod.name_any());
+                    }
                     Err(e) if is_status(&e, 404) => {}
                     Err(e) => {
                         failure = Some(e.to_string());

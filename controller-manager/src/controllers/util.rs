@@ -167,6 +167,47 @@ pub fn is_gone_or_changed(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if matches!(s.code, 404 | 409 | 422))
 }
 
+/// A reference to `obj` for an Event's involvedObject.
+pub fn object_ref<K: Resource<DynamicType = ()>>(
+    obj: &K,
+) -> k8s_openapi::api::core::v1::ObjectReference {
+    let meta = obj.meta();
+    k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(K::api_version(&()).into_owned()),
+        kind: Some(K::kind(&()).into_owned()),
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        ..Default::default()
+    }
+}
+
+/// Records an Event about `obj` from `component` in the background (best effort, as client-go's
+/// broadcaster): a reconcile never waits for it.
+pub fn emit<K: Resource<DynamicType = ()>>(
+    client: &kube::Client,
+    component: &'static str,
+    obj: &K,
+    type_: &'static str,
+    reason: &'static str,
+    message: String,
+) {
+    let client = client.clone();
+    let object = object_ref(obj);
+    tokio::spawn(async move {
+        super::nodeutil::record_event(&client, component, object, type_, reason, message).await;
+    });
+}
+
+/// The apiserver's message of a failed request (the whole error otherwise), for events.
+pub fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// Whether the pod is in a terminal phase.
 pub fn is_terminal(pod: &Pod) -> bool {
     matches!(
