@@ -2,6 +2,12 @@
 
 use clap::Parser;
 
+/// mimalloc rather than glibc malloc: a write allocates and frees thousands of small JSON
+/// values and strings, and glibc's malloc/free/consolidate took ~30% of the server's CPU under
+/// the scheduler benchmark (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let options = match apiserver::Options::try_parse() {

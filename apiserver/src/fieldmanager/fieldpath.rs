@@ -219,6 +219,35 @@ impl Set {
         out
     }
 
+    /// `self.union(other)` in place: the cost follows `other`, not `self`.
+    pub fn merge(&mut self, other: &Set) {
+        self.members.extend(other.members.iter().cloned());
+        for (pe, child) in &other.children {
+            match self.children.get_mut(pe) {
+                Some(mine) => mine.merge(child),
+                None => {
+                    self.children.insert(pe.clone(), child.clone());
+                }
+            }
+        }
+    }
+
+    /// `self.difference(other)` in place: the cost follows `other`, not `self`, so removing a
+    /// write's few changed fields from a large manager entry does not rebuild the entry.
+    pub fn subtract(&mut self, other: &Set) {
+        for pe in &other.members {
+            self.members.remove(pe);
+        }
+        for (pe, theirs) in &other.children {
+            if let Some(mine) = self.children.get_mut(pe) {
+                mine.subtract(theirs);
+                if mine.is_empty() {
+                    self.children.remove(pe);
+                }
+            }
+        }
+    }
+
     /// Paths of `self` not in `other`, member by member: removing a path does not remove
     /// the paths below it.
     pub fn difference(&self, other: &Set) -> Set {
@@ -326,6 +355,31 @@ mod tests {
 
     fn f(name: &str) -> PathElement {
         PathElement::Field(name.into())
+    }
+
+    #[test]
+    fn merge_and_subtract_in_place_equal_union_and_difference() {
+        let sets: Vec<Set> = [
+            json!({}),
+            json!({"f:metadata": {"f:labels": {".": {}, "f:app": {}}}, "f:spec": {"f:nodeName": {}}}),
+            json!({"f:spec": {"f:nodeName": {}, "f:containers": {"k:{\"name\":\"a\"}": {".": {}, "f:image": {}}}}}),
+            json!({"f:metadata": {"f:labels": {"f:app": {}}}, "f:spec": {".": {}}}),
+            json!({"f:spec": {"f:containers": {"k:{\"name\":\"a\"}": {".": {}, "f:image": {}, "f:name": {}}}}}),
+        ]
+        .iter()
+        .map(|v| Set::from_fields_v1(v).expect("valid fieldsV1"))
+        .collect();
+        for a in &sets {
+            for b in &sets {
+                let mut merged = a.clone();
+                merged.merge(b);
+                assert_eq!(merged, a.union(b));
+                let mut rest = a.clone();
+                rest.subtract(b);
+                assert_eq!(rest, a.difference(b));
+                assert!(rest.children().all(|(_, c)| !c.is_empty()));
+            }
+        }
     }
 
     #[test]

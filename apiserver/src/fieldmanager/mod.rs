@@ -195,12 +195,16 @@ fn record_update<S: SchemaNode>(
     schema: Option<&S>,
 ) {
     let cmp = compare(old, Some(new), schema);
-    let changed = cmp.modified.union(&cmp.added);
+    let mut changed = cmp.modified;
+    changed.merge(&cmp.added);
+    // In place: the sets this write touches are small, the managers' entries are not.
     for owned in managed.values_mut() {
-        owned.set = owned.set.difference(&changed).difference(&cmp.removed);
+        owned.set.subtract(&changed);
+        owned.set.subtract(&cmp.removed);
     }
     managed.retain(|_, owned| !owned.set.is_empty());
-    let taken = changed.difference(&strip_set());
+    let mut taken = changed;
+    taken.subtract(&strip_set());
     // The entry and its time change only when the write changed a field it may own.
     if taken.is_empty() {
         return;
@@ -210,7 +214,7 @@ fn record_update<S: SchemaNode>(
         api_version: api_version.to_string(),
         time: None,
     });
-    entry.set = taken.union(&entry.set);
+    entry.set.merge(&taken);
     entry.api_version = api_version.to_string();
     entry.time = Some(now.to_string());
 }

@@ -236,6 +236,13 @@ fn compare_at<S: SchemaNode>(
     schema: Option<&S>,
     out: &mut Comparison,
 ) {
+    // Equal values record nothing at any depth; most of an updated object is unchanged, and
+    // walking it would resolve the schema of every field.
+    if let (Some(l), Some(r)) = (lhs, rhs) {
+        if l == r {
+            return;
+        }
+    }
     match shape(lhs, rhs, schema) {
         Shape::Leaf => {
             match (lhs, rhs) {
@@ -252,9 +259,17 @@ fn compare_at<S: SchemaNode>(
             let rm = rhs.and_then(Value::as_object).unwrap_or(&empty);
             let keys: BTreeSet<&String> = lm.keys().chain(rm.keys()).collect();
             for k in keys {
-                let (child, _) = field_schema(schema, k);
+                let (l, r) = (lm.get(k), rm.get(k));
                 path.push(PathElement::Field(k.clone()));
-                compare_at(path, lm.get(k), rm.get(k), child.as_ref(), out);
+                // Scalars are leaves whatever their schema says, so theirs is not looked up.
+                let container =
+                    |v: Option<&Value>| v.is_some_and(|v| v.is_object() || v.is_array());
+                if container(l) || container(r) {
+                    let (child, _) = field_schema(schema, k);
+                    compare_at(path, l, r, child.as_ref(), out);
+                } else {
+                    compare_at::<S>(path, l, r, None, out);
+                }
                 path.pop();
             }
         }

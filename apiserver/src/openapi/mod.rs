@@ -247,8 +247,40 @@ impl std::fmt::Debug for Node {
     }
 }
 
-fn escape_pointer(name: &str) -> String {
-    name.replace('~', "~0").replace('/', "~1")
+fn escape_pointer(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.contains(['~', '/']) {
+        name.replace('~', "~0").replace('/', "~1").into()
+    } else {
+        name.into()
+    }
+}
+
+/// `Value::pointer` without its per-segment allocations: schema walks (pruning, unknown-field
+/// checks, managedFields) resolve pointers on every step of every write, and unescaping only
+/// allocates for the rare segment that holds `~`.
+fn resolve_pointer<'a>(root: &'a Value, pointer: &str) -> Option<&'a Value> {
+    if pointer.is_empty() {
+        return Some(root);
+    }
+    let rest = pointer.strip_prefix('/')?;
+    rest.split('/').try_fold(root, |target, token| {
+        let token: std::borrow::Cow<'_, str> = if token.contains('~') {
+            token.replace("~1", "/").replace("~0", "~").into()
+        } else {
+            token.into()
+        };
+        match target {
+            Value::Object(map) => map.get(&*token),
+            Value::Array(list) => {
+                let index = token.parse::<usize>().ok()?;
+                if token.len() > 1 && token.starts_with('0') {
+                    return None;
+                }
+                list.get(index)
+            }
+            _ => None,
+        }
+    })
 }
 
 /// The single `$ref` a schema stands for, if it is a reference or an `allOf` wrapping one.
@@ -271,11 +303,7 @@ impl Node {
             Root::Def(name) => self.schemas.defs.get(&**name)?,
             Root::Owned(v) => v,
         };
-        if loc.pointer.is_empty() {
-            Some(root)
-        } else {
-            root.pointer(&loc.pointer)
-        }
+        resolve_pointer(root, &loc.pointer)
     }
 
     /// The resolved schema at this position.
@@ -302,7 +330,7 @@ impl Node {
     fn child(&self, suffix: &str) -> Option<Node> {
         let site = Loc {
             root: self.target.root.clone(),
-            pointer: Arc::from(format!("{}{suffix}", self.target.pointer)),
+            pointer: Arc::from([&*self.target.pointer, suffix].concat()),
         };
         let written = self.value_at(&site)?;
         if !written.is_object() {
@@ -330,7 +358,10 @@ impl Node {
     /// The property `name`, only if declared (no fallback to map values).
     pub fn property(&self, name: &str) -> Option<Node> {
         self.properties()?.get(name)?;
-        self.child(&format!("/properties/{}", escape_pointer(name)))
+        let mut suffix = String::with_capacity(12 + name.len());
+        suffix.push_str("/properties/");
+        suffix.push_str(&escape_pointer(name));
+        self.child(&suffix)
     }
 
     /// The schema of list items.

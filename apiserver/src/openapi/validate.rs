@@ -63,22 +63,29 @@ fn unknown_walk(node: &Node, v: &Value, path: &str, out: &mut Vec<String>) {
             let values = node.map_values();
             let props = node.properties();
             for (k, child) in m {
-                let p = join(path, k);
+                // A scalar holds no fields: walking into it would only resolve its schema.
+                let nested = child.is_object() || child.is_array();
                 if props.is_some_and(|ps| ps.contains_key(k)) {
-                    if let Some(n) = node.property(k) {
-                        unknown_walk(&n, child, &p, out);
+                    if nested {
+                        if let Some(n) = node.property(k) {
+                            unknown_walk(&n, child, &join(path, k), out);
+                        }
                     }
                 } else if let Some(values) = &values {
-                    unknown_walk(values, child, &p, out);
+                    if nested {
+                        unknown_walk(values, child, &join(path, k), out);
+                    }
                 } else if !open_map {
-                    out.push(p);
+                    out.push(join(path, k));
                 }
             }
         }
         Value::Array(items) => {
             if let Some(item) = node.list_items() {
                 for (i, x) in items.iter().enumerate() {
-                    unknown_walk(&item, x, &index(path, i), out);
+                    if x.is_object() || x.is_array() {
+                        unknown_walk(&item, x, &index(path, i), out);
+                    }
                 }
             }
         }
