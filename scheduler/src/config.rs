@@ -355,7 +355,10 @@ mod tests {
         );
         let filters: Vec<&str> = fw.filter.iter().map(|p| p.name()).collect();
         assert_eq!(filters.len(), 9);
-        assert_eq!(filters[6], "VolumeBinding", "after NodeResourcesFit as upstream");
+        assert_eq!(
+            filters[6], "VolumeBinding",
+            "after NodeResourcesFit as upstream"
+        );
         assert!(fw.pre_filter.iter().any(|p| p.name() == "VolumeBinding"));
         assert_eq!(fw.post_filter.len(), 1);
     }

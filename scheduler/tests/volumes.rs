@@ -124,10 +124,9 @@ async fn node_of(pods: &Api<Pod>, name: &str) -> Option<String> {
 }
 
 struct Cluster {
-    server: ApiServer,
+    _server: ApiServer,
     ns: String,
     admin: Client,
-    port: u16,
     _sched: SchedulerProcess,
 }
 
@@ -153,10 +152,9 @@ async fn cluster(ns: &str) -> Cluster {
         .spawn()
         .expect("spawn kube-scheduler");
     Cluster {
-        server,
+        _server: server,
         ns,
         admin,
-        port,
         _sched: SchedulerProcess { child, log: err },
     }
 }
