@@ -212,6 +212,7 @@ type Weighted = Vec<(Arc<dyn Plugin>, i64)>;
 pub fn build_frameworks(
     cfg: &KubeSchedulerConfiguration,
     client: Option<kube::Client>,
+    volumes: Arc<crate::volumes::VolumeStore>,
 ) -> Result<Vec<Arc<Framework>>, ConfigError> {
     let mut profiles = cfg.profiles.clone();
     if profiles.is_empty() {
@@ -247,6 +248,7 @@ pub fn build_frameworks(
             let ctx = PluginContext {
                 args: args.get(name).map(|v| (*v).clone()).unwrap_or_default(),
                 client: client.clone(),
+                volumes: volumes.clone(),
             };
             let p = factory(&ctx).map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
             instances.insert(name.to_string(), p.clone());
@@ -329,7 +331,7 @@ mod tests {
     use super::*;
 
     fn build(yaml: &str) -> Result<Vec<Arc<Framework>>, ConfigError> {
-        build_frameworks(&parse(yaml)?, None)
+        build_frameworks(&parse(yaml)?, None, Default::default())
     }
 
     #[test]
@@ -351,7 +353,13 @@ mod tests {
                 ("ImageLocality", 1)
             ]
         );
-        assert_eq!(fw.filter.len(), 8);
+        let filters: Vec<&str> = fw.filter.iter().map(|p| p.name()).collect();
+        assert_eq!(filters.len(), 9);
+        assert_eq!(
+            filters[6], "VolumeBinding",
+            "after NodeResourcesFit as upstream"
+        );
+        assert!(fw.pre_filter.iter().any(|p| p.name() == "VolumeBinding"));
         assert_eq!(fw.post_filter.len(), 1);
     }
 

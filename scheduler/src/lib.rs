@@ -11,6 +11,7 @@ pub mod plugins;
 pub mod queue;
 pub mod scheduler;
 pub mod server;
+pub mod volumes;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -217,12 +218,14 @@ pub async fn start(
         framework::parallel::set_parallelism(usize::try_from(p).unwrap_or(1));
     }
     let client = client(&cfg).await?;
-    let frameworks = config::build_frameworks(&cfg.scheduler, Some(client.clone()))?;
+    let volumes = Arc::new(volumes::VolumeStore::default());
+    let frameworks =
+        config::build_frameworks(&cfg.scheduler, Some(client.clone()), volumes.clone())?;
     for fw in &frameworks {
         tracing::info!(profile = %fw.scheduler_name, plugins = %fw.describe(), "profile");
     }
     let metrics = metrics::Metrics::new().map_err(Error::Metrics)?;
-    let sched = scheduler::Scheduler::new(client.clone(), frameworks, metrics.clone());
+    let sched = scheduler::Scheduler::new(client.clone(), frameworks, metrics.clone(), volumes);
     let elector = cfg.leader_election.as_ref().map(|le| {
         let lock = LeaseLock {
             namespace: le.namespace.clone(),
@@ -250,6 +253,7 @@ pub async fn start(
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(sched.clone().run_node_informer());
     tasks.spawn(sched.clone().run_pod_informer());
+    tasks.spawn(sched.clone().run_volume_informers());
     tasks.spawn(sched.clone().run_flusher());
     tasks.spawn(sched.clone().run_event_sink());
     let queue = sched.queue.clone();

@@ -43,6 +43,7 @@ pub struct Scheduler {
     next_start: AtomicUsize,
     nodes_synced: AtomicBool,
     pods_synced: AtomicBool,
+    volumes: Arc<crate::volumes::VolumeStore>,
     events: tokio::sync::mpsc::Sender<Event>,
     events_rx: Mutex<Option<tokio::sync::mpsc::Receiver<Event>>>,
 }
@@ -131,6 +132,7 @@ impl Scheduler {
         client: kube::Client,
         frameworks: Vec<Arc<Framework>>,
         metrics: Metrics,
+        volumes: Arc<crate::volumes::VolumeStore>,
     ) -> Arc<Self> {
         let profiles: Arc<HashMap<String, Arc<Framework>>> = Arc::new(
             frameworks
@@ -151,12 +153,31 @@ impl Scheduler {
             next_start: AtomicUsize::new(0),
             nodes_synced: AtomicBool::new(false),
             pods_synced: AtomicBool::new(false),
+            volumes,
         })
     }
 
-    /// Whether both informers have listed once.
+    /// Whether every informer has listed once.
     pub fn synced(&self) -> bool {
-        self.nodes_synced.load(Ordering::Relaxed) && self.pods_synced.load(Ordering::Relaxed)
+        self.nodes_synced.load(Ordering::Relaxed)
+            && self.pods_synced.load(Ordering::Relaxed)
+            && self.volumes.synced()
+    }
+
+    /// Runs the PVC, PV and StorageClass informers; an add or update moves pods that
+    /// VolumeBinding rejected back to the active queue (upstream's queueing hints for it).
+    pub async fn run_volume_informers(self: Arc<Self>) {
+        let this = self.clone();
+        let on_change = Arc::new(move || {
+            this.queue.move_unschedulable(|qp| {
+                qp.unschedulable_plugins
+                    .contains(&crate::plugins::volume_binding::NAME)
+            })
+        });
+        self.volumes
+            .clone()
+            .run_informers(self.client.clone(), on_change)
+            .await;
     }
 
     /// The per-node reasons recorded for a pending pod.

@@ -15,6 +15,7 @@ pub mod pod_topology_spread;
 pub mod priority_sort;
 pub mod scheduling_gates;
 pub mod taint_toleration;
+pub mod volume_binding;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub struct PluginContext {
     pub args: serde_json::Value,
     /// The scheduler's client.
     pub client: Option<kube::Client>,
+    /// The scheduler's PVC/PV/StorageClass caches.
+    pub volumes: Arc<crate::volumes::VolumeStore>,
 }
 
 /// Builds a plugin.
@@ -65,6 +68,11 @@ pub fn in_tree_registry() -> BTreeMap<&'static str, Factory> {
             ctx,
         )?)?))
     });
+    r.insert(volume_binding::NAME, |ctx| {
+        Ok(Arc::new(volume_binding::VolumeBinding::new(
+            ctx.volumes.clone(),
+        )))
+    });
     r.insert(balanced_allocation::NAME, |_| {
         Ok(Arc::new(balanced_allocation::BalancedAllocation))
     });
@@ -100,6 +108,7 @@ pub const DEFAULT_PLUGINS: &[(&str, i64)] = &[
     (node_affinity::NAME, 2),
     (node_ports::NAME, 0),
     (node_resources_fit::NAME, 1),
+    (volume_binding::NAME, 1),
     (pod_topology_spread::NAME, 2),
     (inter_pod_affinity::NAME, 2),
     (default_preemption::NAME, 0),
