@@ -122,6 +122,7 @@ pub fn strategy_for(group: &str, resource: &str) -> Arc<dyn Strategy> {
         ("events.k8s.io", "events") => Arc::new(event::EventsV1Strategy),
         ("policy", "poddisruptionbudgets") => Arc::new(other::PodDisruptionBudgetStrategy),
         ("scheduling.k8s.io", "priorityclasses") => Arc::new(other::PriorityClassStrategy),
+        ("storage.k8s.io", "storageclasses") => Arc::new(other::StorageClassStrategy),
         // Its rules (schemas, names, status bookkeeping) live with the CRD serving code.
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             Arc::new(crate::crd::CrdStrategy::new())

@@ -314,6 +314,71 @@ fn validate_priority_class(obj: &Value) -> Vec<FieldError> {
     errs
 }
 
+const RECLAIM_POLICIES: &[&str] = &["Delete", "Retain"];
+const BINDING_MODES: &[&str] = &["Immediate", "WaitForFirstConsumer"];
+
+fn validate_storage_class(obj: &Value) -> Vec<FieldError> {
+    let mut errs = validate_object_meta(obj, Some(false), name_is_dns_subdomain);
+    match get(obj, "provisioner").and_then(Value::as_str) {
+        None | Some("") => errs.push(FieldError::required("provisioner", "")),
+        Some(_) => {}
+    }
+    if let Some(p) = get(obj, "reclaimPolicy").and_then(Value::as_str) {
+        if !RECLAIM_POLICIES.contains(&p) {
+            errs.push(FieldError::not_supported(
+                "reclaimPolicy",
+                json!(p),
+                RECLAIM_POLICIES,
+            ));
+        }
+    }
+    if let Some(m) = get(obj, "volumeBindingMode").and_then(Value::as_str) {
+        if !BINDING_MODES.contains(&m) {
+            errs.push(FieldError::not_supported(
+                "volumeBindingMode",
+                json!(m),
+                BINDING_MODES,
+            ));
+        }
+    }
+    errs
+}
+
+/// `storageclasses` (storage.k8s.io): upstream's defaults, so the scheduler's VolumeBinding
+/// always finds a binding mode; provisioner, parameters, reclaimPolicy and volumeBindingMode are
+/// immutable.
+pub struct StorageClassStrategy;
+
+impl Strategy for StorageClassStrategy {
+    fn default(&self, obj: &mut Value) {
+        set_default(obj, "reclaimPolicy", json!("Delete"));
+        set_default(obj, "volumeBindingMode", json!("Immediate"));
+    }
+
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        validate_storage_class(obj)
+    }
+
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        let mut errs = validate_object_meta_update(new, old);
+        errs.extend(validate_storage_class(new));
+        for field in [
+            "provisioner",
+            "parameters",
+            "reclaimPolicy",
+            "volumeBindingMode",
+        ] {
+            if new.get(field) != old.get(field) {
+                errs.push(FieldError::forbidden(
+                    field,
+                    "updates to this field are forbidden.",
+                ));
+            }
+        }
+        errs
+    }
+}
+
 /// `priorityclasses`.
 pub struct PriorityClassStrategy;
 
@@ -426,6 +491,23 @@ mod tests {
                 c.name
             );
         }
+    }
+
+    #[test]
+    fn storage_classes_get_upstream_defaults_and_keep_their_behaviour() {
+        let s = StorageClassStrategy;
+        let mut sc = json!({"metadata": {"name": "fast"}, "provisioner": "example.com/x"});
+        s.default(&mut sc);
+        assert_eq!(sc["reclaimPolicy"], "Delete");
+        assert_eq!(sc["volumeBindingMode"], "Immediate");
+        assert!(s.validate(&sc).is_empty());
+        let mut bad = sc.clone();
+        bad["volumeBindingMode"] = json!("Later");
+        bad["provisioner"] = json!("");
+        assert_eq!(messages(&s.validate(&bad)).len(), 2);
+        let mut changed = sc.clone();
+        changed["volumeBindingMode"] = json!("WaitForFirstConsumer");
+        assert_eq!(messages(&s.validate_update(&changed, &sc)).len(), 1);
     }
 
     #[test]
