@@ -198,6 +198,10 @@ fn job_with_four_completions_and_parallelism_two_completes_without_exceeding_two
         condition(&j, "Complete").expect("complete")["reason"],
         "CompletionsReached"
     );
+    // One SuccessfulCreate event per pod, as upstream's job controller records.
+    kcm::eventually("a SuccessfulCreate event per pod", || {
+        kcm::events(&server, ns, "Job", "SuccessfulCreate", "job-controller").len() == 4
+    });
 
     // The pods: owned by the Job, labelled, named <job>-<random5>, and released once counted.
     let uid = j["metadata"]["uid"].as_str().expect("uid");

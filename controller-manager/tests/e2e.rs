@@ -214,17 +214,14 @@ fn deployment_rolls_out_updates_within_max_unavailable_and_is_garbage_collected(
         let mut last = String::new();
         let seen = (0..240).any(|_| {
             let described = server.ok(&["describe", "deployment", "web", "-n", ns]);
-            let events = server.json(&["get", "events", "-n", ns]);
-            let created = events["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|e| {
-                    e["reason"] == "SuccessfulCreate"
-                        && e["involvedObject"]["kind"] == "ReplicaSet"
-                        && e["source"]["component"] == "replicaset-controller"
-                })
-                .count();
+            let created = kcm::events(
+                &server,
+                ns,
+                "ReplicaSet",
+                "SuccessfulCreate",
+                "replicaset-controller",
+            )
+            .len();
             last = format!("{created} SuccessfulCreate events; describe:\n{described}");
             let done = described.contains("ScalingReplicaSet")
                 && described.contains("Scaled up replica set web-")

@@ -630,8 +630,26 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         for node in &create_on {
             let pod = new_pod(&ds, node, &hash, generation)?;
             match api.create(&PostParams::default(), &pod).await {
-                Ok(p) => added.push(p.name_any()),
+                Ok(p) => {
+                    super::util::emit(
+                        &ctx.client,
+                        "daemonset-controller",
+                        ds.as_ref(),
+                        "Normal",
+                        "SuccessfulCreate",
+                        format!("Created pod: {}", p.name_any()),
+                    );
+                    added.push(p.name_any());
+                }
                 Err(e) => {
+                    super::util::emit(
+                        &ctx.client,
+                        "daemonset-controller",
+                        ds.as_ref(),
+                        "Warning",
+                        "FailedCreate",
+                        format!("Error creating: {}", super::util::api_message(&e)),
+                    );
                     failure = Some(e.to_string());
                     break;
                 }

@@ -355,7 +355,18 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
                 let pod = new_pod(&set, template, &revision, ordinal)?;
                 match api.create(&PostParams::default(), &pod).await {
                     Ok(_) => {
-                        tracing::info!(statefulset = %format!("{ns}/{name}"), pod = %pod.name_any(), "created pod")
+                        tracing::info!(statefulset = %format!("{ns}/{name}"), pod = %pod.name_any(), "created pod");
+                        super::util::emit(
+                            &ctx.client,
+                            "statefulset-controller",
+                            set.as_ref(),
+                            "Normal",
+                            "SuccessfulCreate",
+                            format!(
+                                "create Pod {} in StatefulSet {name} successful",
+                                pod.name_any()
+                            ),
+                        );
                     }
                     Err(e) if is_status(&e, 409) => {}
                     Err(e) => return Err(e.into()),

@@ -97,6 +97,28 @@ pub fn exists(server: &ApiServer, args: &[&str]) -> bool {
 }
 
 /// Marks every pod in `ns` Running and Ready (there is no kubelet) until stopped.
+/// The Events in `ns` about objects of `kind` with `reason` from `component`.
+pub fn events(
+    server: &ApiServer,
+    ns: &str,
+    kind: &str,
+    reason: &str,
+    component: &str,
+) -> Vec<serde_json::Value> {
+    let all = server.json(&["get", "events", "-n", ns]);
+    all["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| {
+            e["reason"] == reason
+                && e["involvedObject"]["kind"] == kind
+                && e["source"]["component"] == component
+        })
+        .cloned()
+        .collect()
+}
+
 /// Sets its flag when dropped, so a background helper stops even when the test panics (a
 /// scoped thread that never stops would otherwise hang the test instead of failing it).
 pub struct StopOnDrop(pub Arc<AtomicBool>);

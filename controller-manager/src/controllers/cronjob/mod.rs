@@ -258,6 +258,14 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                         match jobs_api.create(&PostParams::default(), &job).await {
                             Ok(created) => {
                                 tracing::info!(cronjob = %key, job = %job_name, "created job");
+                                super::util::emit(
+                                    &ctx.client,
+                                    "cronjob-controller",
+                                    cj.as_ref(),
+                                    "Normal",
+                                    "SuccessfulCreate",
+                                    format!("Created job {job_name}"),
+                                );
                                 active.push(job_ref(&created));
                             }
                             Err(e) if is_status(&e, 409) => {}

@@ -724,8 +724,26 @@ async fn manage(
                 .create(&PostParams::default(), &new_pod(job, spec, index))
                 .await
             {
-                Ok(p) => created.push(p.name_any()),
+                Ok(p) => {
+                    super::util::emit(
+                        &ctx.client,
+                        "job-controller",
+                        job,
+                        "Normal",
+                        "SuccessfulCreate",
+                        format!("Created pod: {}", p.name_any()),
+                    );
+                    created.push(p.name_any());
+                }
                 Err(e) => {
+                    super::util::emit(
+                        &ctx.client,
+                        "job-controller",
+                        job,
+                        "Warning",
+                        "FailedCreate",
+                        format!("Error creating: {}", super::util::api_message(&e)),
+                    );
                     failure = Some(e);
                     break 'outer;
                 }
