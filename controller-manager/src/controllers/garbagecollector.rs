@@ -67,7 +67,14 @@ struct Gc {
     discovery: Mutex<Option<Arc<Discovery>>>,
     /// Dependent/owner uid pairs already reported as invalid cross-namespace references.
     warned: Mutex<HashSet<String>>,
+    /// Owners first seen with no (blocking) dependents left, by uid: their finalizer goes only
+    /// once that has held for [`SETTLE`], since the graph's watches of different resources are
+    /// not ordered (an owner's deletion can arrive before its dependent's creation).
+    settling: Mutex<HashMap<String, tokio::time::Instant>>,
 }
+
+/// How long an owner must look free of dependents before its GC finalizer is removed.
+const SETTLE: Duration = Duration::from_secs(1);
 
 /// Builds the controller.
 pub fn start(ctx: &ControllerContext) -> Result<BoxFuture<'static, ()>, crate::Error> {
@@ -77,6 +84,7 @@ pub fn start(ctx: &ControllerContext) -> Result<BoxFuture<'static, ()>, crate::E
         wake: Notify::new(),
         discovery: Mutex::new(None),
         warned: Mutex::new(HashSet::new()),
+        settling: Mutex::new(HashMap::new()),
     });
     let shutdown = ctx.shutdown.clone();
     Ok(async move {
@@ -137,7 +145,7 @@ async fn run(gc: Arc<Gc>) {
                 // Let a burst of events settle into one pass.
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            _ = tokio::time::sleep(RESYNC) => {}
+            _ = tokio::time::sleep(if gc.has_settling() { SETTLE } else { RESYNC }) => {}
         }
     }
 }
@@ -285,6 +293,24 @@ impl Gc {
         }
     }
 
+    /// Whether `uid` has looked free of dependents for [`SETTLE`]; starts the clock otherwise.
+    fn settled(&self, uid: &str, free: &mut HashSet<String>) -> bool {
+        free.insert(uid.to_owned());
+        let mut settling = self.settling.lock().unwrap_or_else(|e| e.into_inner());
+        let now = tokio::time::Instant::now();
+        let since = *settling.entry(uid.to_owned()).or_insert(now);
+        now.duration_since(since) >= SETTLE
+    }
+
+    /// Whether some owner is waiting for [`SETTLE`] to pass (the loop then wakes soon).
+    fn has_settling(&self) -> bool {
+        !self
+            .settling
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
     /// Records upstream's OwnerRefInvalidNamespace warning on `dependent`, once per reference.
     async fn invalid_namespace(&self, dependent: &Node, r: &OwnerReference) {
         let key = format!("{}/{}", dependent.uid, r.uid);
@@ -337,6 +363,8 @@ impl Gc {
         }
 
         let mut plan: Vec<(Node, Decision)> = Vec::new();
+        // Owners that look free of dependents in this pass (the others' clocks restart).
+        let mut free: HashSet<String> = HashSet::new();
         // Owners being deleted with a GC finalizer.
         for node in nodes.iter().filter(|n| n.deleting) {
             let deps = dependents
@@ -347,7 +375,7 @@ impl Gc {
                 for dep in &deps {
                     plan.push(((*dep).clone(), Decision::DropOwners(vec![node.uid.clone()])));
                 }
-                if deps.is_empty() {
+                if deps.is_empty() && self.settled(&node.uid, &mut free) {
                     plan.push((node.clone(), Decision::RemoveFinalizer(ORPHAN_FINALIZER)));
                 }
             } else if node.finalizers.iter().any(|f| f == FOREGROUND_FINALIZER) {
@@ -369,7 +397,7 @@ impl Gc {
                         plan.push(((*dep).clone(), Decision::Delete(policy)));
                     }
                 }
-                if blocking == 0 {
+                if blocking == 0 && self.settled(&node.uid, &mut free) {
                     plan.push((
                         node.clone(),
                         Decision::RemoveFinalizer(FOREGROUND_FINALIZER),
@@ -377,6 +405,10 @@ impl Gc {
                 }
             }
         }
+        self.settling
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|uid, _| free.contains(uid));
         // Dependents whose owners are gone.
         for node in nodes.iter().filter(|n| !n.owners.is_empty() && !n.deleting) {
             let mut absent = Vec::new();
