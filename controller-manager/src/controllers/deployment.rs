@@ -439,18 +439,14 @@ fn scaled_event(api: &Api<ReplicaSet>, rs: &ReplicaSet, from: i32, to: i32) {
         "Scaled {direction} replica set {} from {from} to {to}",
         rs.name_any()
     );
-    let client = api.clone().into_client();
-    tokio::spawn(async move {
-        super::nodeutil::record_event(
-            &client,
-            "deployment-controller",
-            object,
-            "Normal",
-            "ScalingReplicaSet",
-            message,
-        )
-        .await;
-    });
+    super::util::emit_ref(
+        &api.clone().into_client(),
+        "deployment-controller",
+        object,
+        "Normal",
+        "ScalingReplicaSet",
+        message,
+    );
 }
 
 async fn create_new(

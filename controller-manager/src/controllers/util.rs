@@ -193,8 +193,19 @@ pub fn emit<K: Resource<DynamicType = ()>>(
     reason: &'static str,
     message: String,
 ) {
+    emit_ref(client, component, object_ref(obj), type_, reason, message);
+}
+
+/// [`emit`] about an object known only by reference (e.g. a ReplicaSet's owner).
+pub fn emit_ref(
+    client: &kube::Client,
+    component: &'static str,
+    object: k8s_openapi::api::core::v1::ObjectReference,
+    type_: &'static str,
+    reason: &'static str,
+    message: String,
+) {
     let client = client.clone();
-    let object = object_ref(obj);
     tokio::spawn(async move {
         super::nodeutil::record_event(&client, component, object, type_, reason, message).await;
     });
