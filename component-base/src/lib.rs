@@ -2,6 +2,7 @@
 
 #[cfg(feature = "delegated")]
 pub mod delegated;
+pub mod duration;
 pub mod error;
 pub mod health;
 pub mod http;

@@ -346,42 +346,12 @@ impl Default for Concurrency {
     }
 }
 
-/// Parses Go-style durations: `15s`, `1m30s`, `500ms`, `2h`, `1.5s`.
+/// Parses a Go duration flag (`15s`, `1m30s`, `500ms`, `0`) into `flag`'s error.
 pub fn parse_duration(flag: &'static str, value: &str) -> Result<Duration, OptionsError> {
-    let err = || OptionsError::Duration {
+    component_base::duration::parse_go_duration(value.trim()).map_err(|_| OptionsError::Duration {
         flag,
         value: value.to_owned(),
-    };
-    let mut rest = value.trim();
-    if rest == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if rest.is_empty() {
-        return Err(err());
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(err)?;
-        let number: f64 = rest[..num_end].parse().map_err(|_| err())?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(err()),
-        };
-        total += number * scale;
-        rest = &rest[unit_end..];
-    }
-    Ok(Duration::from_secs_f64(total))
+    })
 }
 
 fn non_empty(s: &str) -> Option<String> {

@@ -258,33 +258,9 @@ fn parse_field(field: &str, b: &Bounds) -> Result<Bits, ScheduleError> {
     Ok(bits)
 }
 
-/// Go's `time.ParseDuration` for `@every` (units ns..h, fractions allowed).
+/// Go's `time.ParseDuration` for `@every`.
 fn parse_go_duration(s: &str) -> Option<Duration> {
-    let mut rest = s;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let number: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..u] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += number * scale;
-        rest = &rest[u..];
-    }
-    Some(Duration::from_secs_f64(total))
+    component_base::duration::parse_go_duration(s).ok()
 }
 
 impl Schedule {
