@@ -106,11 +106,30 @@ async fn delete_leftovers(
         if svc_store.get(&key).is_some() {
             continue;
         }
-        if let Some(ep) = ep_store.get(&ObjectRef::new(&svc.name_any()).within(&ns)) {
-            delete_endpoints(&client, &ep).await;
-        }
+        // A reconcile of the Service that was in flight when it went can still write its
+        // Endpoints after this delete, so look again once such a write would have landed.
+        let (client, svc_store, ep_store) = (client.clone(), svc_store.clone(), ep_store.clone());
+        let ep_key = ObjectRef::<Endpoints>::new(&svc.name_any()).within(&ns);
+        tokio::spawn(async move {
+            for delay in RECHECKS {
+                if svc_store.get(&key).is_some() {
+                    return;
+                }
+                if let Some(ep) = ep_store.get(&ep_key) {
+                    delete_endpoints(&client, &ep).await;
+                }
+                tokio::time::sleep(delay).await;
+            }
+        });
     }
 }
+
+/// Pauses between the looks at a deleted Service's Endpoints (the first look is at once).
+const RECHECKS: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(4),
+    Duration::ZERO,
+];
 
 async fn delete_endpoints(client: &kube::Client, ep: &Endpoints) {
     let Some(ns) = ep.namespace() else { return };
