@@ -559,6 +559,120 @@ fn statefulset_creates_in_order_updates_in_reverse_respects_partition_and_scales
     });
 }
 
+/// `(name, uid, controller uid)` of the pods in `ns`, sorted by name.
+fn pod_owners(server: &ApiServer, ns: &str) -> Vec<(String, String, String)> {
+    let pods = server.json(&["get", "pods", "-n", ns]);
+    let mut out: Vec<(String, String, String)> = pods["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| {
+            let owner = p["metadata"]["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["controller"] == true)
+                .map(|r| r["uid"].as_str().unwrap_or_default().to_owned())
+                .unwrap_or_default();
+            (
+                p["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                p["metadata"]["uid"].as_str().unwrap_or_default().to_owned(),
+                owner,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Deletes `kind/name` with `--cascade=orphan`, re-creates it from `manifest` and checks that
+/// the new owner adopts the very same pods (and its old revision) instead of replacing them.
+fn orphan_and_readopt(server: &ApiServer, ns: &str, what: &str, manifest: &str, pods: usize) {
+    let before = pod_owners(server, ns);
+    assert_eq!(before.len(), pods, "{before:?}");
+    let old_uid = server.json(&["get", what, "-n", ns])["metadata"]["uid"].clone();
+    server.ok(&["delete", what, "-n", ns, "--cascade=orphan", "--wait=true"]);
+    eventually(&format!("{what}'s pods orphaned"), || {
+        let now = pod_owners(server, ns);
+        now.len() == pods && now.iter().all(|(_, _, owner)| owner.is_empty())
+    });
+    server.ok_stdin(&["apply", "-n", ns, "-f", "-"], manifest);
+    let new_uid = server.json(&["get", what, "-n", ns])["metadata"]["uid"].clone();
+    assert_ne!(old_uid, new_uid);
+    let new_uid = new_uid.as_str().expect("uid").to_owned();
+    eventually(&format!("{what}'s pods adopted"), || {
+        pod_owners(server, ns)
+            .iter()
+            .all(|(_, _, owner)| owner == &new_uid)
+    });
+    rollout_status(server, ns, what);
+    let after = pod_owners(server, ns);
+    let names_uids = |v: &[(String, String, String)]| -> Vec<(String, String)> {
+        v.iter().map(|(n, u, _)| (n.clone(), u.clone())).collect()
+    };
+    assert_eq!(
+        names_uids(&before),
+        names_uids(&after),
+        "{what} replaced its orphaned pods instead of adopting them"
+    );
+    let revisions = server.json(&["get", "controllerrevisions", "-n", ns]);
+    let prefix = format!("{}-", what.split('/').nth(1).expect("kind/name"));
+    let items: Vec<Value> = revisions["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| {
+            r["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .cloned()
+        .collect();
+    assert!(!items.is_empty(), "{revisions}");
+    for r in &items {
+        assert_eq!(
+            r["metadata"]["ownerReferences"][0]["uid"], new_uid,
+            "revision not adopted: {r}"
+        );
+    }
+}
+
+#[test]
+fn daemonset_and_statefulset_recreated_after_orphaning_delete_adopt_their_pods() {
+    let server = ApiServer::start();
+    let _kcm = Kcm::start(
+        &server,
+        &["--controllers=daemonset,statefulset,garbagecollector,serviceaccount"],
+    );
+    let ns = "adopt";
+    start_namespace(&server, ns);
+    for name in ["a1", "a2"] {
+        add_node(&server, name, &[("role", "worker")], &[]);
+    }
+    let log: Snapshots = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    thread::scope(|scope| {
+        let (klog, kstop) = (log.clone(), stop.clone());
+        let server = &server;
+        scope.spawn(move || kubelet(server, ns, Duration::ZERO, klog, kstop));
+        let _guard = StopOnDrop(stop.clone());
+
+        server.ok_stdin(&["apply", "-n", ns, "-f", "-"], DAEMONSET);
+        rollout_status(server, ns, "ds/agent");
+        orphan_and_readopt(server, ns, "ds/agent", DAEMONSET, 2);
+        server.ok(&["delete", "ds/agent", "-n", ns, "--wait=true"]);
+        eventually("daemon pods gone", || pod_owners(server, ns).is_empty());
+
+        server.ok_stdin(&["apply", "-n", ns, "-f", "-"], STATEFULSET);
+        rollout_status(server, ns, "sts/web");
+        orphan_and_readopt(server, ns, "sts/web", STATEFULSET, 3);
+    });
+}
+
 /// Stops the stand-in kubelet when the test body ends, also on panic.
 struct StopOnDrop(Arc<AtomicBool>);
 

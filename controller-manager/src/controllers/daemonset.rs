@@ -21,7 +21,7 @@ use kube::ResourceExt;
 
 use super::deployment::resolve;
 use super::history::{self, CONTROLLER_REVISION_HASH};
-use super::util::{controller_of, controller_ref, is_available, is_ready, selector_matches};
+use super::util::{claim_pods, controller_ref, is_available, is_ready};
 use super::{drain, error_policy, is_status, Error};
 use crate::context::ControllerContext;
 
@@ -56,6 +56,15 @@ pub fn start(ctx: &ControllerContext) -> Result<BoxFuture<'static, ()>, crate::E
     let controller = Controller::for_shared_stream(sets.subscribe(), sets.store())
         .owns_shared_stream(pods.subscribe())
         .owns_shared_stream(revisions.subscribe())
+        // An orphan pod wakes every DaemonSet whose selector matches it, to be adopted.
+        .watches_shared_stream(pods.subscribe(), {
+            let ds_store = sets.store();
+            move |pod: Arc<Pod>| {
+                super::util::orphan_claimants(&ds_store, pod.as_ref(), |ds: &DaemonSet| {
+                    ds.spec.as_ref().map(|s| &s.selector)
+                })
+            }
+        })
         // Any node change may change where every DaemonSet should run.
         .watches_shared_stream(nodes.subscribe(), move |_node: Arc<Node>| {
             ds_store
@@ -533,7 +542,14 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let hist = history::sync(
         &ctx.client,
         &owner,
-        history::owned(&ctx.revisions, &ns, &uid),
+        history::claim(
+            &ctx.client,
+            &ctx.revisions,
+            &ns,
+            &owner.owner_ref,
+            &spec.selector,
+        )
+        .await?,
     )
     .await?;
     let hash = hist
@@ -548,15 +564,26 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let nodes = ctx.nodes.state();
     let node_names: HashSet<String> = nodes.iter().map(|n| n.name_any()).collect();
 
-    let pods: Vec<Arc<Pod>> = ctx
+    // Matching orphans are adopted (e.g. after `kubectl delete daemonset --cascade=orphan` and a
+    // re-create), as upstream's ControllerRefManager does.
+    let in_ns = ctx
         .pods
         .state()
         .into_iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
-        .filter(|p| controller_of(p.as_ref()).is_some_and(|r| r.uid == uid))
-        .filter(|p| selector_matches(&spec.selector, p.labels()))
-        .filter(|p| !(is_deleting(p) && matches!(phase(p), "Failed" | "Succeeded")))
-        .collect();
+        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()));
+    let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let pods: Vec<Arc<Pod>> = claim_pods(
+        &pod_api,
+        in_ns,
+        &owner.owner_ref,
+        false,
+        &spec.selector,
+        |_| true,
+    )
+    .await?
+    .into_iter()
+    .filter(|p| !(is_deleting(p) && matches!(phase(p), "Failed" | "Succeeded")))
+    .collect();
     let mut by_node: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
     let mut orphans = Vec::new();
     for pod in &pods {

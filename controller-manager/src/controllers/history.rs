@@ -5,14 +5,14 @@ use std::collections::{BTreeMap, HashSet};
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::Store;
 use kube::ResourceExt;
 use serde_json::{json, Value};
 
-use super::util::controller_of;
+use super::util::{apply_claim, claim_of, controller_of, is_gone_or_changed, Claim};
 use super::{is_status, Error};
 
 /// The label carrying a revision's hash, on revisions and (as upstream) on the pods made from them.
@@ -97,21 +97,39 @@ pub struct Owner<'a> {
     pub collision_count: Option<i32>,
 }
 
-/// The revisions in `store` controlled by `uid` in `namespace`, oldest first.
-pub fn owned(
+/// The revisions `owner` controls after claiming, oldest first: orphans whose labels match
+/// `selector` are adopted and owned ones that stopped matching are released (upstream's
+/// ControllerRevisionControllerRefManager), so a set re-created after an orphaning delete takes
+/// its history back instead of colliding with it.
+pub async fn claim(
+    client: &kube::Client,
     store: &Store<ControllerRevision>,
     namespace: &str,
-    uid: &str,
-) -> Vec<ControllerRevision> {
-    let mut revs: Vec<ControllerRevision> = store
+    owner: &OwnerReference,
+    selector: &LabelSelector,
+) -> Result<Vec<ControllerRevision>, Error> {
+    let api: Api<ControllerRevision> = Api::namespaced(client.clone(), namespace);
+    let mut revs = Vec::new();
+    for rev in store
         .state()
         .iter()
         .filter(|r| r.metadata.namespace.as_deref() == Some(namespace))
-        .filter(|r| controller_of(r.as_ref()).is_some_and(|o| o.uid == uid))
-        .map(|r| r.as_ref().clone())
-        .collect();
+    {
+        match claim_of(&owner.uid, false, selector, rev.as_ref()) {
+            Some(claim) => match apply_claim(&api, rev.as_ref(), owner, claim).await {
+                Ok(claimed) if claim == Claim::Adopt => revs.push(claimed),
+                Ok(_) => {}
+                Err(e) if is_gone_or_changed(&e) => {}
+                Err(e) => return Err(e.into()),
+            },
+            None if controller_of(rev.as_ref()).is_some_and(|o| o.uid == owner.uid) => {
+                revs.push(rev.as_ref().clone())
+            }
+            None => {}
+        }
+    }
     sort(&mut revs);
-    revs
+    Ok(revs)
 }
 
 fn sort(revs: &mut [ControllerRevision]) {

@@ -17,8 +17,7 @@ use kube::runtime::reflector::Store;
 use kube::ResourceExt;
 
 use super::util::{
-    api_message, apply_claim, claim_of, controller_of, controller_ref, emit, is_active,
-    is_available, is_gone_or_changed, is_ready, selector_matches, Claim,
+    api_message, claim_pods, controller_ref, emit, is_active, is_available, is_ready,
 };
 
 /// The events' source component, as upstream.
@@ -156,50 +155,27 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let name = rs.name_any();
     let key = format!("{ns}/{name}");
-    let uid = rs.uid().ok_or(Error::MissingField("metadata.uid"))?;
     let spec = rs.spec.clone().ok_or(Error::MissingField("spec"))?;
     let wanted = usize::try_from(spec.replicas.unwrap_or(1)).unwrap_or(0);
 
     let owner_ref = controller_ref(rs.as_ref()).ok_or(Error::MissingField("metadata.uid"))?;
     let deleting = rs.metadata.deletion_timestamp.is_some();
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut owned: Vec<Arc<Pod>> = Vec::new();
-    for pod in ctx
+    // Matching active orphans are adopted, as upstream's ControllerRefManager does.
+    let in_ns = ctx
         .pods
         .state()
         .into_iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
-    {
-        match claim_of(&uid, deleting, &spec.selector, pod.as_ref()) {
-            // Matching active orphans are adopted, as upstream's ControllerRefManager does.
-            Some(Claim::Adopt) if is_active(&pod) => {
-                match apply_claim(&pod_api, pod.as_ref(), &owner_ref, Claim::Adopt).await {
-                    Ok(adopted) => {
-                        tracing::info!(replicaset = %key, pod = %pod.name_any(), "adopted pod");
-                        owned.push(Arc::new(adopted));
-                    }
-                    Err(e) if is_gone_or_changed(&e) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Some(Claim::Release) => {
-                match apply_claim(&pod_api, pod.as_ref(), &owner_ref, Claim::Release).await {
-                    Ok(_) => {
-                        tracing::info!(replicaset = %key, pod = %pod.name_any(), "released pod")
-                    }
-                    Err(e) if is_gone_or_changed(&e) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            _ => {
-                if controller_of(pod.as_ref()).is_some_and(|r| r.uid == uid)
-                    && selector_matches(&spec.selector, pod.labels())
-                {
-                    owned.push(pod);
-                }
-            }
-        }
-    }
+        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()));
+    let owned = claim_pods(
+        &pod_api,
+        in_ns,
+        &owner_ref,
+        deleting,
+        &spec.selector,
+        is_active,
+    )
+    .await?;
     let present: HashMap<String, bool> = owned
         .iter()
         .map(|p| (p.name_any(), p.metadata.deletion_timestamp.is_some()))

@@ -19,7 +19,7 @@ use kube::runtime::reflector::Store;
 use kube::ResourceExt;
 
 use super::history::{self, CONTROLLER_REVISION_HASH};
-use super::util::{controller_of, controller_ref, is_available, is_ready, selector_matches};
+use super::util::{claim_pods, controller_ref, is_available, is_ready};
 use super::{drain, error_policy, is_status, Error};
 use crate::context::ControllerContext;
 
@@ -44,9 +44,16 @@ pub fn start(ctx: &ControllerContext) -> Result<BoxFuture<'static, ()>, crate::E
         pods: pods.store(),
         revisions: revisions.store(),
     });
+    let set_store = sets.store();
     let controller = Controller::for_shared_stream(sets.subscribe(), sets.store())
         .owns_shared_stream(pods.subscribe())
         .owns_shared_stream(revisions.subscribe())
+        // An orphan pod wakes every StatefulSet whose selector matches it, to be adopted.
+        .watches_shared_stream(pods.subscribe(), move |pod: Arc<Pod>| {
+            super::util::orphan_claimants(&set_store, pod.as_ref(), |s: &StatefulSet| {
+                s.spec.as_ref().map(|s| &s.selector)
+            })
+        })
         .graceful_shutdown_on(super::stopped(&ctx.shutdown))
         .with_config(super::workers(ctx.config.concurrency.statefulset));
     Ok(drain(
@@ -300,7 +307,14 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
     let hist = history::sync(
         &ctx.client,
         &owner,
-        history::owned(&ctx.revisions, &ns, &uid),
+        history::claim(
+            &ctx.client,
+            &ctx.revisions,
+            &ns,
+            &owner.owner_ref,
+            &spec.selector,
+        )
+        .await?,
     )
     .await?;
     let update_revision = hist.update.name_any();
@@ -311,13 +325,25 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
         .unwrap_or(&hist.update)
         .clone();
 
-    let pods: Vec<(i32, Arc<Pod>)> = ctx
+    // Orphans named like members (`<set>-<ordinal>`) and matching the selector are adopted, as
+    // upstream does after `kubectl delete statefulset --cascade=orphan` and a re-create.
+    let in_ns = ctx
         .pods
         .state()
         .into_iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
-        .filter(|p| controller_of(p.as_ref()).is_some_and(|r| r.uid == uid))
-        .filter(|p| selector_matches(&spec.selector, p.labels()))
+        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()));
+    let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let owned = claim_pods(
+        &pod_api,
+        in_ns,
+        &owner.owner_ref,
+        false,
+        &spec.selector,
+        |p| ordinal_of(&name, &p.name_any()).is_some(),
+    )
+    .await?;
+    let pods: Vec<(i32, Arc<Pod>)> = owned
+        .into_iter()
         .filter_map(|p| ordinal_of(&name, &p.name_any()).map(|o| (o, p)))
         .collect();
     let slots: Vec<Slot> = pods

@@ -132,6 +132,55 @@ where
     .await
 }
 
+/// Claims the pods of one namespace for an owner, as upstream's PodControllerRefManager:
+/// matching orphans that `adoptable` accepts are adopted, owned pods that stopped matching the
+/// selector are released. Returns the pods the owner controls afterwards (adopted ones
+/// included). Objects that vanished or changed meanwhile are left to the next sync.
+pub async fn claim_pods(
+    api: &kube::Api<Pod>,
+    pods: impl IntoIterator<Item = std::sync::Arc<Pod>>,
+    owner: &OwnerReference,
+    owner_deleting: bool,
+    selector: &LabelSelector,
+    adoptable: impl Fn(&Pod) -> bool,
+) -> Result<Vec<std::sync::Arc<Pod>>, kube::Error> {
+    let mut owned = Vec::new();
+    let no_labels = BTreeMap::new();
+    for pod in pods {
+        let name = pod.meta().name.clone().unwrap_or_default();
+        match claim_of(&owner.uid, owner_deleting, selector, pod.as_ref()) {
+            Some(Claim::Adopt) if adoptable(&pod) => {
+                match apply_claim(api, pod.as_ref(), owner, Claim::Adopt).await {
+                    Ok(adopted) => {
+                        tracing::info!(owner = %owner.name, kind = %owner.kind, pod = %name, "adopted pod");
+                        owned.push(std::sync::Arc::new(adopted));
+                    }
+                    Err(e) if is_gone_or_changed(&e) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Some(Claim::Release) => {
+                match apply_claim(api, pod.as_ref(), owner, Claim::Release).await {
+                    Ok(_) => {
+                        tracing::info!(owner = %owner.name, kind = %owner.kind, pod = %name, "released pod")
+                    }
+                    Err(e) if is_gone_or_changed(&e) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => {
+                let labels = pod.meta().labels.as_ref().unwrap_or(&no_labels);
+                if controller_of(pod.as_ref()).is_some_and(|r| r.uid == owner.uid)
+                    && selector_matches(selector, labels)
+                {
+                    owned.push(pod);
+                }
+            }
+        }
+    }
+    Ok(owned)
+}
+
 /// The owners in `store` (same namespace, selector matching) that may adopt `obj` when it has no
 /// controller: what an orphan's event should wake.
 pub fn orphan_claimants<O, K>(
