@@ -202,6 +202,11 @@ fn job_with_four_completions_and_parallelism_two_completes_without_exceeding_two
     kcm::eventually("a SuccessfulCreate event per pod", || {
         kcm::events(&server, ns, "Job", "SuccessfulCreate", "job-controller").len() == 4
     });
+    kcm::eventually("a Completed event", || {
+        kcm::events(&server, ns, "Job", "Completed", "job-controller")
+            .iter()
+            .any(|e| e["message"] == "Job completed" && e["involvedObject"]["name"] == "four")
+    });
 
     // The pods: owned by the Job, labelled, named <job>-<random5>, and released once counted.
     let uid = j["metadata"]["uid"].as_str().expect("uid");
@@ -298,6 +303,11 @@ spec:
     );
     assert!(condition(&j, "FailureTarget").is_some(), "{j}");
     assert_eq!(j["status"]["failed"], 2, "{j}");
+    kcm::eventually("a BackoffLimitExceeded warning", || {
+        kcm::events(&server, ns, "Job", "BackoffLimitExceeded", "job-controller")
+            .iter()
+            .any(|e| e["type"] == "Warning" && e["involvedObject"]["name"] == "flaky")
+    });
     server.ok(&[
         "wait",
         "--for=condition=failed",
@@ -509,6 +519,18 @@ fn cronjob_starts_a_job_each_minute_and_kubectl_can_start_one_from_it() {
     eventually("cronjob saw the job succeed", || {
         let cj = server.json(&["get", "cronjob", "tick", "-n", ns]);
         cj["status"]["lastSuccessfulTime"].is_string() && cj["status"]["active"].is_null()
+    });
+    let saw = format!("Saw completed job: {name}, condition: Complete");
+    eventually("a SawCompletedJob event", || {
+        kcm::events(
+            &server,
+            ns,
+            "CronJob",
+            "SawCompletedJob",
+            "cronjob-controller",
+        )
+        .iter()
+        .any(|e| e["message"] == saw.as_str())
     });
 }
 

@@ -154,6 +154,14 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         match finished_type(job) {
             Some(kind) if in_active => {
                 active.retain(|r| r.uid != job.metadata.uid);
+                super::util::emit(
+                    &ctx.client,
+                    "cronjob-controller",
+                    cj.as_ref(),
+                    "Normal",
+                    "SawCompletedJob",
+                    format!("Saw completed job: {}, condition: {kind}", job.name_any()),
+                );
                 if kind == COMPLETE {
                     let done = job.status.as_ref().and_then(|s| s.completion_time.clone());
                     let newer = match (&done, &status.last_successful_time) {

@@ -547,6 +547,21 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 status.completion_time = Some(Time(now));
             }
             tracing::info!(job = %key, condition = final_type, %reason, "job finished");
+            // Upstream's events: Normal Completed, or a Warning named for the failure reason.
+            let (kind, event, message) = if final_type == policy::COMPLETE {
+                ("Normal", "Completed", "Job completed".to_owned())
+            } else {
+                let event = match reason.as_str() {
+                    "BackoffLimitExceeded" => "BackoffLimitExceeded",
+                    "DeadlineExceeded" => "DeadlineExceeded",
+                    "PodFailurePolicy" => "PodFailurePolicy",
+                    "MaxFailedIndexesExceeded" => "MaxFailedIndexesExceeded",
+                    "FailedIndexes" => "FailedIndexes",
+                    _ => "Failed",
+                };
+                ("Warning", event, message)
+            };
+            super::util::emit(&ctx.client, "job-controller", &job, kind, event, message);
         }
     } else if suspended {
         for pod in &active {
