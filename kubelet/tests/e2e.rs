@@ -418,17 +418,15 @@ fn node_registers_and_a_pod_runs_serves_http_and_gets_its_memory_limit() {
 fn a_crashing_container_restarts_with_growing_restart_count_and_crash_loop_back_off() {
     let s = Stack::start("kl-crash");
     s.apply(&s.pod_yaml("crash", 30, "Always", "echo crashing; exit 3", ""));
-    let mut saw_back_off = false;
+    // Restarted twice, and now waiting out the back-off before the third start.
     let pod = eventually(
-        "restartCount >= 2 after a CrashLoopBackOff",
+        "restartCount >= 2 and waiting in CrashLoopBackOff",
         Duration::from_secs(90),
         || {
             let pod = s.pod("crash");
             let c = &pod["status"]["containerStatuses"][0];
-            if c["state"]["waiting"]["reason"] == "CrashLoopBackOff" {
-                saw_back_off = true;
-            }
-            if saw_back_off && c["restartCount"].as_i64().unwrap_or(0) >= 2 {
+            let backing_off = c["state"]["waiting"]["reason"] == "CrashLoopBackOff";
+            if backing_off && c["restartCount"].as_i64().unwrap_or(0) >= 2 {
                 Ok(pod)
             } else {
                 Err(c.to_string())
@@ -438,6 +436,14 @@ fn a_crashing_container_restarts_with_growing_restart_count_and_crash_loop_back_
     let c = &pod["status"]["containerStatuses"][0];
     assert_eq!(c["lastState"]["terminated"]["exitCode"], 3, "{c}");
     assert_eq!(c["lastState"]["terminated"]["reason"], "Error", "{c}");
+    let message = c["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.starts_with("back-off "), "{message}");
+    assert!(
+        message.contains("restarting failed container=main"),
+        "{message}"
+    );
     assert_eq!(pod["status"]["phase"], "Running");
     assert_eq!(condition(&pod, "Ready"), "False");
     // Old instances are garbage-collected: at most current + previous per container.
