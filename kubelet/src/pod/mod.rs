@@ -141,10 +141,11 @@ async fn remove_orphans(
             continue;
         }
         let runtime = shared.runtime.clone();
+        let cgroup_root = shared.node.cgroup_root.clone();
         let in_flight = in_flight.clone();
         tokio::spawn(async move {
             tracing::info!(pod_uid = %uid, "removing orphaned pod");
-            if let Err(e) = kill_pod(&runtime, &uid, ORPHAN_GRACE).await {
+            if let Err(e) = kill_pod(&runtime, &uid, ORPHAN_GRACE, &cgroup_root).await {
                 tracing::warn!(pod_uid = %uid, error = %e, "remove orphaned pod");
             }
             in_flight.lock().expect("orphan set lock").remove(&uid);

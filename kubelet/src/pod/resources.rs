@@ -113,6 +113,26 @@ pub fn pod_cgroup_parent(cgroup_root: &str, qos: &str, uid: &str) -> String {
     }
 }
 
+/// Removes the (empty) cgroups of pod `uid` in every cgroup v1 hierarchy and the unified one,
+/// once its containers are gone; runc removes the containers' cgroups but not their parent.
+pub fn remove_pod_cgroups(cgroup_root: &str, uid: &str) {
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    let hierarchies: Vec<std::path::PathBuf> = hierarchies.flatten().map(|e| e.path()).collect();
+    for qos in ["Guaranteed", "Burstable", "BestEffort"] {
+        let relative = pod_cgroup_parent(cgroup_root, qos, uid);
+        for h in &hierarchies {
+            let dir = h.join(relative.trim_start_matches('/'));
+            if dir.is_dir() {
+                if let Err(e) = std::fs::remove_dir(&dir) {
+                    tracing::debug!(dir = %dir.display(), error = %e, "remove pod cgroup");
+                }
+            }
+        }
+    }
+}
+
 /// The CRI's Linux resources for a container: cpu shares from the request, CFS quota from the
 /// limit, the memory limit, and the OOM score adjustment of the pod's QoS class.
 pub fn linux_resources(

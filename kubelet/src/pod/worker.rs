@@ -106,7 +106,12 @@ async fn runtime_state(runtime: &Runtime, uid: &str) -> Result<RuntimeState, Cri
 }
 
 /// Stops and removes everything the runtime holds for pod `uid`, giving containers `grace`.
-pub async fn kill_pod(runtime: &Runtime, uid: &str, grace: Duration) -> Result<(), CriError> {
+pub async fn kill_pod(
+    runtime: &Runtime,
+    uid: &str,
+    grace: Duration,
+    cgroup_root: &str,
+) -> Result<(), CriError> {
     let state = runtime_state(runtime, uid).await?;
     let stops = state
         .containers
@@ -127,6 +132,7 @@ pub async fn kill_pod(runtime: &Runtime, uid: &str, grace: Duration) -> Result<(
         ignore_not_found(runtime.stop_pod_sandbox(&s.id).await)?;
         ignore_not_found(runtime.remove_pod_sandbox(&s.id).await)?;
     }
+    crate::pod::resources::remove_pod_cgroups(cgroup_root, uid);
     Ok(())
 }
 
@@ -216,7 +222,7 @@ impl Worker {
             } else {
                 self.grace_period()
             };
-            kill_pod(&runtime, &self.uid, grace).await?;
+            kill_pod(&runtime, &self.uid, grace, &self.shared.node.cgroup_root).await?;
             if !self.gone {
                 self.delete_pod_object().await?;
             }

@@ -246,6 +246,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 for s in runtime.list_pod_sandbox(None).await.unwrap_or_default() {
                     let _ = runtime.stop_pod_sandbox(&s.id).await;
                     let _ = runtime.remove_pod_sandbox(&s.id).await;
+                    if let Some(uid) = s.labels.get("io.kubernetes.pod.uid") {
+                        kubelet::pod::resources::remove_pod_cgroups("", uid);
+                    }
                 }
             };
             let _ = tokio::time::timeout(Duration::from_secs(60), fut).await;
