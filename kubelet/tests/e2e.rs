@@ -621,3 +621,142 @@ fn a_restarted_kubelet_adopts_running_pods_without_restarting_them() {
         .to_string();
     assert!(s.containerd.running_tasks().contains(&raw));
 }
+
+/// A control-plane daemon (scheduler or controller-manager) under its own identity; killed on
+/// drop, its log printed if the test fails.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(server: &ApiServer, binary: &str, env: &str, user: &str, extra: &[&str]) -> Self {
+        let binary = std::env::var_os(env)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| common::sibling_binary(binary));
+        let kubeconfig = server.kubeconfig_for_cert(user, &[]);
+        let port = free_port();
+        let log = server.dir().join(format!("daemon-{port}.log"));
+        let file = File::create(&log).expect("log file");
+        let mut args = vec![
+            format!("--kubeconfig={}", kubeconfig.display()),
+            "--bind-address=127.0.0.1".to_string(),
+            format!("--secure-port={port}"),
+            format!(
+                "--cert-dir={}",
+                server.dir().join(format!("certs-{port}")).display()
+            ),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let child = Command::new(&binary)
+            .args(&args)
+            .env("RUST_LOG", "info,kube=warn")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log fd"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
+        Daemon { child, log }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            let text = fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let start = lines.len().saturating_sub(40);
+            eprintln!(
+                "---- {} (last 40 lines)\n{}",
+                self.log.display(),
+                lines[start..].join("\n")
+            );
+        }
+    }
+}
+
+#[test]
+fn a_deployment_of_three_replicas_with_the_real_scheduler_and_controllers_runs_three_containers() {
+    let s = Stack::start("kl-deploy");
+    let _scheduler = Daemon::start(
+        &s.server,
+        "kube-scheduler",
+        "KUBE_SCHEDULER_BIN",
+        "system:kube-scheduler",
+        &[],
+    );
+    let ca = format!("--root-ca-file={}", s.server.pki.ca_cert.display());
+    let _kcm = Daemon::start(
+        &s.server,
+        "kube-controller-manager",
+        "KUBE_CONTROLLER_MANAGER_BIN",
+        "system:kube-controller-manager",
+        &[&ca, "--use-service-account-credentials=true"],
+    );
+    s.apply(&format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 3
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      automountServiceAccountToken: false
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: main
+        image: {BUSYBOX_IMAGE}
+        imagePullPolicy: IfNotPresent
+        command: ["sh", "-c", "while true; do sleep 1; done"]
+"#
+    ));
+    eventually(
+        "3 Running, Ready pods on the node",
+        Duration::from_secs(120),
+        || {
+            let pods = s
+                .server
+                .json(&["get", "pods", "-n", &s.ns, "-l", "app=web"]);
+            let items = pods["items"].as_array().cloned().unwrap_or_default();
+            let good = items
+                .iter()
+                .filter(|p| {
+                    p["spec"]["nodeName"] == s.kubelet.node.as_str()
+                        && p["status"]["phase"] == "Running"
+                        && condition(p, "Ready") == "True"
+                })
+                .count();
+            if good == 3 && items.len() == 3 {
+                Ok(())
+            } else {
+                Err(serde_json::to_string_pretty(&pods["items"]).unwrap_or_default())
+            }
+        },
+    );
+    // Three sandboxes and three containers run in containerd.
+    eventually("6 running tasks", WAIT, || {
+        let tasks = s.containerd.running_tasks();
+        if tasks.len() == 6 {
+            Ok(())
+        } else {
+            Err(format!("{tasks:?}"))
+        }
+    });
+    eventually("deployment readyReplicas 3", WAIT, || {
+        let d = s.server.json(&["get", "deployment", "web", "-n", &s.ns]);
+        if d["status"]["readyReplicas"] == 3 {
+            Ok(())
+        } else {
+            Err(d["status"].to_string())
+        }
+    });
+}
