@@ -760,3 +760,105 @@ spec:
         }
     });
 }
+
+#[test]
+fn env_comes_from_values_fields_and_config_maps_and_a_missing_never_pull_image_waits() {
+    let s = Stack::start("kl-env");
+    s.server.ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "-n",
+        &s.ns,
+        "--from-literal=color=blue",
+    ]);
+    s.apply(&s.pod_yaml(
+        "env",
+        2,
+        "Never",
+        "echo \"pod=$POD_NAME ns=$POD_NS node=$NODE color=$COLOR greeting=$GREETING\"",
+        r#"    env:
+    - name: POD_NAME
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
+    - name: POD_NS
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.namespace
+    - name: NODE
+      valueFrom:
+        fieldRef:
+          fieldPath: spec.nodeName
+    - name: COLOR
+      valueFrom:
+        configMapKeyRef:
+          name: settings
+          key: color
+    - name: GREETING
+      value: "hello $(POD_NAME)"
+"#,
+    ));
+    let pod = eventually("pod Succeeded", WAIT, || {
+        let pod = s.pod("env");
+        if pod["status"]["phase"] == "Succeeded" {
+            Ok(pod)
+        } else {
+            Err(pod["status"].to_string())
+        }
+    });
+    let c = &pod["status"]["containerStatuses"][0];
+    assert_eq!(c["state"]["terminated"]["reason"], "Completed");
+    assert_eq!(condition(&pod, "Ready"), "False");
+    let uid = pod["metadata"]["uid"].as_str().expect("uid");
+    let log = s
+        .kubelet
+        .dir
+        .join("logs")
+        .join(format!("{}_env_{uid}", s.ns))
+        .join("main")
+        .join("0.log");
+    let text = fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    let want = format!(
+        "pod=env ns={} node={} color=blue greeting=hello env",
+        s.ns, s.kubelet.node
+    );
+    assert!(text.contains(&want), "{text}\nwant: {want}");
+
+    // A missing key is a CreateContainerConfigError, not a crash.
+    s.apply(
+        &s.pod_yaml("badref", 2, "Never", "true", "    env:\n    - name: X\n      valueFrom:\n        configMapKeyRef:\n          name: settings\n          key: nope\n")
+            ,
+    );
+    eventually("CreateContainerConfigError", WAIT, || {
+        let pod = s.pod("badref");
+        let waiting = &pod["status"]["containerStatuses"][0]["state"]["waiting"];
+        if waiting["reason"] == "CreateContainerConfigError"
+            && waiting["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("couldn't find key nope"))
+        {
+            Ok(())
+        } else {
+            Err(pod["status"].to_string())
+        }
+    });
+
+    // imagePullPolicy Never with an image the runtime lacks: ErrImageNeverPull, no pull.
+    s.apply(
+        &s.pod_yaml("absent", 2, "Always", "true", "")
+            .replace(BUSYBOX_IMAGE, "kube-test/absent:1.0")
+            .replace("imagePullPolicy: IfNotPresent", "imagePullPolicy: Never"),
+    );
+    eventually("ErrImageNeverPull", WAIT, || {
+        let pod = s.pod("absent");
+        let c = &pod["status"]["containerStatuses"][0];
+        if c["state"]["waiting"]["reason"] == "ErrImageNeverPull"
+            && pod["status"]["phase"] == "Pending"
+        {
+            Ok(())
+        } else {
+            Err(pod["status"].to_string())
+        }
+    });
+}
