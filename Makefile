@@ -12,13 +12,13 @@ export OUT ?= _out
 STORE_BIN ?= target/debug/kube-store
 export STORE_BIN
 
-.PHONY: help deps build test verify fix bench bench-store bench-apiserver bench-scheduler up up-store down e2e
+.PHONY: help deps build test verify fix bench bench-store bench-apiserver bench-scheduler up up-store down e2e e2e-kubelet
 
 help: ## List the targets
 	@echo "Targets:"
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
-deps: ## Install missing tools (apt: etcd-server etcd-client prometheus); idempotent, needs root
+deps: ## Install missing tools (apt: etcd-server etcd-client prometheus containerd runc CNI plugins busybox-static); idempotent, needs root
 	@scripts/deps.sh
 	@scripts/pyenv.sh
 
@@ -65,3 +65,7 @@ down: ## Stop what `make up` / `make up-store` started (data is kept)
 e2e: ## Only the cluster suites (apiserver + scheduler + controller-manager with fake kubelets; also part of `make test`)
 	$(CARGO) build --workspace --bins
 	$(CARGO) test -p e2e
+
+e2e-kubelet: deps ## Only the kubelet suite: the kubelet binary on a private containerd with the real apiserver (root; also part of `make test`)
+	$(CARGO) build --workspace --bins
+	$(CARGO) test -p kubelet

@@ -10,8 +10,13 @@ set -euo pipefail
 #   curl         raw HTTPS requests in the apiserver suite (status codes kubectl hides)
 #   python3-venv a virtualenv for the official Python `kubernetes` client the suite also drives
 #   openssl      `make up` writes its kubeadm-shaped PKI with it
+#   containerd, runc, containernetworking-plugins
+#                the container runtime (CRI v1) and CNI plugins (/usr/lib/cni) the kubelet suite
+#                drives; the tests start their own containerd
+#   busybox-static
+#                the one static binary the pause and busybox test images are built from
 # protoc is not needed: the proto crate builds with the vendored protoc (protoc-bin-vendored).
-PACKAGES=(etcd-server etcd-client prometheus curl python3-venv openssl)
+PACKAGES=(etcd-server etcd-client prometheus curl python3-venv openssl containerd runc containernetworking-plugins busybox-static)
 
 if ! command -v cargo >/dev/null 2>&1; then
 	echo "deps: cargo not found; install the Rust toolchain pinned in rust-toolchain.toml (rustup)" >&2
@@ -35,7 +40,7 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 1
 fi
 
-# Package maintainer scripts must not start etcd or prometheus as system services: the tests
+# Package maintainer scripts must not start etcd, prometheus or containerd as system services: the tests
 # start their own instances on free ports. policy-rc.d exiting 101 forbids service starts.
 policy=/usr/sbin/policy-rc.d
 created_policy=0
@@ -53,7 +58,7 @@ apt_opts=(-o DPkg::Lock::Timeout=600 -q)
 apt-get "${apt_opts[@]}" update
 apt-get "${apt_opts[@]}" install -y --no-install-recommends "${missing[@]}"
 
-for tool in etcd etcdctl promtool; do
+for tool in etcd etcdctl promtool containerd ctr runc /usr/lib/cni/bridge /bin/busybox; do
 	command -v "$tool" >/dev/null 2>&1 || { echo "deps: $tool still missing after install" >&2; exit 1; }
 done
 echo "deps: done"

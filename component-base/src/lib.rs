@@ -10,6 +10,8 @@ pub mod http;
 pub mod leaderelection;
 pub mod logs;
 pub mod metrics;
+#[cfg(feature = "oci")]
+pub mod oci;
 #[cfg(feature = "ratelimit")]
 pub mod ratelimit;
 pub mod shutdown;

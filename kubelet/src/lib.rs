@@ -1,0 +1,130 @@
+//! kubelet: registers the node, runs the pods bound to it on a CRI v1 runtime and reports their
+//! status to the apiserver.
+
+pub mod cni;
+pub mod cri;
+pub mod node;
+pub mod options;
+pub mod pod;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use component_base::{Health, Shutdown};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+pub use options::{Config, Options};
+
+use crate::pod::spec::{NodeContext, ResolvConf};
+use crate::pod::worker::Shared;
+
+/// Why the kubelet could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("read kubeconfig {path}")]
+    Kubeconfig {
+        path: String,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("build the apiserver client")]
+    Client(#[source] kube::Error),
+    #[error("container runtime")]
+    Runtime(#[source] cri::CriError),
+    #[error("healthz server")]
+    Serve(#[source] component_base::Error),
+}
+
+async fn client(config: &Config) -> Result<kube::Client, Error> {
+    let path = config.kubeconfig.display().to_string();
+    let kubeconfig_error = |source| Error::Kubeconfig {
+        path: path.clone(),
+        source,
+    };
+    let kubeconfig = Kubeconfig::read_from(&config.kubeconfig).map_err(kubeconfig_error)?;
+    let client_config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(kubeconfig_error)?;
+    kube::Client::try_from(client_config).map_err(Error::Client)
+}
+
+/// Runs the kubelet until `shutdown` triggers. Pods keep running after it returns.
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
+    let client = client(&config).await?;
+    let runtime = cri::Runtime::new(&config.runtime_endpoint).map_err(Error::Runtime)?;
+    let version = loop {
+        match runtime.version().await {
+            Ok(v) => break v,
+            Err(e) => {
+                tracing::warn!(endpoint = %config.runtime_endpoint, error = %e, "container runtime not answering; retrying")
+            }
+        }
+        tokio::select! {
+            _ = shutdown.wait() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    };
+    tracing::info!(
+        runtime = %version.runtime_name,
+        runtime_version = %version.runtime_version,
+        node = %config.node_name,
+        "connected to the container runtime"
+    );
+
+    let health = Health::new();
+    let mut servers = Vec::new();
+    if let Some(addr) = config.healthz {
+        let (bound, task) = component_base::serve(
+            addr,
+            None,
+            prometheus::Registry::new(),
+            health.clone(),
+            None,
+            shutdown.clone(),
+        )
+        .await
+        .map_err(Error::Serve)?;
+        tracing::info!(addr = %bound, "serving healthz");
+        servers.push(task);
+    }
+
+    let node_ip = node::detect_node_ip(config.node_ip);
+    let host_dns =
+        ResolvConf::parse(&std::fs::read_to_string(&config.resolv_conf).unwrap_or_default());
+    let shared = Arc::new(Shared {
+        runtime: runtime.clone(),
+        client: client.clone(),
+        node: NodeContext {
+            node_name: config.node_name.clone(),
+            node_ip,
+            cluster_dns: config.cluster_dns.clone(),
+            cluster_domain: config.cluster_domain.clone(),
+            host_dns,
+            pod_logs_dir: config.pod_logs_dir.clone(),
+            cgroup_root: config.cgroup_root.clone(),
+            memory_capacity: node::memory_capacity(),
+        },
+        runtime_name: version.runtime_name.clone(),
+    });
+
+    let agent = Arc::new(node::NodeAgent {
+        config: config.clone(),
+        client,
+        runtime,
+        node_ip,
+        runtime_version: format!("{}://{}", version.runtime_name, version.runtime_version),
+    });
+    let (registered_tx, _registered_rx) = tokio::sync::watch::channel(false);
+    let node_task = tokio::spawn(agent.run(registered_tx, shutdown.clone()));
+    if config.static_pod_path.is_some() {
+        tracing::warn!("--pod-manifest-path is not implemented yet; static pods are ignored");
+    }
+    pod::run(shared, config.node_name.clone(), shutdown.clone()).await;
+    shutdown.wait().await;
+    let _ = node_task.await;
+    for task in servers {
+        let _ = task.await;
+    }
+    Ok(())
+}

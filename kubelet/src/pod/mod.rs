@@ -1,0 +1,154 @@
+//! The pods bound to this node: a watch on them, one worker per pod, and orphan cleanup.
+
+pub mod backoff;
+pub mod resources;
+pub mod spec;
+pub mod status;
+pub mod worker;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use component_base::Shutdown;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Api;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::pod::spec::POD_UID_LABEL;
+use crate::pod::worker::{kill_pod, Shared, Worker};
+
+/// Grace given to containers of pods the apiserver no longer knows.
+const ORPHAN_GRACE: Duration = Duration::from_secs(2);
+/// How often the runtime is scanned for sandboxes of unknown pods.
+const ORPHAN_SCAN: Duration = Duration::from_secs(2);
+
+struct WorkerHandle {
+    tx: watch::Sender<Option<Pod>>,
+    task: JoinHandle<()>,
+}
+
+/// Runs until `shutdown`: keeps one worker per pod with spec.nodeName == node and removes
+/// sandboxes whose pods are gone. Running containers are left alone on shutdown, so a restarted
+/// kubelet adopts them.
+pub async fn run(shared: Arc<Shared>, node_name: String, shutdown: Shutdown) {
+    let api: Api<Pod> = Api::all(shared.client.clone());
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
+    let mut events = watcher::watcher(api, config).default_backoff().boxed();
+    let mut workers: HashMap<String, WorkerHandle> = HashMap::new();
+    let mut known: HashSet<String> = HashSet::new();
+    let mut relisting: Option<HashSet<String>> = None;
+    let mut synced = false;
+    let orphans_in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut scan = tokio::time::interval(ORPHAN_SCAN);
+    scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => break,
+            event = events.next() => match event {
+                None => break,
+                Some(Err(e)) => tracing::warn!(error = %e, "pod watch failed; retrying"),
+                Some(Ok(Event::Init)) => relisting = Some(HashSet::new()),
+                Some(Ok(Event::InitApply(pod))) => {
+                    if let Some(set) = relisting.as_mut() {
+                        set.extend(pod.metadata.uid.clone());
+                    }
+                    upsert(&shared, &mut workers, &mut known, pod);
+                }
+                Some(Ok(Event::InitDone)) => {
+                    let current = relisting.take().unwrap_or_default();
+                    for uid in known.difference(&current).cloned().collect::<Vec<_>>() {
+                        gone(&mut workers, &mut known, &uid);
+                    }
+                    synced = true;
+                }
+                Some(Ok(Event::Apply(pod))) => upsert(&shared, &mut workers, &mut known, pod),
+                Some(Ok(Event::Delete(pod))) => {
+                    if let Some(uid) = pod.metadata.uid.as_deref() {
+                        gone(&mut workers, &mut known, uid);
+                    }
+                }
+            },
+            _ = scan.tick() => {
+                workers.retain(|_, w| !w.task.is_finished());
+                if synced {
+                    remove_orphans(&shared, &workers, &known, &orphans_in_flight).await;
+                }
+            }
+        }
+    }
+    for (_, w) in workers {
+        w.task.abort();
+    }
+}
+
+fn upsert(
+    shared: &Arc<Shared>,
+    workers: &mut HashMap<String, WorkerHandle>,
+    known: &mut HashSet<String>,
+    pod: Pod,
+) {
+    let Some(uid) = pod.metadata.uid.clone() else {
+        return;
+    };
+    known.insert(uid.clone());
+    if let Some(w) = workers.get(&uid).filter(|w| !w.task.is_finished()) {
+        w.tx.send_replace(Some(pod));
+        return;
+    }
+    let (tx, rx) = watch::channel(Some(pod.clone()));
+    let task = tokio::spawn(Worker::new(shared.clone(), pod).run(rx));
+    workers.insert(uid, WorkerHandle { tx, task });
+}
+
+fn gone(workers: &mut HashMap<String, WorkerHandle>, known: &mut HashSet<String>, uid: &str) {
+    known.remove(uid);
+    if let Some(w) = workers.get(uid) {
+        w.tx.send_replace(None);
+    }
+}
+
+/// Kills sandboxes (and their containers) of pods that neither the apiserver nor a worker knows.
+async fn remove_orphans(
+    shared: &Arc<Shared>,
+    workers: &HashMap<String, WorkerHandle>,
+    known: &HashSet<String>,
+    in_flight: &Arc<Mutex<HashSet<String>>>,
+) {
+    let sandboxes = match shared.runtime.list_pod_sandbox(None).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "list pod sandboxes");
+            return;
+        }
+    };
+    let orphans: HashSet<String> = sandboxes
+        .iter()
+        .filter_map(|s| s.labels.get(POD_UID_LABEL).cloned())
+        .filter(|uid| !known.contains(uid) && !workers.contains_key(uid))
+        .collect();
+    for uid in orphans {
+        if !in_flight
+            .lock()
+            .expect("orphan set lock")
+            .insert(uid.clone())
+        {
+            continue;
+        }
+        let runtime = shared.runtime.clone();
+        let cgroup_root = shared.node.cgroup_root.clone();
+        let in_flight = in_flight.clone();
+        tokio::spawn(async move {
+            tracing::info!(pod_uid = %uid, "removing orphaned pod");
+            if let Err(e) = kill_pod(&runtime, &uid, ORPHAN_GRACE, &cgroup_root).await {
+                tracing::warn!(pod_uid = %uid, error = %e, "remove orphaned pod");
+            }
+            in_flight.lock().expect("orphan set lock").remove(&uid);
+        });
+    }
+}

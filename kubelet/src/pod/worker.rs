@@ -1,0 +1,733 @@
+//! One worker per pod: drives the runtime toward the pod's spec and reports its status.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::chrono::Utc;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use tokio::sync::watch;
+
+use crate::cri::{api, CriError, Runtime};
+use crate::pod::backoff::Backoff;
+use crate::pod::spec::{self, NodeContext, POD_UID_LABEL};
+use crate::pod::status::{self, is_exited, is_running, Observed, Waiting};
+
+/// How often a worker re-examines its pod without being told of a change (the relist period).
+pub const RESYNC: Duration = Duration::from_secs(1);
+
+/// What every worker shares.
+pub struct Shared {
+    pub runtime: Runtime,
+    pub client: kube::Client,
+    pub node: NodeContext,
+    /// Prefix of container IDs in pod status (the CRI runtime name, e.g. `containerd`).
+    pub runtime_name: String,
+}
+
+/// Why a sync step failed; logged, and the next resync tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Cri(#[from] CriError),
+    #[error("apiserver: {0}")]
+    Api(#[from] kube::Error),
+}
+
+/// The runtime's view of one pod.
+#[derive(Debug, Default)]
+struct RuntimeState {
+    sandboxes: Vec<api::PodSandbox>,
+    /// Instances per container name, newest first.
+    containers: HashMap<String, Vec<api::ContainerStatus>>,
+}
+
+impl RuntimeState {
+    fn ready_sandbox(&self) -> Option<&api::PodSandbox> {
+        self.sandboxes
+            .iter()
+            .filter(|s| s.state == api::PodSandboxState::SandboxReady as i32)
+            .max_by_key(|s| s.created_at)
+    }
+
+    fn latest(&self, name: &str) -> Option<&api::ContainerStatus> {
+        self.containers.get(name).and_then(|v| v.first())
+    }
+
+    fn next_sandbox_attempt(&self) -> u32 {
+        self.sandboxes
+            .iter()
+            .filter_map(|s| s.metadata.as_ref().map(|m| m.attempt + 1))
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// Reads the sandboxes and containers labelled with `uid`.
+async fn runtime_state(runtime: &Runtime, uid: &str) -> Result<RuntimeState, CriError> {
+    let labels: HashMap<String, String> = [(POD_UID_LABEL.to_string(), uid.to_string())].into();
+    let sandboxes = runtime
+        .list_pod_sandbox(Some(api::PodSandboxFilter {
+            label_selector: labels.clone(),
+            ..Default::default()
+        }))
+        .await?;
+    let listed = runtime
+        .list_containers(Some(api::ContainerFilter {
+            label_selector: labels,
+            ..Default::default()
+        }))
+        .await?;
+    let mut containers: HashMap<String, Vec<api::ContainerStatus>> = HashMap::new();
+    for c in listed {
+        let status = match runtime.container_status(&c.id).await {
+            Ok(s) => s,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        };
+        let name = status
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        containers.entry(name).or_default().push(status);
+    }
+    for list in containers.values_mut() {
+        list.sort_by_key(|c| {
+            std::cmp::Reverse((c.metadata.as_ref().map_or(0, |m| m.attempt), c.created_at))
+        });
+    }
+    Ok(RuntimeState {
+        sandboxes,
+        containers,
+    })
+}
+
+/// Stops and removes everything the runtime holds for pod `uid`, giving containers `grace`.
+pub async fn kill_pod(
+    runtime: &Runtime,
+    uid: &str,
+    grace: Duration,
+    cgroup_root: &str,
+) -> Result<(), CriError> {
+    let state = runtime_state(runtime, uid).await?;
+    let stops = state
+        .containers
+        .values()
+        .flatten()
+        .filter(|c| is_running(c))
+        .map(|c| runtime.stop_container(&c.id, grace));
+    for result in futures::future::join_all(stops).await {
+        match result {
+            Err(e) if !e.is_not_found() => return Err(e),
+            _ => {}
+        }
+    }
+    for c in state.containers.values().flatten() {
+        ignore_not_found(runtime.remove_container(&c.id).await)?;
+    }
+    for s in &state.sandboxes {
+        ignore_not_found(runtime.stop_pod_sandbox(&s.id).await)?;
+        ignore_not_found(runtime.remove_pod_sandbox(&s.id).await)?;
+    }
+    crate::pod::resources::remove_pod_cgroups(cgroup_root, uid);
+    Ok(())
+}
+
+fn ignore_not_found(r: Result<(), CriError>) -> Result<(), CriError> {
+    match r {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
+    }
+}
+
+/// What a sync decided about the worker's future.
+enum Next {
+    Continue,
+    Done,
+}
+
+pub struct Worker {
+    shared: Arc<Shared>,
+    uid: String,
+    pod: Pod,
+    backoff: Backoff,
+    waiting: HashMap<String, Waiting>,
+    last_status: Option<serde_json::Value>,
+    start_time: Option<Time>,
+    /// The pod object is gone from the apiserver (deleted without us, or force-deleted).
+    gone: bool,
+}
+
+impl Worker {
+    pub fn new(shared: Arc<Shared>, pod: Pod) -> Self {
+        let start_time = pod.status.as_ref().and_then(|s| s.start_time.clone());
+        Self {
+            shared,
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+            pod,
+            backoff: Backoff::default(),
+            waiting: HashMap::new(),
+            last_status: None,
+            start_time,
+            gone: false,
+        }
+    }
+
+    /// Syncs on every change of `rx` and every [`RESYNC`] until the pod is gone and torn down.
+    pub async fn run(mut self, mut rx: watch::Receiver<Option<Pod>>) {
+        let pod_ref = format!(
+            "{}/{}",
+            self.pod.metadata.namespace.as_deref().unwrap_or_default(),
+            self.pod.metadata.name.as_deref().unwrap_or_default()
+        );
+        loop {
+            match rx.borrow_and_update().clone() {
+                Some(pod) => self.pod = pod,
+                None => self.gone = true,
+            }
+            match self.sync().await {
+                Ok(Next::Done) => {
+                    tracing::info!(pod = %pod_ref, "pod torn down");
+                    return;
+                }
+                Ok(Next::Continue) => {}
+                Err(e) => tracing::warn!(pod = %pod_ref, error = %e, "sync failed"),
+            }
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(RESYNC) => {}
+            }
+        }
+    }
+
+    fn grace_period(&self) -> Duration {
+        let m = &self.pod.metadata;
+        let secs = m.deletion_grace_period_seconds.or_else(|| {
+            self.pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        });
+        Duration::from_secs(secs.unwrap_or(30).max(0) as u64)
+    }
+
+    async fn sync(&mut self) -> Result<Next, SyncError> {
+        let runtime = self.shared.runtime.clone();
+        if self.gone || self.pod.metadata.deletion_timestamp.is_some() {
+            let grace = if self.gone && self.pod.metadata.deletion_timestamp.is_none() {
+                Duration::ZERO
+            } else {
+                self.grace_period()
+            };
+            kill_pod(&runtime, &self.uid, grace, &self.shared.node.cgroup_root).await?;
+            if !self.gone {
+                self.delete_pod_object().await?;
+            }
+            return Ok(Next::Done);
+        }
+        let mut state = runtime_state(&runtime, &self.uid).await?;
+        let phase = self
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .unwrap_or("Pending");
+        if matches!(phase, "Succeeded" | "Failed") {
+            // Terminal pods keep their status; only the runtime's resources go.
+            self.stop_terminal(&state).await?;
+            return Ok(Next::Continue);
+        }
+        if self.act(&state).await? {
+            state = runtime_state(&runtime, &self.uid).await?;
+        }
+        self.gc_old_instances(&state).await;
+        self.report(&state).await?;
+        Ok(Next::Continue)
+    }
+
+    async fn stop_terminal(&self, state: &RuntimeState) -> Result<(), CriError> {
+        let runtime = &self.shared.runtime;
+        for c in state
+            .containers
+            .values()
+            .flatten()
+            .filter(|c| is_running(c))
+        {
+            ignore_not_found(runtime.stop_container(&c.id, self.grace_period()).await)?;
+        }
+        for s in state
+            .sandboxes
+            .iter()
+            .filter(|s| s.state == api::PodSandboxState::SandboxReady as i32)
+        {
+            ignore_not_found(runtime.stop_pod_sandbox(&s.id).await)?;
+        }
+        Ok(())
+    }
+
+    async fn delete_pod_object(&self) -> Result<(), kube::Error> {
+        let m = &self.pod.metadata;
+        let api: Api<Pod> = Api::namespaced(
+            self.shared.client.clone(),
+            m.namespace.as_deref().unwrap_or("default"),
+        );
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(self.uid.clone()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api
+            .delete(m.name.as_deref().unwrap_or_default(), &params)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One step toward the spec: a sandbox, then init containers in order, then containers.
+    /// Returns whether anything was changed in the runtime.
+    async fn act(&mut self, state: &RuntimeState) -> Result<bool, SyncError> {
+        let runtime = self.shared.runtime.clone();
+        let sandbox_config;
+        let sandbox_id = match state.ready_sandbox() {
+            Some(s) => {
+                let attempt = s.metadata.as_ref().map_or(0, |m| m.attempt);
+                sandbox_config = spec::sandbox_config(&self.pod, attempt, &self.shared.node);
+                s.id.clone()
+            }
+            None => {
+                // A new sandbox means new containers: the old ones lost their network.
+                for c in state
+                    .containers
+                    .values()
+                    .flatten()
+                    .filter(|c| is_running(c))
+                {
+                    ignore_not_found(runtime.stop_container(&c.id, self.grace_period()).await)?;
+                }
+                for s in &state.sandboxes {
+                    ignore_not_found(runtime.stop_pod_sandbox(&s.id).await)?;
+                }
+                let attempt = state.next_sandbox_attempt();
+                sandbox_config = spec::sandbox_config(&self.pod, attempt, &self.shared.node);
+                if self.start_time.is_none() {
+                    self.start_time = Some(Time(Utc::now()));
+                }
+                if let Err(e) = tokio::fs::create_dir_all(&sandbox_config.log_directory).await {
+                    tracing::warn!(dir = %sandbox_config.log_directory, error = %e, "create pod log directory");
+                }
+                let id = runtime.run_pod_sandbox(sandbox_config.clone()).await?;
+                for s in &state.sandboxes {
+                    ignore_not_found(runtime.remove_pod_sandbox(&s.id).await)?;
+                }
+                tracing::info!(pod_uid = %self.uid, sandbox = %id, attempt, "started pod sandbox");
+                id
+            }
+        };
+        if self.start_time.is_none() {
+            self.start_time = Some(Time(Utc::now()));
+        }
+        let sandbox_is_new = state.ready_sandbox().map(|s| s.id.as_str()) != Some(&sandbox_id);
+        let pod_ip = if sandbox_is_new {
+            runtime
+                .pod_sandbox_status(&sandbox_id)
+                .await?
+                .network
+                .map(|n| n.ip)
+                .unwrap_or_default()
+        } else {
+            self.sandbox_ip(&sandbox_id).await
+        };
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let policy = spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
+        let ctx = StartCtx {
+            sandbox_id: &sandbox_id,
+            sandbox_config: &sandbox_config,
+            pod_ip: &pod_ip,
+        };
+        // Containers of an earlier sandbox do not count once a new one runs.
+        let current = |name: &str| {
+            state
+                .latest(name)
+                .filter(|c| !sandbox_is_new || !is_running(c))
+                .cloned()
+        };
+
+        for c in spec.init_containers.iter().flatten() {
+            let latest = if sandbox_is_new {
+                None
+            } else {
+                current(&c.name)
+            };
+            match latest {
+                None => return self.start(c, 0, &ctx).await,
+                Some(l) if is_running(&l) => return Ok(false),
+                Some(l) if is_exited(&l) && l.exit_code == 0 => continue,
+                Some(l) if is_exited(&l) => {
+                    if policy == "Never" {
+                        return Ok(false);
+                    }
+                    return self.restart_with_backoff(c, &l, &ctx).await;
+                }
+                Some(l) => {
+                    ignore_not_found(runtime.remove_container(&l.id).await)?;
+                    return self.start(c, attempt_of(&l) + 1, &ctx).await;
+                }
+            }
+        }
+
+        let mut changed = false;
+        for c in &spec.containers {
+            let latest = if sandbox_is_new {
+                state.latest(&c.name).cloned().map(|mut l| {
+                    // Force a restart in the new sandbox, counting the old instance.
+                    l.state = api::ContainerState::ContainerExited as i32;
+                    l
+                })
+            } else {
+                current(&c.name)
+            };
+            changed |= match latest {
+                None => self.start(c, 0, &ctx).await?,
+                Some(l) if is_running(&l) => {
+                    self.waiting.remove(&c.name);
+                    false
+                }
+                Some(l) if is_exited(&l) => {
+                    let restart = match policy.as_str() {
+                        "Never" => false,
+                        "OnFailure" => l.exit_code != 0,
+                        _ => true,
+                    };
+                    if restart {
+                        self.restart_with_backoff(c, &l, &ctx).await?
+                    } else {
+                        self.waiting.remove(&c.name);
+                        false
+                    }
+                }
+                Some(l) => {
+                    // Created but never started (e.g. the kubelet died in between).
+                    ignore_not_found(runtime.remove_container(&l.id).await)?;
+                    self.start(c, attempt_of(&l) + 1, &ctx).await?
+                }
+            };
+        }
+        Ok(changed || sandbox_is_new)
+    }
+
+    async fn sandbox_ip(&self, id: &str) -> String {
+        match self.shared.runtime.pod_sandbox_status(id).await {
+            Ok(s) => s.network.map(|n| n.ip).unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    async fn restart_with_backoff(
+        &mut self,
+        c: &Container,
+        last: &api::ContainerStatus,
+        ctx: &StartCtx<'_>,
+    ) -> Result<bool, SyncError> {
+        let finished =
+            SystemTime::UNIX_EPOCH + Duration::from_nanos(last.finished_at.max(0) as u64);
+        let now = SystemTime::now();
+        if let Some(remaining) = self.backoff.remaining(&c.name, finished, now) {
+            let delay = self.backoff.delay(&c.name).unwrap_or(remaining);
+            let m = &self.pod.metadata;
+            self.waiting.insert(
+                c.name.clone(),
+                Waiting {
+                    reason: "CrashLoopBackOff".into(),
+                    message: format!(
+                        "back-off {} restarting failed container={} pod={}_{}({})",
+                        go_duration(delay),
+                        c.name,
+                        m.name.as_deref().unwrap_or_default(),
+                        m.namespace.as_deref().unwrap_or_default(),
+                        self.uid
+                    ),
+                },
+            );
+            return Ok(false);
+        }
+        self.backoff.next(&c.name, now);
+        self.start(c, attempt_of(last) + 1, ctx).await
+    }
+
+    /// Pulls if needed, creates and starts one container instance; failures become waiting
+    /// reasons as upstream names them.
+    async fn start(
+        &mut self,
+        c: &Container,
+        attempt: u32,
+        ctx: &StartCtx<'_>,
+    ) -> Result<bool, SyncError> {
+        let runtime = self.shared.runtime.clone();
+        let image = match self.ensure_image(c, ctx.sandbox_config).await {
+            Ok(image) => image,
+            Err(waiting) => {
+                self.waiting.insert(c.name.clone(), waiting);
+                return Ok(false);
+            }
+        };
+        let sources = self.env_sources(c).await?;
+        let host_ip = self.shared.node.node_ip.to_string();
+        let env = match spec::build_env(&self.pod, c, &sources, ctx.pod_ip, &host_ip) {
+            Ok(env) => env,
+            Err(e) => {
+                self.waiting.insert(
+                    c.name.clone(),
+                    Waiting {
+                        reason: "CreateContainerConfigError".into(),
+                        message: e.to_string(),
+                    },
+                );
+                return Ok(false);
+            }
+        };
+        let config = spec::container_config(&self.pod, c, attempt, env, &image, &self.shared.node);
+        let log_dir = std::path::Path::new(&ctx.sandbox_config.log_directory).join(&c.name);
+        if let Err(e) = tokio::fs::create_dir_all(&log_dir).await {
+            tracing::warn!(dir = %log_dir.display(), error = %e, "create container log directory");
+        }
+        let id = match runtime
+            .create_container(ctx.sandbox_id, config, ctx.sandbox_config.clone())
+            .await
+        {
+            Ok(id) => id,
+            Err(e) => {
+                self.waiting.insert(
+                    c.name.clone(),
+                    Waiting {
+                        reason: "CreateContainerError".into(),
+                        message: e.to_string(),
+                    },
+                );
+                return Ok(false);
+            }
+        };
+        if let Err(e) = runtime.start_container(&id).await {
+            self.waiting.insert(
+                c.name.clone(),
+                Waiting {
+                    reason: "RunContainerError".into(),
+                    message: e.to_string(),
+                },
+            );
+            return Ok(true);
+        }
+        tracing::info!(pod_uid = %self.uid, container = %c.name, id = %id, attempt, "started container");
+        self.waiting.remove(&c.name);
+        Ok(true)
+    }
+
+    /// Applies the pull policy; returns the image to create the container from.
+    async fn ensure_image(
+        &self,
+        c: &Container,
+        sandbox_config: &api::PodSandboxConfig,
+    ) -> Result<String, Waiting> {
+        let image = c.image.clone().unwrap_or_default();
+        let policy = c
+            .image_pull_policy
+            .clone()
+            .unwrap_or_else(|| default_pull_policy(&image).to_string());
+        let runtime = &self.shared.runtime;
+        let present = match runtime.image_status(&image).await {
+            Ok(status) => status.is_some(),
+            Err(e) => {
+                return Err(Waiting {
+                    reason: "ImageInspectError".into(),
+                    message: format!("Failed to inspect image {image:?}: {e}"),
+                })
+            }
+        };
+        if present && policy != "Always" {
+            return Ok(image);
+        }
+        if policy == "Never" {
+            return Err(Waiting {
+                reason: "ErrImageNeverPull".into(),
+                message: format!(
+                    "Container image {image:?} is not present with pull policy of Never"
+                ),
+            });
+        }
+        match runtime
+            .pull_image(&image, Some(sandbox_config.clone()))
+            .await
+        {
+            Ok(_) => Ok(image),
+            Err(e) => Err(Waiting {
+                reason: "ErrImagePull".into(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    async fn env_sources(&self, c: &Container) -> Result<spec::EnvSources, SyncError> {
+        let (cms, secrets) = spec::env_references(c);
+        let namespace = self.pod.metadata.namespace.as_deref().unwrap_or("default");
+        let client = self.shared.client.clone();
+        let mut sources = spec::EnvSources::default();
+        let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+        for name in cms {
+            let data = cm_api
+                .get_opt(&name)
+                .await?
+                .map(|cm| cm.data.unwrap_or_default());
+            sources.config_maps.insert(name, data);
+        }
+        let secret_api: Api<Secret> = Api::namespaced(client, namespace);
+        for name in secrets {
+            let data = secret_api.get_opt(&name).await?.map(|s| {
+                s.data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                    .collect()
+            });
+            sources.secrets.insert(name, data);
+        }
+        Ok(sources)
+    }
+
+    /// Keeps the newest two instances of each container (current and previous) and removes
+    /// older exited ones.
+    async fn gc_old_instances(&self, state: &RuntimeState) {
+        for list in state.containers.values() {
+            for old in list.iter().skip(2).filter(|c| !is_running(c)) {
+                if let Err(e) = self.shared.runtime.remove_container(&old.id).await {
+                    tracing::debug!(id = %old.id, error = %e, "remove old container");
+                }
+            }
+        }
+    }
+
+    /// Computes the status and patches pods/status when it changed.
+    async fn report(&mut self, state: &RuntimeState) -> Result<(), SyncError> {
+        let sandbox = state.ready_sandbox();
+        let pod_ip = match sandbox {
+            Some(s) => Some(self.sandbox_ip(&s.id).await),
+            None => None,
+        };
+        let observed = Observed {
+            sandbox_ready: sandbox.is_some(),
+            pod_ip,
+            instances: state.containers.clone(),
+            waiting: self.waiting.clone(),
+            runtime_name: self.shared.runtime_name.clone(),
+        };
+        let now = Time(Utc::now());
+        let start = self.start_time.clone().unwrap_or_else(|| now.clone());
+        let status = status::pod_status(
+            &self.pod,
+            &observed,
+            &self.shared.node.node_ip.to_string(),
+            &start,
+            &now,
+        );
+        let value = serde_json::to_value(&status).unwrap_or_default();
+        let current = self
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| serde_json::to_value(s).ok());
+        // The last patch is remembered so that fields the apiserver normalizes differently do
+        // not cause a patch every resync.
+        if self.last_status.as_ref() == Some(&value) || current.as_ref() == Some(&value) {
+            self.last_status = Some(value);
+            return Ok(());
+        }
+        let m = &self.pod.metadata;
+        let api: Api<Pod> = Api::namespaced(
+            self.shared.client.clone(),
+            m.namespace.as_deref().unwrap_or("default"),
+        );
+        let patch = serde_json::json!({
+            "metadata": {"uid": self.uid},
+            "status": value,
+        });
+        match api
+            .patch_status(
+                m.name.as_deref().unwrap_or_default(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(pod) => {
+                self.pod.status = pod.status;
+                self.last_status = Some(value);
+                Ok(())
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+struct StartCtx<'a> {
+    sandbox_id: &'a str,
+    sandbox_config: &'a api::PodSandboxConfig,
+    pod_ip: &'a str,
+}
+
+fn attempt_of(c: &api::ContainerStatus) -> u32 {
+    c.metadata.as_ref().map_or(0, |m| m.attempt)
+}
+
+/// The apiserver defaults the policy; this covers objects that somehow lack it.
+fn default_pull_policy(image: &str) -> &'static str {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if image.contains('@') {
+        "IfNotPresent"
+    } else if !last.contains(':') || last.ends_with(":latest") {
+        "Always"
+    } else {
+        "IfNotPresent"
+    }
+}
+
+/// A Go-style duration (`10s`, `5m0s`) for back-off messages.
+fn go_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 60 {
+        format!("{}m{}s", secs / 60, secs % 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_policy_defaults_like_the_apiserver() {
+        assert_eq!(default_pull_policy("busybox"), "Always");
+        assert_eq!(default_pull_policy("busybox:latest"), "Always");
+        assert_eq!(default_pull_policy("localhost:5000/busybox"), "Always");
+        assert_eq!(default_pull_policy("kube-test/busybox:1.0"), "IfNotPresent");
+        assert_eq!(default_pull_policy("busybox@sha256:abc"), "IfNotPresent");
+    }
+
+    #[test]
+    fn back_off_messages_use_go_durations() {
+        assert_eq!(go_duration(Duration::from_secs(10)), "10s");
+        assert_eq!(go_duration(Duration::from_secs(300)), "5m0s");
+        assert_eq!(go_duration(Duration::from_secs(160)), "2m40s");
+    }
+}
