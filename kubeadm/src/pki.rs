@@ -327,13 +327,65 @@ fn read(path: &Path) -> Result<String, Error> {
     fs::read_to_string(path).map_err(io_err(format!("reading {:?}", path)))
 }
 
+/// A DER length: short form below 128, else 0x80 | byte count, then big-endian bytes.
+fn der_length(len: usize) -> Vec<u8> {
+    if len < 0x80 {
+        return vec![len as u8];
+    }
+    let be: Vec<u8> = len
+        .to_be_bytes()
+        .into_iter()
+        .skip_while(|b| *b == 0)
+        .collect();
+    let mut out = Vec::with_capacity(be.len() + 1);
+    out.push(0x80 | be.len() as u8);
+    out.extend(be);
+    out
+}
+
+/// Wraps an RSA PKCS#1 key (upstream kubeadm's "RSA PRIVATE KEY") into PKCS#8, which is what
+/// rcgen and ring read: SEQUENCE { INTEGER 0, AlgorithmIdentifier rsaEncryption, OCTET STRING }.
+fn rsa_pkcs1_to_pkcs8(pkcs1: &[u8]) -> Vec<u8> {
+    // SEQUENCE { OID 1.2.840.113549.1.1.1, NULL }
+    const RSA_ENCRYPTION: [u8; 15] = [
+        0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+    ];
+    let mut body = vec![0x02, 0x01, 0x00];
+    body.extend_from_slice(&RSA_ENCRYPTION);
+    body.push(0x04);
+    body.extend(der_length(pkcs1.len()));
+    body.extend_from_slice(pkcs1);
+    let mut out = vec![0x30];
+    out.extend(der_length(body.len()));
+    out.extend(body);
+    out
+}
+
+/// Reads a PEM private key: PKCS#8 (what this kubeadm writes) or PKCS#1 RSA (what upstream
+/// kubeadm writes), so a PKI made by upstream or supplied by the user is reused.
 fn load_key(path: &Path) -> Result<KeyPair, Error> {
-    KeyPair::from_pem(&read(path)?).map_err(|e| {
+    let text = read(path)?;
+    let bad = |e: String| {
         Error::Pki(format!(
             "couldn't load the private key file {:?}: {e}",
             path
         ))
-    })
+    };
+    let begin = "-----BEGIN RSA PRIVATE KEY-----";
+    if let Some(start) = text.find(begin) {
+        use base64::Engine as _;
+        let body = &text[start + begin.len()..];
+        let end = body
+            .find("-----END RSA PRIVATE KEY-----")
+            .ok_or_else(|| bad("truncated PEM block".into()))?;
+        let b64: String = body[..end].chars().filter(|c| !c.is_whitespace()).collect();
+        let pkcs1 = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| bad(e.to_string()))?;
+        let der = rsa_pkcs1_to_pkcs8(&pkcs1);
+        return KeyPair::try_from(der.as_slice()).map_err(|e| bad(e.to_string()));
+    }
+    KeyPair::from_pem(&text).map_err(|e| bad(e.to_string()))
 }
 
 fn now() -> OffsetDateTime {

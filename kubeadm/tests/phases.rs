@@ -742,3 +742,99 @@ fn bad_input_gets_upstream_shaped_errors() {
         r.stderr
     );
 }
+
+#[test]
+fn an_rsa_ca_made_by_upstream_kubeadm_or_openssl_is_reused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let pki_dir = root.join("etc/kubernetes/pki");
+    std::fs::create_dir_all(&pki_dir).expect("pki dir");
+    // Upstream writes PKCS#1 RSA keys ("RSA PRIVATE KEY").
+    openssl_ok(&[
+        "genrsa",
+        "-traditional",
+        "-out",
+        &pki(root, "ca.key"),
+        "2048",
+    ]);
+    let key = std::fs::read_to_string(pki(root, "ca.key")).expect("key");
+    assert!(key.starts_with("-----BEGIN RSA PRIVATE KEY-----"), "{key}");
+    openssl_ok(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        &pki(root, "ca.key"),
+        "-subj",
+        "/CN=kubernetes",
+        "-days",
+        "3650",
+        "-out",
+        &pki(root, "ca.crt"),
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign",
+    ]);
+    let ca_before = std::fs::read(pki(root, "ca.crt")).expect("ca");
+    let out = phase(root, &["certs", "all"]);
+    assert!(
+        out.contains("[certs] Using existing ca certificate authority"),
+        "{out}"
+    );
+    assert_eq!(ca_before, std::fs::read(pki(root, "ca.crt")).expect("ca"));
+    openssl_ok(&[
+        "verify",
+        "-CAfile",
+        &pki(root, "ca.crt"),
+        &pki(root, "apiserver.crt"),
+    ]);
+    phase(root, &["kubeconfig", "admin"]);
+    openssl_ok(&[
+        "verify",
+        "-CAfile",
+        &pki(root, "ca.crt"),
+        &kubeconfig_client_cert(root, "admin.conf"),
+    ]);
+    // And renewal signs with it too.
+    kubeadm_ok(root, &["certs", "renew", "apiserver-kubelet-client"]);
+    openssl_ok(&[
+        "verify",
+        "-CAfile",
+        &pki(root, "ca.crt"),
+        &pki(root, "apiserver-kubelet-client.crt"),
+    ]);
+}
+
+#[test]
+fn init_runs_every_phase_but_the_skipped_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let out = kubeadm_ok(
+        root,
+        &[
+            "init",
+            "--apiserver-advertise-address=127.0.0.1",
+            "--node-name=n1",
+            "--skip-phases=preflight,control-plane/scheduler,kubeconfig/super-admin,certs/etcd-peer",
+        ],
+    );
+    assert!(
+        out.starts_with("[init] Using Kubernetes version: v1.33.0"),
+        "{out}"
+    );
+    assert!(!out.contains("[preflight]"), "{out}");
+    let k = root.join("etc/kubernetes");
+    assert!(k.join("manifests/kube-apiserver.yaml").exists());
+    assert!(k.join("manifests/kube-controller-manager.yaml").exists());
+    assert!(k.join("manifests/kube-store.yaml").exists());
+    assert!(!k.join("manifests/kube-scheduler.yaml").exists(), "{out}");
+    assert!(k.join("admin.conf").exists() && k.join("scheduler.conf").exists());
+    assert!(!k.join("super-admin.conf").exists(), "{out}");
+    assert!(k.join("pki/etcd/server.crt").exists());
+    assert!(!k.join("pki/etcd/peer.crt").exists(), "{out}");
+    assert!(
+        out.contains("Not run (not part of this kubeadm yet): kubelet-start, wait-control-plane"),
+        "{out}"
+    );
+}
