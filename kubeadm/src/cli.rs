@@ -10,7 +10,7 @@ use crate::config::Overrides;
 
 /// kubeadm: easily bootstrap a secure Kubernetes cluster.
 #[derive(Debug, Parser)]
-#[command(name = "kubeadm", version, about, long_about = None)]
+#[command(name = "kubeadm", version, long_about = None)]
 pub struct Cli {
     /// The directory kubeadm treats as the host's root: every path it reads or writes
     /// (/etc/kubernetes, /var/lib/etcd, --cert-dir...) is placed under it, and the manifests
