@@ -85,13 +85,18 @@ where
     Arc::new(move |path, query| Box::pin(f(path, query)))
 }
 
-/// Admits or refuses a request before it is routed: called with the path and the
-/// `Authorization` header; `Err` is the reply sent instead (401/403).
-pub type Guard = Arc<
-    dyn Fn(String, Option<String>) -> Pin<Box<dyn Future<Output = Result<(), Reply>> + Send>>
-        + Send
-        + Sync,
->;
+/// What a [`Guard`] decides on: the request's path and headers, and the client certificate
+/// (DER) the TLS handshake verified, if the client presented one.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub path: String,
+    pub headers: http::HeaderMap,
+    pub client_cert: Option<Arc<Vec<u8>>>,
+}
+
+/// Admits or refuses a request before it is routed; `Err` is the reply sent instead (401/403).
+pub type Guard =
+    Arc<dyn Fn(Access) -> Pin<Box<dyn Future<Output = Result<(), Reply>> + Send>> + Send + Sync>;
 
 struct State {
     registry: Registry,
@@ -190,7 +195,7 @@ async fn connection(
     shutdown: Shutdown,
 ) {
     let Some(acceptor) = acceptor else {
-        return serve_connection(stream, peer, state, shutdown).await;
+        return serve_connection(stream, peer, None, state, shutdown).await;
     };
     let handshake = tokio::select! {
         result = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => result,
@@ -198,19 +203,33 @@ async fn connection(
     };
     // Handshake failures are the client's doing (no or a bad certificate), so only debug.
     match handshake {
-        Ok(Ok(tls)) => serve_connection(tls, peer, state, shutdown).await,
+        Ok(Ok(tls)) => {
+            let client_cert = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|c| Arc::new(c.to_vec()));
+            serve_connection(tls, peer, client_cert, state, shutdown).await
+        }
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "tls handshake failed"),
         Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
     }
 }
 
-async fn serve_connection<S>(stream: S, peer: SocketAddr, state: Arc<State>, shutdown: Shutdown)
-where
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    client_cert: Option<Arc<Vec<u8>>>,
+    state: Arc<State>,
+    shutdown: Shutdown,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |request| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(route(&state, request).await) }
+        let client_cert = client_cert.clone();
+        async move { Ok::<_, Infallible>(route(&state, request, client_cert).await) }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -231,17 +250,21 @@ where
     }
 }
 
-async fn route(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(
+    state: &State,
+    request: Request<Incoming>,
+    client_cert: Option<Arc<Vec<u8>>>,
+) -> Response<Full<Bytes>> {
     let path = request.uri().path();
     let query = request.uri().query();
     tracing::trace!(method = %request.method(), path, "request");
     if let Some(guard) = &state.guard {
-        let authorization = request
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        if let Err(refused) = guard(path.to_owned(), authorization).await {
+        let access = Access {
+            path: path.to_owned(),
+            headers: request.headers().clone(),
+            client_cert,
+        };
+        if let Err(refused) = guard(access).await {
             return into_response(refused);
         }
     }

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
 
@@ -142,10 +143,55 @@ pub fn server_config_optional_client_cert(
     build_server_config(cert, key, Some(client_ca), true, alpn)
 }
 
+/// Like [`server_config_optional_client_cert`] with certificates of any of `client_cas`
+/// accepted (e.g. `--client-ca-file` and `--requestheader-client-ca-file` together); with none
+/// given, clients are not asked for certificates.
+pub fn server_config_optional_client_certs(
+    cert: &Path,
+    key: &Path,
+    client_cas: &[&Path],
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, Error> {
+    if client_cas.is_empty() {
+        return server_config(cert, key, None, alpn);
+    }
+    let mut roots = RootCertStore::empty();
+    for ca in client_cas {
+        roots.roots.extend(root_store(ca)?.roots);
+    }
+    build_server_config_with_roots(cert, key, Some(roots), true, alpn)
+}
+
+/// A verifier of client certificates issued by the CA bundle at `ca`, to tell after the
+/// handshake which of several trusted CAs issued a certificate.
+pub fn client_verifier(ca: &Path) -> Result<Arc<dyn ClientCertVerifier>, Error> {
+    WebPkiClientVerifier::builder_with_provider(Arc::new(root_store(ca)?), provider())
+        .build()
+        .map_err(Error::ClientVerifier)
+}
+
+/// Whether `verifier` accepts the DER client certificate `cert` now.
+pub fn verifies(verifier: &dyn ClientCertVerifier, cert: &[u8]) -> bool {
+    verifier
+        .verify_client_cert(&CertificateDer::from(cert), &[], UnixTime::now())
+        .is_ok()
+}
+
 fn build_server_config(
     cert: &Path,
     key: &Path,
     client_ca: Option<&Path>,
+    allow_anonymous: bool,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, Error> {
+    let roots = client_ca.map(root_store).transpose()?;
+    build_server_config_with_roots(cert, key, roots, allow_anonymous, alpn)
+}
+
+fn build_server_config_with_roots(
+    cert: &Path,
+    key: &Path,
+    client_roots: Option<RootCertStore>,
     allow_anonymous: bool,
     alpn: &[&[u8]],
 ) -> Result<Arc<ServerConfig>, Error> {
@@ -155,10 +201,9 @@ fn build_server_config(
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(PROTOCOL_VERSIONS)
         .map_err(Error::ServerConfig)?;
-    let builder = match client_ca {
-        Some(ca) => {
-            let verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(root_store(ca)?), provider);
+    let builder = match client_roots {
+        Some(roots) => {
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let verifier = if allow_anonymous {
                 verifier.allow_unauthenticated()
             } else {

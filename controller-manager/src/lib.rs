@@ -134,10 +134,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     let health = Health::new();
     let tls = serving_tls(&config)?;
     let addr = SocketAddr::new(config.bind_address, config.secure_port);
-    let delegated = component_base::delegated::DelegatedAuth::new(
+    let delegated = component_base::delegated::DelegatedAuth::with_certs(
         client_or(config.authentication_kubeconfig.as_deref(), &client).await?,
         client_or(config.authorization_kubeconfig.as_deref(), &client).await?,
         config.always_allow_paths.clone(),
+        config.cert_auth.cert_auth().map_err(Error::Serve)?,
     );
     let (bound, server) = component_base::serve_guarded(
         addr,
@@ -270,8 +271,14 @@ fn serving_tls(config: &Config) -> Result<Arc<rustls::ServerConfig>, Error> {
         Some((cert, key)) => (cert.clone(), key.clone()),
         None => self_signed(config.cert_dir.as_deref())?,
     };
-    component_base::tls::server_config(&cert, &key, None, component_base::tls::ALPN_HTTP)
-        .map_err(Error::Serve)
+    let client_cas = config.cert_auth.ca_files();
+    component_base::tls::server_config_optional_client_certs(
+        &cert,
+        &key,
+        &client_cas.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
+        component_base::tls::ALPN_HTTP,
+    )
+    .map_err(Error::Serve)
 }
 
 /// Writes (or reuses) a self-signed certificate for localhost, as upstream does in --cert-dir.

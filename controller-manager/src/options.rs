@@ -47,6 +47,9 @@ pub struct Options {
     /// Paths served without authentication or authorization.
     #[arg(long, value_delimiter = ',', default_value = "/healthz,/readyz,/livez")]
     pub authorization_always_allow_paths: Vec<String>,
+    /// Client-certificate authentication of the secure port.
+    #[command(flatten)]
+    pub cert_auth: component_base::delegated::CertFlags,
     /// The IP address on which to listen for the --secure-port port.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind_address: IpAddr,
@@ -222,6 +225,8 @@ pub struct Config {
     pub authorization_kubeconfig: Option<PathBuf>,
     /// Paths the secure port serves to anyone.
     pub always_allow_paths: Vec<String>,
+    /// Client-certificate authentication of the secure port.
+    pub cert_auth: component_base::delegated::CertFlags,
     /// apiserver URL override.
     pub master: Option<String>,
     /// HTTPS listen address.
@@ -402,6 +407,7 @@ impl Options {
             authentication_kubeconfig: path(&self.authentication_kubeconfig),
             authorization_kubeconfig: path(&self.authorization_kubeconfig),
             always_allow_paths: self.authorization_always_allow_paths.clone(),
+            cert_auth: self.cert_auth.clone(),
             kubeconfig: path(&self.kubeconfig),
             master: non_empty(&self.master),
             bind_address: self.bind_address,

@@ -17,7 +17,21 @@ use kcm::{eventually, exists, pod_status_helper, ready_pods, ApiServer, Kcm, Sto
 #[test]
 fn new_namespace_gets_default_service_account_and_root_ca() {
     let server = ApiServer::start();
-    let kcm = Kcm::start(&server, &[]);
+    // A front proxy's CA and client certificate, as kubeadm's front-proxy-ca/-client.
+    let front_proxy = FrontProxy::new(server.dir());
+    let kcm = Kcm::start(
+        &server,
+        &[
+            &format!("--client-ca-file={}", server.pki.ca_cert.display()),
+            &format!(
+                "--requestheader-client-ca-file={}",
+                front_proxy.ca.display()
+            ),
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+        ],
+    );
     server.ok(&["create", "namespace", "team-a"]);
     eventually("default service account", || {
         exists(
@@ -76,6 +90,59 @@ fn new_namespace_gets_default_service_account_and_root_ca() {
     let (code, body) = curl("/metrics", Some(token.trim()));
     assert_eq!(code, "200", "{body}");
     assert!(body.contains("process_resident_memory_bytes"), "{body}");
+
+    // Client certificates (--client-ca-file): the CN is the user, O the groups.
+    let curl_cert = |cert: &(String, String), headers: &[&str]| -> (String, String) {
+        let dir = server.dir();
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos();
+        let (crt, key) = (
+            dir.join(format!("c-{n}.crt")),
+            dir.join(format!("c-{n}.key")),
+        );
+        std::fs::write(&crt, &cert.0).expect("cert");
+        std::fs::write(&key, &cert.1).expect("key");
+        let url = format!("https://127.0.0.1:{}/metrics", kcm.port);
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["-sk", "-o", "-", "-w", "\n%{http_code}", &url])
+            .arg("--cert")
+            .arg(&crt)
+            .arg("--key")
+            .arg(&key);
+        for h in headers {
+            cmd.args(["-H", h]);
+        }
+        let out = cmd.output().expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.to_owned(), body.to_owned())
+    };
+    let scraper =
+        common::issue_client_cert(&server.pki, "scraper", &["system:monitoring"]).expect("cert");
+    let (code, body) = curl_cert(&scraper, &[]);
+    assert_eq!(code, "200", "{body}");
+    let alice = common::issue_client_cert(&server.pki, "alice", &[]).expect("cert");
+    let (code, body) = curl_cert(&alice, &["X-Remote-User: root"]);
+    assert_eq!(code, "403", "{body}");
+    assert!(body.contains(r#"User \"alice\" cannot get path"#), "{body}");
+    // A front proxy (--requestheader-*) names the user in headers; other certificates can't.
+    let proxy = front_proxy.client("front-proxy-client");
+    let (code, body) = curl_cert(
+        &proxy,
+        &["X-Remote-User: bob", "X-Remote-Group: system:monitoring"],
+    );
+    assert_eq!(code, "200", "{body}");
+    let (code, body) = curl_cert(&proxy, &["X-Remote-User: bob"]);
+    assert_eq!(code, "403", "{body}");
+    assert!(body.contains(r#"User \"bob\" cannot get path"#), "{body}");
+    let stranger = front_proxy.client("someone-else");
+    let (code, body) = curl_cert(
+        &stranger,
+        &["X-Remote-User: bob", "X-Remote-Group: system:monitoring"],
+    );
+    assert_eq!(code, "401", "{body}");
 
     // The leader lease exists in kube-system.
     let lease = server.json(&[
@@ -580,4 +647,98 @@ fn foreground_and_orphan_deletion_and_cross_namespace_owner_references() {
     eventually("the same-namespace dependent is collected", || {
         !exists(&server, &["get", "configmap", "same-ns", "-n", "gc"])
     });
+}
+
+/// A front-proxy CA (openssl) and the client certificates it issues.
+struct FrontProxy {
+    dir: std::path::PathBuf,
+    ca: std::path::PathBuf,
+}
+
+impl FrontProxy {
+    fn new(dir: &std::path::Path) -> Self {
+        let dir = dir.join("front-proxy");
+        std::fs::create_dir_all(&dir).expect("dir");
+        let ca = dir.join("ca.crt");
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=front-proxy-ca",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,digitalSignature,keyCertSign",
+            "-keyout",
+            &dir.join("ca.key").display().to_string(),
+            "-out",
+            &ca.display().to_string(),
+        ]);
+        FrontProxy { dir, ca }
+    }
+
+    /// A client certificate and key (PEM) for `cn`.
+    fn client(&self, cn: &str) -> (String, String) {
+        let p = |f: &str| self.dir.join(format!("{cn}.{f}")).display().to_string();
+        openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-keyout",
+            &p("key"),
+            "-out",
+            &p("csr"),
+        ]);
+        let ext = p("ext");
+        std::fs::write(
+            &ext,
+            "keyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+        )
+        .expect("ext");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &p("csr"),
+            "-CA",
+            &self.ca.display().to_string(),
+            "-CAkey",
+            &self.dir.join("ca.key").display().to_string(),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            &ext,
+            "-out",
+            &p("crt"),
+        ]);
+        (
+            std::fs::read_to_string(p("crt")).expect("crt"),
+            std::fs::read_to_string(p("key")).expect("key"),
+        )
+    }
+}
+
+fn openssl(args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -152,8 +152,7 @@ pub fn apiserver_command(cfg: &Config) -> Vec<String> {
     cmd
 }
 
-/// kube-controller-manager's flags. Upstream also passes --client-ca-file and
-/// --requestheader-client-ca-file; our controller-manager does not accept them yet.
+/// kube-controller-manager's flags, as upstream kubeadm passes them.
 pub fn controller_manager_command(cfg: &Config) -> Vec<String> {
     let c = |f: &str| p(&cfg.cert_dir.join(f));
     let kc = p(&kubeconfig::path(cfg, kubeconfig::CONTROLLER_MANAGER));
@@ -161,12 +160,14 @@ pub fn controller_manager_command(cfg: &Config) -> Vec<String> {
     d.insert("authentication-kubeconfig", kc.clone());
     d.insert("authorization-kubeconfig", kc.clone());
     d.insert("bind-address", "127.0.0.1".into());
+    d.insert("client-ca-file", c("ca.crt"));
     d.insert("cluster-name", cfg.cluster_name.clone());
     d.insert("cluster-signing-cert-file", c("ca.crt"));
     d.insert("cluster-signing-key-file", c("ca.key"));
     d.insert("controllers", "*,bootstrapsigner,tokencleaner".into());
     d.insert("kubeconfig", kc);
     d.insert("leader-elect", "true".into());
+    d.insert("requestheader-client-ca-file", c("front-proxy-ca.crt"));
     d.insert("root-ca-file", c("ca.crt"));
     d.insert("service-account-private-key-file", c("sa.key"));
     d.insert("service-cluster-ip-range", cfg.service_subnet.clone());

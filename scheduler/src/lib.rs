@@ -79,6 +79,8 @@ pub struct Config {
     pub authorization_kubeconfig: Option<PathBuf>,
     /// Paths the secure port serves to anyone.
     pub always_allow_paths: Vec<String>,
+    /// Client-certificate authentication of the secure port.
+    pub cert_auth: component_base::delegated::CertFlags,
     /// Client-side rate limit: requests per second (negative: unlimited).
     pub qps: f32,
     /// Client-side rate limit: burst.
@@ -146,6 +148,7 @@ impl Config {
             authentication_kubeconfig: o.authentication_kubeconfig.clone(),
             authorization_kubeconfig: o.authorization_kubeconfig.clone(),
             always_allow_paths: o.authorization_always_allow_paths.clone(),
+            cert_auth: o.cert_auth.clone(),
             qps,
             burst,
             scheduler,
@@ -191,10 +194,11 @@ async fn delegated_auth(
             .map_err(Error::Kubeconfig)?;
         kube::Client::try_from(kc).map_err(Error::Client)
     }
-    Ok(component_base::delegated::DelegatedAuth::new(
+    Ok(component_base::delegated::DelegatedAuth::with_certs(
         from(cfg.authentication_kubeconfig.as_ref(), main).await?,
         from(cfg.authorization_kubeconfig.as_ref(), main).await?,
         cfg.always_allow_paths.clone(),
+        cfg.cert_auth.cert_auth().map_err(Error::Serve)?,
     ))
 }
 

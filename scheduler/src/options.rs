@@ -28,6 +28,9 @@ pub struct Options {
     /// Paths served without authentication or authorization.
     #[arg(long, value_delimiter = ',', default_value = "/healthz,/readyz,/livez")]
     pub authorization_always_allow_paths: Vec<String>,
+    /// Client-certificate authentication of the secure port.
+    #[command(flatten)]
+    pub cert_auth: component_base::delegated::CertFlags,
     /// Address the secure port listens on.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind_address: IpAddr,

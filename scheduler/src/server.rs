@@ -42,8 +42,14 @@ pub async fn serve(
         Some(pair) => pair,
         None => self_signed(cfg.cert_dir.as_ref())?,
     };
-    let tls = component_base::tls::server_config(&crt, &key, None, component_base::tls::ALPN_HTTP)
-        .map_err(Error::Serve)?;
+    let client_cas = cfg.cert_auth.ca_files();
+    let tls = component_base::tls::server_config_optional_client_certs(
+        &crt,
+        &key,
+        &client_cas.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
+        component_base::tls::ALPN_HTTP,
+    )
+    .map_err(Error::Serve)?;
     let health = Health::new();
     if let Some(dog) = leader {
         // As upstream's leader-election healthz adaptor: a leader that stopped renewing is
