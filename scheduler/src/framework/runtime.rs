@@ -23,6 +23,7 @@ pub struct Framework {
     pub(crate) pre_score: Vec<Arc<dyn Plugin>>,
     pub(crate) score: Vec<(Arc<dyn Plugin>, i64)>,
     pub(crate) reserve: Vec<Arc<dyn Plugin>>,
+    pub(crate) pre_bind: Vec<Arc<dyn Plugin>>,
     pub(crate) bind: Vec<Arc<dyn Plugin>>,
 }
 
@@ -247,6 +248,30 @@ impl Framework {
         }
     }
 
+    /// Runs the PreBind plugins in order; the first failure stops the binding cycle. Errors read
+    /// as upstream's `running PreBind plugin "<name>": <error>`.
+    pub async fn run_pre_bind(&self, state: &CycleState, pod: &Pod, node: &str) -> Status {
+        for p in &self.pre_bind {
+            let Some(pb) = p.as_pre_bind() else {
+                continue;
+            };
+            let s = pb.pre_bind(state, pod, node).await;
+            match s.code {
+                Code::Success | Code::Skip => {}
+                Code::Error => {
+                    return Status::error(format!(
+                        "running PreBind plugin {:?}: {}",
+                        p.name(),
+                        s.message()
+                    ))
+                    .with_plugin(p.name())
+                }
+                _ => return s.with_plugin(p.name()),
+            }
+        }
+        Status::success()
+    }
+
     /// Runs Bind plugins until one does not skip.
     pub async fn run_bind(&self, pod: &Pod, node: &str) -> Status {
         for p in &self.bind {
@@ -266,7 +291,7 @@ impl Framework {
         let names =
             |v: &[Arc<dyn Plugin>]| v.iter().map(|p| p.name()).collect::<Vec<_>>().join(",");
         format!(
-            "filter=[{}] score=[{}] postFilter=[{}] bind=[{}]",
+            "filter=[{}] score=[{}] postFilter=[{}] preBind=[{}] bind=[{}]",
             names(&self.filter),
             self.score
                 .iter()
@@ -274,6 +299,7 @@ impl Framework {
                 .collect::<Vec<_>>()
                 .join(","),
             names(&self.post_filter),
+            names(&self.pre_bind),
             names(&self.bind)
         )
     }
