@@ -72,9 +72,10 @@ pub fn start(ctx: &ControllerContext) -> Result<BoxFuture<'static, ()>, crate::E
         sync_period: ctx.config.pvclaimbinder_sync_period,
     });
     let claim_store = claims.store();
+    let class_store = classes.store();
     let claim_loop = Controller::for_shared_stream(claims.subscribe(), claims.store())
         .watches_shared_stream(volumes.subscribe(), move |pv: Arc<PersistentVolume>| {
-            claims_to_wake(&claim_store, &pv)
+            claims_to_wake(&claim_store, &class_store, &pv)
         })
         .graceful_shutdown_on(super::stopped(&ctx.shutdown))
         .with_config(super::workers(1));
@@ -101,10 +102,12 @@ pub fn start(ctx: &ControllerContext) -> Result<BoxFuture<'static, ()>, crate::E
 }
 
 /// The claims a volume change concerns: its claimRef, claims asking for it by name, and, when it
-/// is free, every claim still waiting for a volume (so a new volume binds at once instead of at
-/// the next resync).
+/// becomes Available, every claim still waiting for a volume that binds immediately (so a new
+/// volume binds at once instead of at the next resync; WaitForFirstConsumer claims wait for
+/// the scheduler anyway).
 fn claims_to_wake(
     claims: &Store<PersistentVolumeClaim>,
+    classes: &Store<StorageClass>,
     pv: &PersistentVolume,
 ) -> Vec<ObjectRef<PersistentVolumeClaim>> {
     let name = pv.name_any();
@@ -113,9 +116,13 @@ fn claims_to_wake(
         .and_then(|r| Some(ObjectRef::new(r.name.as_deref()?).within(r.namespace.as_deref()?)))
         .into_iter()
         .collect();
+    let available = claim_ref.is_none() && phase(pv) == "Available";
     for c in claims.state() {
         let wanted = volume_name(&c) == name;
-        let waiting = claim_ref.is_none() && !has_annotation(&c.metadata, ANN_BIND_COMPLETED);
+        let waiting = available
+            && !has_annotation(&c.metadata, ANN_BIND_COMPLETED)
+            && volume_name(&c).is_empty()
+            && is_delay_binding(&c, |n| classes.get(&ObjectRef::new(n))) == Ok(false);
         if wanted || waiting {
             out.push(ObjectRef::from_obj(c.as_ref()));
         }
