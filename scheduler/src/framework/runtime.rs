@@ -332,4 +332,69 @@ mod tests {
              preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.."
         );
     }
+
+    struct FixedPreBind(&'static str, Status);
+
+    impl Plugin for FixedPreBind {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn as_pre_bind(&self) -> Option<&dyn super::super::PreBindPlugin> {
+            Some(self)
+        }
+    }
+
+    impl super::super::PreBindPlugin for FixedPreBind {
+        fn pre_bind<'a>(
+            &'a self,
+            _state: &'a CycleState,
+            _pod: &'a Pod,
+            _node: &'a str,
+        ) -> futures::future::BoxFuture<'a, Status> {
+            Box::pin(async move { self.1.clone() })
+        }
+    }
+
+    fn framework(pre_bind: Vec<Arc<dyn Plugin>>) -> Framework {
+        Framework {
+            scheduler_name: "default-scheduler".into(),
+            percentage_of_nodes_to_score: None,
+            pre_enqueue: vec![],
+            queue_sort: vec![],
+            pre_filter: vec![],
+            filter: vec![],
+            post_filter: vec![],
+            pre_score: vec![],
+            score: vec![],
+            reserve: vec![],
+            pre_bind,
+            bind: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn pre_bind_runs_in_order_and_wraps_errors_as_upstream() {
+        let pod = Pod::default();
+        let state = CycleState::default();
+        let ok = framework(vec![
+            Arc::new(FixedPreBind("A", Status::skip())),
+            Arc::new(FixedPreBind("B", Status::success())),
+        ]);
+        assert!(ok.run_pre_bind(&state, &pod, "n").await.is_success());
+        let failing = framework(vec![
+            Arc::new(FixedPreBind("A", Status::success())),
+            Arc::new(FixedPreBind(
+                "VolumeBinding",
+                Status::error("binding volumes: context deadline exceeded"),
+            )),
+            Arc::new(FixedPreBind("C", Status::error("never reached"))),
+        ]);
+        let s = failing.run_pre_bind(&state, &pod, "n").await;
+        assert_eq!(s.code, Code::Error);
+        assert_eq!(s.plugin, Some("VolumeBinding"));
+        assert_eq!(
+            s.message(),
+            "running PreBind plugin \"VolumeBinding\": binding volumes: context deadline exceeded"
+        );
+    }
 }
