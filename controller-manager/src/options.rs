@@ -129,6 +129,9 @@ pub struct Options {
     /// The period for syncing quota usage status in the system.
     #[arg(long, default_value = "5m")]
     pub resource_quota_sync_period: String,
+    /// The period for syncing persistent volumes and persistent volume claims.
+    #[arg(long, default_value = "15s")]
+    pub pvclaimbinder_sync_period: String,
     /// ttl-after-finished workers allowed to sync concurrently.
     #[arg(long, default_value_t = 5)]
     pub concurrent_ttl_after_finished_syncs: u16,
@@ -283,6 +286,8 @@ pub struct Config {
     pub kube_api_burst: u32,
     /// Full recalculation period of every ResourceQuota's usage.
     pub resource_quota_sync_period: Duration,
+    /// Resync period of the persistentvolume-binder's claims and volumes.
+    pub pvclaimbinder_sync_period: Duration,
     /// Longest validity of certificates the csrsigning controller issues.
     pub cluster_signing_duration: Duration,
     /// Terminated pods kept before podgc deletes the oldest (0 = never).
@@ -468,6 +473,10 @@ impl Options {
             resource_quota_sync_period: parse_duration(
                 "resource-quota-sync-period",
                 &self.resource_quota_sync_period,
+            )?,
+            pvclaimbinder_sync_period: parse_duration(
+                "pvclaimbinder-sync-period",
+                &self.pvclaimbinder_sync_period,
             )?,
             cluster_signing_duration: parse_duration(
                 "cluster-signing-duration",

@@ -200,7 +200,7 @@ pub fn descriptors() -> Vec<Descriptor> {
             "persistentvolume-binder-controller",
             "persistentvolume-binder",
             true,
-            None,
+            Some(controllers::persistentvolume::start),
         ),
         d(
             "persistentvolume-attach-detach-controller",

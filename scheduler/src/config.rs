@@ -172,6 +172,8 @@ pub struct Plugins {
     #[serde(default)]
     reserve: PluginSet,
     #[serde(default)]
+    pre_bind: PluginSet,
+    #[serde(default)]
     bind: PluginSet,
 }
 
@@ -309,6 +311,7 @@ pub fn build_frameworks(
             pre_score: names(chain(&plugins.pre_score, |p| p.as_pre_score().is_some())?),
             score: chain(&plugins.score, |p| p.as_score().is_some())?,
             reserve: names(chain(&plugins.reserve, |p| p.as_reserve().is_some())?),
+            pre_bind: names(chain(&plugins.pre_bind, |p| p.as_pre_bind().is_some())?),
             bind: names(chain(&plugins.bind, |p| p.as_bind().is_some())?),
         };
         if fw.queue_sort.len() != 1 {
@@ -360,6 +363,9 @@ mod tests {
             "after NodeResourcesFit as upstream"
         );
         assert!(fw.pre_filter.iter().any(|p| p.name() == "VolumeBinding"));
+        let names = |v: &[Arc<dyn Plugin>]| v.iter().map(|p| p.name()).collect::<Vec<_>>();
+        assert_eq!(names(&fw.reserve), ["VolumeBinding"]);
+        assert_eq!(names(&fw.pre_bind), ["VolumeBinding"]);
         assert_eq!(fw.post_filter.len(), 1);
     }
 
@@ -406,6 +412,21 @@ profiles:
         assert_eq!(score, [("NodeResourcesFit", 5)]);
         assert!(fw.filter.iter().all(|p| p.name() != "TaintToleration"));
         assert!(build(&ok.replace("MostAllocated", "Bogus")).is_err());
+    }
+
+    #[test]
+    fn volume_binding_args_are_validated() {
+        let yaml = |t: &str| {
+            format!(
+                "profiles:\n- pluginConfig:\n  - name: VolumeBinding\n    args: {{bindTimeoutSeconds: {t}}}\n"
+            )
+        };
+        assert!(build(&yaml("30")).is_ok());
+        let err = build(&yaml("-5"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("bindTimeoutSeconds"), "{err}");
     }
 
     #[test]

@@ -328,6 +328,7 @@ mod tests {
             pre_score: vec![],
             score: vec![],
             reserve: vec![],
+            pre_bind: vec![],
             bind: vec![],
         };
         let mut m = HashMap::new();

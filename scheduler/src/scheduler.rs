@@ -449,8 +449,13 @@ impl Scheduler {
         out
     }
 
-    async fn schedule_pod(&self, fw: &Framework, pod: &Pod, snapshot: &Snapshot) -> Outcome {
-        let mut state = CycleState::default();
+    async fn schedule_pod(
+        &self,
+        fw: &Framework,
+        pod: &Pod,
+        snapshot: &Snapshot,
+        state: &mut CycleState,
+    ) -> Outcome {
         if snapshot.nodes.is_empty() {
             return Outcome::Unschedulable {
                 message: "no nodes available to schedule pods".into(),
@@ -462,9 +467,9 @@ impl Scheduler {
             };
         }
         let mut diagnosis = Diagnosis::default();
-        let pre = fw.run_pre_filter(&mut state, pod, snapshot);
+        let pre = fw.run_pre_filter(state, pod, snapshot);
         let feasible = if pre.is_success() {
-            self.filter_nodes(fw, &state, pod, snapshot, &mut diagnosis)
+            self.filter_nodes(fw, state, pod, snapshot, &mut diagnosis)
         } else if pre.is_rejected() {
             diagnosis.pre_filter_msg = Some(pre.message());
             diagnosis.unschedulable_plugins.extend(pre.plugin);
@@ -481,7 +486,7 @@ impl Scheduler {
             if fw.has_post_filter() {
                 self.metrics.preemption_attempts.inc();
                 let (result, s) = fw
-                    .run_post_filter(&state, pod, &diagnosis.node_statuses, snapshot)
+                    .run_post_filter(state, pod, &diagnosis.node_statuses, snapshot)
                     .await;
                 if s.is_success() {
                     tracing::info!(nominated = ?result.nominated_node_name, "preemption made room");
@@ -494,7 +499,7 @@ impl Scheduler {
             let message = fit_error_message(snapshot.nodes.len(), &diagnosis);
             let nodes = Self::full_diagnosis(
                 fw,
-                &state,
+                state,
                 pod,
                 snapshot,
                 (!pre.is_success()).then_some(&pre),
@@ -511,11 +516,11 @@ impl Scheduler {
         if feasible.len() == 1 {
             return Outcome::Scheduled(feasible[0].name().to_string());
         }
-        let s = fw.run_pre_score(&mut state, pod, &feasible, snapshot);
+        let s = fw.run_pre_score(state, pod, &feasible, snapshot);
         if !s.is_success() {
             return Outcome::Error(format!("running PreScore: {s}"));
         }
-        let scores = match fw.run_score(&state, pod, &feasible) {
+        let scores = match fw.run_score(state, pod, &feasible) {
             Ok(s) => s,
             Err(s) => return Outcome::Error(format!("running Score: {s}")),
         };
@@ -531,10 +536,12 @@ impl Scheduler {
         let start = Instant::now();
         let snapshot = self.cache.snapshot();
         let profile = fw.scheduler_name.clone();
-        match self.schedule_pod(&fw, &pod, &snapshot).await {
+        // The cycle's state (what PreFilter and Filter found) carries on into Reserve and the
+        // binding cycle, as upstream.
+        let mut state = CycleState::default();
+        match self.schedule_pod(&fw, &pod, &snapshot, &mut state).await {
             Outcome::Scheduled(node) => {
                 self.cache.assume(&pod, &node);
-                let state = CycleState::default();
                 let r = fw.run_reserve(&state, &pod, &node);
                 if !r.is_success() {
                     self.cache.forget(&qp.key);
@@ -545,6 +552,13 @@ impl Scheduler {
                 let this = self.clone();
                 tokio::spawn(
                     async move {
+                        let s = fw.run_pre_bind(&state, &pod, &node).await;
+                        if !s.is_success() {
+                            fw.run_unreserve(&state, &pod, &node);
+                            this.cache.forget(&qp.key);
+                            this.fail(&qp, &profile, start, s.message(), true);
+                            return;
+                        }
                         let s = fw.run_bind(&pod, &node).await;
                         if s.is_success() {
                             tracing::info!(node = %node, "bound");

@@ -8,13 +8,17 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::Api;
 use kube::runtime::watcher::{self, watcher, Event as WatchEvent};
 use serde::de::DeserializeOwned;
 
 type Map<K> = RwLock<HashMap<String, Arc<K>>>;
+
+/// Volumes VolumeBinding's Reserve chose for a pod whose claimRef is not written yet:
+/// volume name -> (pod key, the claimRef it will get).
+type Assumed = RwLock<HashMap<String, (String, ObjectReference)>>;
 
 /// The volume objects the scheduler knows, keyed by `namespace/name` (claims) or name.
 #[derive(Default)]
@@ -25,6 +29,7 @@ pub struct VolumeStore {
     claims_synced: AtomicBool,
     volumes_synced: AtomicBool,
     classes_synced: AtomicBool,
+    assumed: Assumed,
 }
 
 fn read<K>(map: &Map<K>) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<K>>> {
@@ -61,9 +66,38 @@ impl VolumeStore {
         read(&self.volumes).get(name).cloned()
     }
 
-    /// Every volume.
+    /// Every volume, with the claimRefs Reserve assumed laid over volumes the informer still
+    /// shows unclaimed (upstream's assume cache), so two pods never choose the same volume.
     pub fn volumes(&self) -> Vec<Arc<PersistentVolume>> {
-        read(&self.volumes).values().cloned().collect()
+        let assumed = self.assumed.read().unwrap_or_else(|e| e.into_inner());
+        read(&self.volumes)
+            .iter()
+            .map(|(name, v)| match assumed.get(name) {
+                Some((_, claim_ref)) if v.spec.as_ref().is_none_or(|s| s.claim_ref.is_none()) => {
+                    let mut v = v.as_ref().clone();
+                    v.spec.get_or_insert_with(Default::default).claim_ref = Some(claim_ref.clone());
+                    Arc::new(v)
+                }
+                _ => v.clone(),
+            })
+            .collect()
+    }
+
+    /// Records that `pod` takes volume `pv` for the claim `claim_ref` names.
+    pub fn assume_claim_ref(&self, pv: &str, pod: &str, claim_ref: ObjectReference) {
+        self.assumed
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pv.to_owned(), (pod.to_owned(), claim_ref));
+    }
+
+    /// Drops every assumption made for `pod` (upstream's RevertAssumedPodVolumes, or once its
+    /// bindings are written and observed).
+    pub fn forget_assumed(&self, pod: &str) {
+        self.assumed
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, (p, _)| p != pod);
     }
 
     /// The StorageClass `name`.

@@ -2,7 +2,7 @@
 //! stays Pending with upstream's message until the claim exists and is bound; a bound volume's
 //! node affinity decides the node; WaitForFirstConsumer claims need a matching available volume.
 //! Nothing binds claims here (no PersistentVolume controller runs), so the tests bind them the
-//! way that controller would.
+//! way that controller would (tests/volume_binding.rs runs the real one).
 
 #[path = "../../apiserver/tests/common/mod.rs"]
 mod common;
@@ -225,6 +225,27 @@ async fn volume_node_affinity_decides_the_node() {
     )
     .await
     .expect("pv phase");
+    // PreBind writes the chosen volume's claimRef, then waits for the claim to be bound.
+    let late = wait_for("pv-late claimRef", async || {
+        let pv = pvs.get("pv-late").await.ok()?;
+        pv.spec?.claim_ref?.name.filter(|n| n == "late")
+    })
+    .await;
+    assert_eq!(late, "late");
+    assert_eq!(
+        node_of(&pods, "cache").await,
+        None,
+        "bound only after its claim"
+    );
+    // What the PersistentVolume controller does next.
+    pvcs.patch(
+        "late",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"volumeName": "pv-late"}, "metadata": {"annotations": {
+            "pv.kubernetes.io/bind-completed": "yes", "pv.kubernetes.io/bound-by-controller": "yes"}}})),
+    )
+    .await
+    .expect("bind claim");
     let node = wait_for("cache scheduled", async || node_of(&pods, "cache").await).await;
     assert_eq!(node, "small");
 }

@@ -16,6 +16,7 @@ pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod nodeutil;
+pub mod persistentvolume;
 pub mod podgc;
 pub mod replicaset;
 pub mod resourcequota;

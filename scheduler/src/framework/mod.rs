@@ -448,6 +448,10 @@ pub trait Plugin: Send + Sync {
     fn as_reserve(&self) -> Option<&dyn ReservePlugin> {
         None
     }
+    /// This plugin as a PreBind plugin, if it is one.
+    fn as_pre_bind(&self) -> Option<&dyn PreBindPlugin> {
+        None
+    }
     /// This plugin as a Bind plugin, if it is one.
     fn as_bind(&self) -> Option<&dyn BindPlugin> {
         None
@@ -542,7 +546,19 @@ pub trait ReservePlugin: Plugin {
     fn unreserve(&self, state: &CycleState, pod: &Pod, node: &str);
 }
 
-/// Binds a pod to a node through the apiserver; the only async extension point.
+/// Prepares the binding in the binding cycle, after Reserve and before Bind (e.g. binding the
+/// pod's volumes); async because it may write to and wait on the apiserver.
+pub trait PreBindPlugin: Plugin {
+    /// A non-success status sends the pod back to the queue (its Reserve plugins are undone).
+    fn pre_bind<'a>(
+        &'a self,
+        state: &'a CycleState,
+        pod: &'a Pod,
+        node: &'a str,
+    ) -> BoxFuture<'a, Status>;
+}
+
+/// Binds a pod to a node through the apiserver.
 pub trait BindPlugin: Plugin {
     /// Skip hands the pod to the next Bind plugin.
     fn bind<'a>(&'a self, pod: &'a Pod, node: &'a str) -> BoxFuture<'a, Status>;

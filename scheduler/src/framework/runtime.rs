@@ -23,6 +23,7 @@ pub struct Framework {
     pub(crate) pre_score: Vec<Arc<dyn Plugin>>,
     pub(crate) score: Vec<(Arc<dyn Plugin>, i64)>,
     pub(crate) reserve: Vec<Arc<dyn Plugin>>,
+    pub(crate) pre_bind: Vec<Arc<dyn Plugin>>,
     pub(crate) bind: Vec<Arc<dyn Plugin>>,
 }
 
@@ -247,6 +248,30 @@ impl Framework {
         }
     }
 
+    /// Runs the PreBind plugins in order; the first failure stops the binding cycle. Errors read
+    /// as upstream's `running PreBind plugin "<name>": <error>`.
+    pub async fn run_pre_bind(&self, state: &CycleState, pod: &Pod, node: &str) -> Status {
+        for p in &self.pre_bind {
+            let Some(pb) = p.as_pre_bind() else {
+                continue;
+            };
+            let s = pb.pre_bind(state, pod, node).await;
+            match s.code {
+                Code::Success | Code::Skip => {}
+                Code::Error => {
+                    return Status::error(format!(
+                        "running PreBind plugin {:?}: {}",
+                        p.name(),
+                        s.message()
+                    ))
+                    .with_plugin(p.name())
+                }
+                _ => return s.with_plugin(p.name()),
+            }
+        }
+        Status::success()
+    }
+
     /// Runs Bind plugins until one does not skip.
     pub async fn run_bind(&self, pod: &Pod, node: &str) -> Status {
         for p in &self.bind {
@@ -266,7 +291,7 @@ impl Framework {
         let names =
             |v: &[Arc<dyn Plugin>]| v.iter().map(|p| p.name()).collect::<Vec<_>>().join(",");
         format!(
-            "filter=[{}] score=[{}] postFilter=[{}] bind=[{}]",
+            "filter=[{}] score=[{}] postFilter=[{}] preBind=[{}] bind=[{}]",
             names(&self.filter),
             self.score
                 .iter()
@@ -274,6 +299,7 @@ impl Framework {
                 .collect::<Vec<_>>()
                 .join(","),
             names(&self.post_filter),
+            names(&self.pre_bind),
             names(&self.bind)
         )
     }
@@ -304,6 +330,71 @@ mod tests {
             fit_error_message(3, &d),
             "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint {k: v}. \
              preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.."
+        );
+    }
+
+    struct FixedPreBind(&'static str, Status);
+
+    impl Plugin for FixedPreBind {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn as_pre_bind(&self) -> Option<&dyn super::super::PreBindPlugin> {
+            Some(self)
+        }
+    }
+
+    impl super::super::PreBindPlugin for FixedPreBind {
+        fn pre_bind<'a>(
+            &'a self,
+            _state: &'a CycleState,
+            _pod: &'a Pod,
+            _node: &'a str,
+        ) -> futures::future::BoxFuture<'a, Status> {
+            Box::pin(async move { self.1.clone() })
+        }
+    }
+
+    fn framework(pre_bind: Vec<Arc<dyn Plugin>>) -> Framework {
+        Framework {
+            scheduler_name: "default-scheduler".into(),
+            percentage_of_nodes_to_score: None,
+            pre_enqueue: vec![],
+            queue_sort: vec![],
+            pre_filter: vec![],
+            filter: vec![],
+            post_filter: vec![],
+            pre_score: vec![],
+            score: vec![],
+            reserve: vec![],
+            pre_bind,
+            bind: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn pre_bind_runs_in_order_and_wraps_errors_as_upstream() {
+        let pod = Pod::default();
+        let state = CycleState::default();
+        let ok = framework(vec![
+            Arc::new(FixedPreBind("A", Status::skip())),
+            Arc::new(FixedPreBind("B", Status::success())),
+        ]);
+        assert!(ok.run_pre_bind(&state, &pod, "n").await.is_success());
+        let failing = framework(vec![
+            Arc::new(FixedPreBind("A", Status::success())),
+            Arc::new(FixedPreBind(
+                "VolumeBinding",
+                Status::error("binding volumes: context deadline exceeded"),
+            )),
+            Arc::new(FixedPreBind("C", Status::error("never reached"))),
+        ]);
+        let s = failing.run_pre_bind(&state, &pod, "n").await;
+        assert_eq!(s.code, Code::Error);
+        assert_eq!(s.plugin, Some("VolumeBinding"));
+        assert_eq!(
+            s.message(),
+            "running PreBind plugin \"VolumeBinding\": binding volumes: context deadline exceeded"
         );
     }
 }

@@ -69,9 +69,11 @@ pub fn in_tree_registry() -> BTreeMap<&'static str, Factory> {
         )?)?))
     });
     r.insert(volume_binding::NAME, |ctx| {
-        Ok(Arc::new(volume_binding::VolumeBinding::new(
+        Ok(Arc::new(volume_binding::VolumeBinding::with_args(
             ctx.volumes.clone(),
-        )))
+            ctx.client.clone(),
+            args(ctx)?,
+        )?))
     });
     r.insert(balanced_allocation::NAME, |_| {
         Ok(Arc::new(balanced_allocation::BalancedAllocation))
