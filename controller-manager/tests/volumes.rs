@@ -439,3 +439,34 @@ fn deleted_claims_release_or_reclaim_their_volumes_and_deleted_volumes_lose_clai
         "ClaimLost is reported once, on the transition"
     );
 }
+
+#[test]
+fn a_repeated_event_bumps_its_count_instead_of_adding_events() {
+    let server = ApiServer::start();
+    let _kcm = Kcm::start(&server, &[BINDER, "--pvclaimbinder-sync-period=1s"]);
+    apply(&server, &claim("lonely", "1Gi", "storageClassName: \"\""));
+    // Every resync finds nothing to bind and says so again: one Event, a growing count.
+    eventually("FailedBinding seen three times", || {
+        events(
+            &server,
+            "default",
+            "PersistentVolumeClaim",
+            "FailedBinding",
+            COMPONENT,
+        )
+        .iter()
+        .any(|e| e["count"].as_i64().is_some_and(|c| c >= 3))
+    });
+    let all = events(
+        &server,
+        "default",
+        "PersistentVolumeClaim",
+        "FailedBinding",
+        COMPONENT,
+    );
+    assert_eq!(all.len(), 1, "{all:?}");
+    let e = &all[0];
+    assert_ne!(e["firstTimestamp"], e["lastTimestamp"], "{e}");
+    let described = server.ok(&["describe", "pvc", "lonely"]);
+    assert!(described.contains("FailedBinding"), "{described}");
+}

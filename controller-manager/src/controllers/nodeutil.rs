@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::chrono::Utc;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
 
 /// Node is not ready (Ready=False).
@@ -64,6 +64,31 @@ pub async fn record_event(
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "default".to_owned());
     let now = Utc::now();
+    let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
+    // A repeat of an event this process recorded bumps its count, as client-go's
+    // EventCorrelator does, instead of adding one more Event object each time.
+    let key = format!(
+        "{component}\0{:?}\0{:?}\0{:?}\0{:?}\0{type_}\0{reason}\0{message}",
+        object.kind, object.namespace, object.name, object.uid
+    );
+    let seen = recorded()
+        .lock()
+        .map(|m| m.get(&key).cloned())
+        .ok()
+        .flatten();
+    if let Some((name, count)) = seen {
+        let patch = serde_json::json!({"count": count + 1, "lastTimestamp": Time(now)});
+        match api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                remember(key, name, count + 1);
+                return;
+            }
+            Err(e) => tracing::debug!(reason, error = %e, "bumping event count failed"),
+        }
+    }
     let name = format!(
         "{}.{:x}",
         object.name.as_deref().unwrap_or("unknown"),
@@ -89,9 +114,32 @@ pub async fn record_event(
         count: Some(1),
         ..Event::default()
     };
-    let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
-    if let Err(e) = api.create(&PostParams::default(), &event).await {
-        tracing::debug!(reason, error = %e, "failed to record event");
+    match api.create(&PostParams::default(), &event).await {
+        Ok(created) => {
+            if let Some(name) = created.metadata.name {
+                remember(key, name, 1);
+            }
+        }
+        Err(e) => tracing::debug!(reason, error = %e, "failed to record event"),
+    }
+}
+
+/// Events recorded by this process: key -> (Event name, count).
+fn recorded() -> &'static std::sync::Mutex<std::collections::HashMap<String, (String, i32)>> {
+    static RECORDED: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, (String, i32)>>,
+    > = std::sync::OnceLock::new();
+    RECORDED.get_or_init(Default::default)
+}
+
+/// Remembers an event; the cache is bounded (cleared when full, as an LRU would shed it).
+fn remember(key: String, name: String, count: i32) {
+    const MAX: usize = 4096;
+    if let Ok(mut m) = recorded().lock() {
+        if m.len() >= MAX && !m.contains_key(&key) {
+            m.clear();
+        }
+        m.insert(key, (name, count));
     }
 }
 
