@@ -224,13 +224,13 @@ pub fn descriptors() -> Vec<Descriptor> {
             "persistentvolumeclaim-protection-controller",
             "pvc-protection",
             true,
-            None,
+            Some(controllers::protection::start_pvc),
         ),
         d(
             "persistentvolume-protection-controller",
             "pv-protection",
             true,
-            None,
+            Some(controllers::protection::start_pv),
         ),
         d(
             "ttl-after-finished-controller",

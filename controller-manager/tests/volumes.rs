@@ -340,7 +340,10 @@ fn wait_for_first_consumer_claims_bind_only_what_the_scheduler_chose() {
 #[test]
 fn deleted_claims_release_or_reclaim_their_volumes_and_deleted_volumes_lose_claims() {
     let server = ApiServer::start();
-    let _kcm = Kcm::start(&server, &[BINDER]);
+    let _kcm = Kcm::start(
+        &server,
+        &["--controllers=persistentvolume-binder,pvc-protection,pv-protection"],
+    );
     let tmp = std::path::PathBuf::from(format!(
         "/tmp/kcm-pv-e2e-{}-{}",
         std::process::id(),
@@ -423,8 +426,32 @@ fn deleted_claims_release_or_reclaim_their_volumes_and_deleted_volumes_lose_clai
     );
     let _ = std::fs::remove_dir_all(&tmp);
 
-    // The volume of a bound claim disappears: the claim is Lost.
-    server.ok(&["delete", "pv", "pv-lost"]);
+    // pv-protection holds a bound volume's deletion; an unbound one goes at once.
+    server.ok(&["delete", "pv", "pv-lost", "--wait=false"]);
+    apply(
+        &server,
+        &host_path("pv-free", "1Gi", "Retain", "/data/f", ""),
+    );
+    let pv = get(&server, "pv", "pv-free");
+    assert_eq!(
+        pv["metadata"]["finalizers"],
+        serde_json::json!(["kubernetes.io/pv-protection"]),
+        "{pv}"
+    );
+    server.ok(&["delete", "pv", "pv-free"]);
+    let pv = get(&server, "pv", "pv-lost");
+    assert!(pv["metadata"]["deletionTimestamp"].is_string(), "{pv}");
+    assert_eq!(phase_of(&server, "pvc", "lost"), "Bound");
+    // The volume of a bound claim disappears anyway (its finalizer removed by hand): the
+    // claim is Lost.
+    server.ok(&[
+        "patch",
+        "pv",
+        "pv-lost",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
     wait_phase(&server, "pvc", "lost", "Lost");
     wait_event(
         &server,
@@ -469,4 +496,48 @@ fn a_repeated_event_bumps_its_count_instead_of_adding_events() {
     assert_ne!(e["firstTimestamp"], e["lastTimestamp"], "{e}");
     let described = server.ok(&["describe", "pvc", "lonely"]);
     assert!(described.contains("FailedBinding"), "{described}");
+}
+
+#[test]
+fn a_claim_in_use_by_a_pod_stays_until_the_pod_is_gone() {
+    let server = ApiServer::start();
+    let _kcm = Kcm::start(
+        &server,
+        &["--controllers=persistentvolume-binder,pvc-protection,pv-protection,serviceaccount"],
+    );
+    eventually("default service account", || {
+        server
+            .kubectl(&["get", "serviceaccount", "default"])
+            .success()
+    });
+    apply(
+        &server,
+        &host_path("pv-used", "1Gi", "Retain", "/data/u", ""),
+    );
+    apply(&server, &claim("used", "1Gi", "storageClassName: \"\""));
+    wait_phase(&server, "pvc", "used", "Bound");
+    let pvc = get(&server, "pvc", "used");
+    assert_eq!(
+        pvc["metadata"]["finalizers"],
+        serde_json::json!(["kubernetes.io/pvc-protection"]),
+        "{pvc}"
+    );
+    apply(
+        &server,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: user}\nspec:\n  containers: [{name: c, image: busybox}]\n  \
+         volumes: [{name: d, persistentVolumeClaim: {claimName: used}}]\n",
+    );
+    server.ok(&["delete", "pvc", "used", "--wait=false"]);
+    // An unused claim deleted after it goes at once: the controller has looked at both.
+    apply(&server, &claim("spare", "1Gi", "storageClassName: \"\""));
+    server.ok(&["delete", "pvc", "spare"]);
+    let pvc = get(&server, "pvc", "used");
+    assert!(pvc["metadata"]["deletionTimestamp"].is_string(), "{pvc}");
+    let table = server.ok(&["get", "pvc", "used"]);
+    assert!(table.contains("Terminating"), "{table}");
+    server.ok(&["delete", "pod", "user", "--grace-period=0", "--force"]);
+    eventually("claim gone once its pod is", || {
+        !server.kubectl(&["get", "pvc", "used"]).success()
+    });
+    wait_phase(&server, "pv", "pv-used", "Released");
 }

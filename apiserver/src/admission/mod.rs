@@ -14,6 +14,7 @@ mod pod_security;
 mod priority;
 mod resource_quota;
 mod service_account;
+mod storage_object_in_use_protection;
 mod taint_nodes_by_condition;
 
 use std::collections::BTreeSet;
@@ -34,6 +35,7 @@ pub use pod_security::PodSecurity;
 pub use priority::Priority;
 pub use resource_quota::ResourceQuota;
 pub use service_account::ServiceAccount;
+pub use storage_object_in_use_protection::StorageObjectInUseProtection;
 pub use taint_nodes_by_condition::TaintNodesByCondition;
 
 /// The verb of an admission request, as upstream's `admission.Operation`.
@@ -216,6 +218,7 @@ pub const IMPLEMENTED_PLUGINS: &[&str] = &[
     "Priority",
     "DefaultTolerationSeconds",
     "DefaultStorageClass",
+    "StorageObjectInUseProtection",
     "ResourceQuota",
 ];
 
@@ -367,6 +370,7 @@ fn new_plugin(name: &str, options: &ChainOptions) -> Option<Box<dyn Plugin>> {
             options.default_unreachable_toleration_seconds,
         )),
         "DefaultStorageClass" => Box::new(DefaultStorageClass),
+        "StorageObjectInUseProtection" => Box::new(StorageObjectInUseProtection),
         "ResourceQuota" => Box::new(ResourceQuota),
         _ => return None,
     })
@@ -551,6 +555,7 @@ mod tests {
                 "Priority",
                 "DefaultTolerationSeconds",
                 "DefaultStorageClass",
+                "StorageObjectInUseProtection",
                 "ResourceQuota",
             ]
         );
@@ -564,7 +569,7 @@ mod tests {
             enabled[2..5],
             ["ServiceAccount", "NodeRestriction", "TaintNodesByCondition"]
         );
-        assert_eq!(enabled.len(), 10);
+        assert_eq!(enabled.len(), 11);
     }
 
     #[test]

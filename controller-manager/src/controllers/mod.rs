@@ -18,6 +18,7 @@ pub mod nodelifecycle;
 pub mod nodeutil;
 pub mod persistentvolume;
 pub mod podgc;
+pub mod protection;
 pub mod replicaset;
 pub mod resourcequota;
 pub mod rootcacert;
