@@ -73,6 +73,9 @@ impl Kubelet {
             format!("--cert-dir={}", dir.join("pki").display()),
             format!("--container-runtime-endpoint={}", containerd.endpoint()),
             format!("--healthz-port={healthz}"),
+            // The kubelet API (10250) on a port of its own, so parallel tests do not collide.
+            format!("--port={}", free_port()),
+            "--address=127.0.0.1".to_string(),
             format!("--cni-conf-dir={}", containerd.cni_conf_dir.display()),
             format!("--cni-bridge-name={bridge}"),
             format!("--pod-infra-container-image={PAUSE_IMAGE}"),
