@@ -211,7 +211,7 @@ pub struct Options {
     #[arg(long, value_delimiter = ',')]
     pub requestheader_username_headers: Vec<String>,
 
-    /// Accepted because kubeadm's manifest passes it; kubelets are reached by InternalIP.
+    /// Node address types tried in order to reach kubelets (pods/log, nodes/proxy).
     #[arg(long, value_delimiter = ',')]
     pub kubelet_preferred_address_types: Vec<String>,
 
@@ -437,6 +437,8 @@ pub struct Config {
     pub etcd_compaction_interval: Duration,
     pub authorization_modes: Vec<AuthorizationMode>,
     pub kubelet_client_cert: Option<CertKeyPair>,
+    /// Node address types tried in order to reach kubelets (empty: kubelet::DEFAULT_ADDRESS_TYPES).
+    pub kubelet_preferred_address_types: Vec<String>,
     pub service_account_key_files: Vec<PathBuf>,
     pub service_account_signing_key_file: Option<PathBuf>,
     pub service_account_issuers: Vec<String>,
@@ -497,6 +499,7 @@ impl Config {
             etcd_compaction_interval: Duration::from_secs(300),
             authorization_modes: vec![AuthorizationMode::Node, AuthorizationMode::Rbac],
             kubelet_client_cert: None,
+            kubelet_preferred_address_types: Vec::new(),
             service_account_key_files: Vec::new(),
             service_account_signing_key_file: None,
             service_account_issuers: Vec::new(),
@@ -678,6 +681,7 @@ impl Options {
             etcd_compaction_interval,
             authorization_modes,
             kubelet_client_cert,
+            kubelet_preferred_address_types: self.kubelet_preferred_address_types.clone(),
             service_account_key_files: self.service_account_key_file,
             service_account_signing_key_file: self.service_account_signing_key_file,
             service_account_issuers: self.service_account_issuer,

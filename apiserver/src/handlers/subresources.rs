@@ -330,6 +330,14 @@ async fn eviction(ctx: &mut Ctx) -> Result<Resp> {
 async fn streams(ctx: &mut Ctx) -> Result<Resp> {
     let name = ctx.info.name.clone();
     let obj = super::read(ctx, &name).await?;
+    match (ctx.resource(), ctx.info.subresource.as_str()) {
+        ("pods", "log") => {
+            return crate::kubelet::pod_log(&ctx.api, &obj, &ctx.info.namespace, &name, &ctx.query)
+                .await
+        }
+        ("nodes", "proxy") => return node_proxy(ctx, &name).await,
+        _ => {}
+    }
     if ctx.resource() == "pods" {
         let node = obj["spec"]["nodeName"].as_str().unwrap_or("");
         if node.is_empty() {
@@ -343,6 +351,51 @@ async fn streams(ctx: &mut Ctx) -> Result<Resp> {
         ctx.resource(),
         ctx.info.subresource
     )))
+}
+
+/// nodes/{name}/proxy/{path}: the request goes to the kubelet as it is; its answer comes back
+/// as it is.
+async fn node_proxy(ctx: &mut Ctx, name: &str) -> Result<Resp> {
+    let mut path = String::new();
+    for segment in &ctx.info.rest {
+        path.push('/');
+        path.push_str(&crate::kubelet::encode(segment));
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    let mut query: Vec<String> = Vec::new();
+    for (k, values) in ctx.query.pairs() {
+        for v in values {
+            query.push(format!(
+                "{}={}",
+                crate::kubelet::encode(k),
+                crate::kubelet::encode(v)
+            ));
+        }
+    }
+    if !query.is_empty() {
+        query.sort();
+        path.push('?');
+        path.push_str(&query.join("&"));
+    }
+    // The request's method is not in Ctx (proxy verbs are all "connect"): a body means POST.
+    let method = if ctx.body.is_empty() {
+        http::Method::GET
+    } else {
+        http::Method::POST
+    };
+    let content_type = ctx.header("content-type").map(str::to_string);
+    let k = crate::kubelet::request(
+        &ctx.api,
+        name,
+        method,
+        &path,
+        content_type.as_deref(),
+        ctx.body.clone(),
+    )
+    .await?;
+    Ok(crate::kubelet::stream_response(k, "text/plain"))
 }
 
 #[cfg(test)]

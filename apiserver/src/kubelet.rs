@@ -1,0 +1,423 @@
+//! Reaching kubelets: pods/log and nodes/proxy are proxied to the node's kubelet API
+//! (status.addresses by --kubelet-preferred-address-types, port from
+//! status.daemonEndpoints.kubeletEndpoint), over TLS with --kubelet-client-certificate/-key.
+//! As upstream without --kubelet-certificate-authority, the kubelet's serving certificate is
+//! not verified.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use serde_json::Value;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::error::{ApiError, Result};
+use crate::http::response::{self, Resp};
+use crate::server::ApiServer;
+
+/// Upstream's address preference when --kubelet-preferred-address-types is not given, except
+/// that InternalIP comes first: node hostnames often do not resolve from the apiserver.
+pub const DEFAULT_ADDRESS_TYPES: &[&str] = &[
+    "InternalIP",
+    "Hostname",
+    "InternalDNS",
+    "ExternalDNS",
+    "ExternalIP",
+];
+
+/// Accepts any serving certificate (upstream's behaviour without a kubelet CA); signatures are
+/// still checked so the handshake proves the peer holds the key it presented.
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn client_config(api: &ApiServer) -> Result<Arc<ClientConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ApiError::internal(format!("kubelet client tls: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(NoVerify(provider)));
+    let mut config = match &api.config.kubelet_client_cert {
+        Some(pair) => {
+            let certs = component_base::tls::load_certs(&pair.cert_file)
+                .map_err(|e| ApiError::internal(format!("kubelet client certificate: {e}")))?;
+            let key = component_base::tls::load_private_key(&pair.key_file)
+                .map_err(|e| ApiError::internal(format!("kubelet client key: {e}")))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| ApiError::internal(format!("kubelet client certificate: {e}")))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// host:port of the kubelet of `node` (a Node object).
+pub fn kubelet_address(node: &Value, preferred: &[String]) -> Option<(String, u16)> {
+    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|p| *p != 0)
+        .unwrap_or(10250);
+    let addresses = node["status"]["addresses"].as_array()?;
+    let defaults: Vec<String>;
+    let order: &[String] = if preferred.is_empty() {
+        defaults = DEFAULT_ADDRESS_TYPES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        &defaults
+    } else {
+        preferred
+    };
+    order.iter().find_map(|t| {
+        addresses
+            .iter()
+            .find(|a| a["type"] == t.as_str())
+            .and_then(|a| a["address"].as_str())
+            .filter(|a| !a.is_empty())
+            .map(|a| (a.to_string(), port))
+    })
+}
+
+async fn read_node(api: &ApiServer, name: &str) -> Result<Value> {
+    let entry = api
+        .catalog
+        .find("", "v1", "nodes")
+        .ok_or_else(|| ApiError::internal("nodes are not served"))?;
+    let key = entry.key("", name);
+    let got = api
+        .storage
+        .get(&key, "nodes")
+        .await
+        .map_err(|e| e.to_api("", "nodes", name))?;
+    got.map(|(o, _)| o)
+        .ok_or_else(|| ApiError::not_found("", "nodes", name))
+}
+
+/// The kubelet's answer: status, content type and a streamed body.
+pub struct KubeletResponse {
+    pub status: StatusCode,
+    pub content_type: Option<header::HeaderValue>,
+    pub body: hyper::body::Incoming,
+}
+
+/// Sends one request to the kubelet of `node_name`.
+pub async fn request(
+    api: &ApiServer,
+    node_name: &str,
+    method: Method,
+    path_and_query: &str,
+    content_type: Option<&str>,
+    body: Bytes,
+) -> Result<KubeletResponse> {
+    let node = read_node(api, node_name).await?;
+    let (host, port) = kubelet_address(&node, &api.config.kubelet_preferred_address_types)
+        .ok_or_else(|| {
+            ApiError::service_unavailable(format!(
+                "no preferred addresses found; known addresses: {}",
+                node["status"]["addresses"]
+            ))
+        })?;
+    let unreachable = |e: &dyn std::fmt::Display| {
+        ApiError::internal(format!(
+            "error dialing backend: dial tcp {host}:{port}: {e}"
+        ))
+    };
+    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let _ = stream.set_nodelay(true);
+    let server_name = ServerName::try_from(host.clone()).map_err(|e| unreachable(&e))?;
+    let tls = tokio_rustls::TlsConnector::from(client_config(api)?)
+        .connect(server_name, stream)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| unreachable(&e))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "kubelet connection ended");
+        }
+    });
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path_and_query)
+        .header(header::HOST, format!("{host}:{port}"));
+    if let Some(ct) = content_type {
+        req = req.header(header::CONTENT_TYPE, ct);
+    }
+    let req = req
+        .body(Full::new(body))
+        .map_err(|e| ApiError::bad_request(format!("invalid proxy path: {e}")))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let (parts, body) = resp.into_parts();
+    Ok(KubeletResponse {
+        status: parts.status,
+        content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+        body,
+    })
+}
+
+/// The kubelet's body streamed to our client; ends quietly when the kubelet's does.
+pub fn stream_response(k: KubeletResponse, default_type: &'static str) -> Resp {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::result::Result<Frame<Bytes>, Infallible>>(16);
+    let mut body = k.body;
+    tokio::spawn(async move {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                if tx.send(Ok(Frame::data(data))).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let mut r = hyper::Response::new(StreamBody::new(ReceiverStream::new(rx)).boxed());
+    *r.status_mut() = k.status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        k.content_type
+            .unwrap_or(header::HeaderValue::from_static(default_type)),
+    );
+    r
+}
+
+/// A kubelet error answer as upstream's generic server response.
+pub async fn error_from(k: KubeletResponse) -> ApiError {
+    let code = k.status.as_u16();
+    let body = k
+        .body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let message = String::from_utf8_lossy(&body).trim().to_string();
+    let reason = match code {
+        400 => "BadRequest",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "NotFound",
+        409 => "Conflict",
+        429 => "TooManyRequests",
+        503 => "ServiceUnavailable",
+        504 => "Timeout",
+        _ => "InternalError",
+    };
+    ApiError::new(code, reason, message)
+}
+
+/// The container `kubectl logs` means, with upstream's messages.
+pub fn log_container(pod: &Value, name: &str, requested: &str) -> Result<String> {
+    let names = |key: &str| -> Vec<String> {
+        pod["spec"][key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    let containers = names("containers");
+    let init = names("initContainers");
+    let ephemeral = names("ephemeralContainers");
+    if requested.is_empty() {
+        return match containers.len() {
+            1 => Ok(containers[0].clone()),
+            0 => Err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {name}"
+            ))),
+            _ => {
+                let mut msg = format!(
+                    "a container name must be specified for pod {name}, choose one of: [{}]",
+                    containers.join(" ")
+                );
+                if !init.is_empty() {
+                    msg.push_str(&format!(
+                        " or one of the init containers: [{}]",
+                        init.join(" ")
+                    ));
+                }
+                if !ephemeral.is_empty() {
+                    msg.push_str(&format!(
+                        " or one of the ephemeral containers: [{}]",
+                        ephemeral.join(" ")
+                    ));
+                }
+                Err(ApiError::bad_request(msg))
+            }
+        };
+    }
+    if containers
+        .iter()
+        .chain(&init)
+        .chain(&ephemeral)
+        .any(|c| c == requested)
+    {
+        Ok(requested.to_string())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "container {requested} is not valid for pod {name}"
+        )))
+    }
+}
+
+/// `pods/log`: the kubelet's /containerLogs, streamed.
+pub async fn pod_log(
+    api: &ApiServer,
+    pod: &Value,
+    namespace: &str,
+    name: &str,
+    query: &crate::http::request::Query,
+) -> Result<Resp> {
+    let container = log_container(pod, name, query.get("container").unwrap_or_default())?;
+    let node = pod["spec"]["nodeName"].as_str().unwrap_or_default();
+    if node.is_empty() {
+        // Upstream answers an empty log for a pod not yet scheduled.
+        return Ok(response::with_type(200, "text/plain", Bytes::new()));
+    }
+    let mut params = Vec::new();
+    for key in [
+        "follow",
+        "previous",
+        "timestamps",
+        "tailLines",
+        "limitBytes",
+        "sinceSeconds",
+        "sinceTime",
+    ] {
+        if let Some(v) = query.get(key) {
+            if matches!(key, "follow" | "previous" | "timestamps") && !query.flag(key) {
+                continue;
+            }
+            let v = if v.is_empty() { "true" } else { v };
+            params.push(format!("{key}={}", encode(v)));
+        }
+    }
+    let mut path = format!(
+        "/containerLogs/{}/{}/{}",
+        encode(namespace),
+        encode(name),
+        encode(&container)
+    );
+    if !params.is_empty() {
+        path.push('?');
+        path.push_str(&params.join("&"));
+    }
+    let k = request(api, node, Method::GET, &path, None, Bytes::new()).await?;
+    if k.status != StatusCode::OK {
+        return Err(error_from(k).await);
+    }
+    Ok(stream_response(k, "text/plain"))
+}
+
+/// Percent-encodes what may not appear raw in a path segment or query value.
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_kubelet_is_found_by_preferred_address_type_and_daemon_port() {
+        let node = json!({"status": {
+            "addresses": [
+                {"type": "Hostname", "address": "node-a"},
+                {"type": "InternalIP", "address": "10.0.0.5"},
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 11250}},
+        }});
+        assert_eq!(
+            kubelet_address(&node, &[]),
+            Some(("10.0.0.5".into(), 11250))
+        );
+        assert_eq!(
+            kubelet_address(&node, &["Hostname".into(), "InternalIP".into()]),
+            Some(("node-a".into(), 11250))
+        );
+        assert_eq!(kubelet_address(&node, &["ExternalIP".into()]), None);
+        let bare = json!({"status": {"addresses": [{"type": "InternalIP", "address": "1.2.3.4"}]}});
+        assert_eq!(kubelet_address(&bare, &[]), Some(("1.2.3.4".into(), 10250)));
+    }
+
+    #[test]
+    fn log_container_defaults_and_errors_like_upstream() {
+        let one = json!({"spec": {"containers": [{"name": "a"}]}});
+        assert_eq!(log_container(&one, "p", "").expect("defaulted"), "a");
+        let two = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}], "initContainers": [{"name": "i"}]}});
+        assert_eq!(
+            log_container(&two, "p", "").expect_err("ambiguous").message,
+            "a container name must be specified for pod p, choose one of: [a b] or one of the init containers: [i]"
+        );
+        assert_eq!(log_container(&two, "p", "i").expect("init"), "i");
+        let e = log_container(&two, "p", "zz").expect_err("unknown");
+        assert_eq!(e.code, 400);
+        assert_eq!(e.message, "container zz is not valid for pod p");
+    }
+}

@@ -1,0 +1,533 @@
+//! The kubelet API (10250) against the real apiserver and a private containerd: who may call it
+//! (client certificates, TokenReview, SubjectAccessReview), /pods and /metrics, and
+//! `kubectl logs` / `kubectl get --raw .../nodes/<node>/proxy/...` through the apiserver.
+
+#[path = "../../apiserver/tests/common/mod.rs"]
+mod common;
+
+#[path = "common/containerd.rs"]
+mod containerd;
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{eventually, free_port, ApiServer, User, ADMIN_TOKEN};
+use containerd::{Containerd, BUSYBOX_IMAGE, PAUSE_IMAGE};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A CA the kubelet trusts for client certificates, and the apiserver's client pair signed by it
+/// (CN kube-apiserver-kubelet-client in system:masters, so RBAC allows nodes/proxy).
+struct KubeletPki {
+    ca: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+    /// A second client, alice in developers: authenticated, but RBAC gives her no nodes/*.
+    alice_cert: PathBuf,
+    alice_key: PathBuf,
+}
+
+fn kubelet_pki(dir: &Path) -> KubeletPki {
+    fs::create_dir_all(dir).expect("pki dir");
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca = CertificateParams::new(Vec::new()).expect("params");
+    ca.distinguished_name
+        .push(DnType::CommonName, "kubelet-client-ca");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_pem = ca.self_signed(&ca_key).expect("ca").pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let client = |cn: &str, org: &str, name: &str| -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(Vec::new()).expect("params");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, org);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &issuer).expect("sign");
+        let (c, k) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        fs::write(&c, cert.pem()).expect("write cert");
+        fs::write(&k, key.serialize_pem()).expect("write key");
+        (c, k)
+    };
+    let ca_path = dir.join("kubelet-client-ca.crt");
+    fs::write(&ca_path, ca_pem).expect("write ca");
+    let (client_cert, client_key) = client(
+        "kube-apiserver-kubelet-client",
+        "system:masters",
+        "apiserver",
+    );
+    let (alice_cert, alice_key) = client("alice", "developers", "alice");
+    KubeletPki {
+        ca: ca_path,
+        client_cert,
+        client_key,
+        alice_cert,
+        alice_key,
+    }
+}
+
+struct Kubelet {
+    child: Option<Child>,
+    dir: PathBuf,
+    node: String,
+    port: u16,
+}
+
+impl Kubelet {
+    fn start(server: &ApiServer, containerd: &Containerd, pki: &KubeletPki, name: &str) -> Self {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let node = format!("{name}-{pid}-{n}");
+        let pod_cidr = format!("10.{}.{}.0/24", 150 + (pid % 50), n % 250);
+        let bridge = format!("kbs{}x{n}", pid % 100_000);
+        containerd
+            .bridges
+            .lock()
+            .expect("bridges lock")
+            .push(bridge.clone());
+        let dir = containerd.dir().join(format!("kubelet-{n}"));
+        fs::create_dir_all(dir.join("logs")).expect("kubelet dir");
+        let port = free_port();
+        let config = dir.join("config.yaml");
+        // A config file brings upstream's v1beta1 defaults: webhook authn on, anonymous off,
+        // Webhook authorization.
+        fs::write(
+            &config,
+            format!(
+                "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+                 podCIDR: {pod_cidr}\npodLogsDir: {logs}\nclusterDomain: cluster.local\n\
+                 address: 127.0.0.1\nport: {port}\n\
+                 authentication:\n  x509:\n    clientCAFile: {ca}\n",
+                logs = dir.join("logs").display(),
+                ca = pki.ca.display(),
+            ),
+        )
+        .expect("kubelet config");
+        let kubeconfig =
+            server.kubeconfig_for_cert(&format!("system:node:{node}"), &["system:nodes"]);
+        let args = vec![
+            format!("--kubeconfig={}", kubeconfig.display()),
+            format!("--config={}", config.display()),
+            format!("--hostname-override={node}"),
+            "--node-ip=127.0.0.1".to_string(),
+            format!("--root-dir={}", dir.join("root").display()),
+            format!("--cert-dir={}", dir.join("pki").display()),
+            format!("--container-runtime-endpoint={}", containerd.endpoint()),
+            format!("--healthz-port={}", free_port()),
+            format!("--cni-conf-dir={}", containerd.cni_conf_dir.display()),
+            format!("--cni-bridge-name={bridge}"),
+            format!("--pod-infra-container-image={PAUSE_IMAGE}"),
+            "--node-status-update-frequency=2s".to_string(),
+        ];
+        let log = File::create(dir.join("kubelet.log")).expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_kubelet"))
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn kubelet");
+        Kubelet {
+            child: Some(child),
+            dir,
+            node,
+            port,
+        }
+    }
+
+    fn logs(&self) -> String {
+        fs::read_to_string(self.dir.join("kubelet.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Kubelet {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if thread::panicking() {
+            let logs = self.logs();
+            let lines: Vec<&str> = logs.lines().collect();
+            let start = lines.len().saturating_sub(60);
+            eprintln!("--- kubelet log ---\n{}", lines[start..].join("\n"));
+        }
+    }
+}
+
+struct Stack {
+    kubelet: Kubelet,
+    containerd: Containerd,
+    server: ApiServer,
+    pki: KubeletPki,
+    ns: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    fn start(name: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("kubelet-server-e2e-")
+            .tempdir()
+            .expect("tempdir");
+        let pki = kubelet_pki(dir.path());
+        let server = ApiServer::start_with(&[
+            &format!("--kubelet-client-certificate={}", pki.client_cert.display()),
+            &format!("--kubelet-client-key={}", pki.client_key.display()),
+        ]);
+        let containerd = Containerd::start();
+        let kubelet = Kubelet::start(&server, &containerd, &pki, name);
+        let ns = server.namespace(name);
+        let _ = server.kubectl(&["create", "serviceaccount", "default", "-n", &ns]);
+        eventually("node Ready", WAIT, || {
+            let out = server.kubectl(&["get", "node", &kubelet.node, "-o", "json"]);
+            if !out.success() {
+                return Err(out.to_string());
+            }
+            let node = out.json();
+            let ready = node["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            if ready {
+                Ok(())
+            } else {
+                Err(node["status"].to_string())
+            }
+        });
+        Stack {
+            kubelet,
+            containerd,
+            server,
+            pki,
+            ns,
+            _dir: dir,
+        }
+    }
+
+    fn run_pod(&self, name: &str, restart: &str, script: &str) -> serde_json::Value {
+        let yaml = format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  nodeName: {node}
+  restartPolicy: {restart}
+  terminationGracePeriodSeconds: 1
+  automountServiceAccountToken: false
+  containers:
+  - name: main
+    image: {BUSYBOX_IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", {script:?}]
+"#,
+            node = self.kubelet.node,
+        );
+        self.server
+            .ok_stdin(&["apply", "-n", &self.ns, "-f", "-"], &yaml);
+        eventually(&format!("pod {name} running"), WAIT, || {
+            let pod = self.server.json(&["get", "pod", name, "-n", &self.ns]);
+            if pod["status"]["containerStatuses"][0]["state"]["running"].is_object() {
+                Ok(pod)
+            } else {
+                Err(pod["status"].to_string())
+            }
+        })
+    }
+
+    fn logs(&self, args: &[&str]) -> common::CmdOutput {
+        let mut all = vec!["logs", "-n", &self.ns];
+        all.extend_from_slice(args);
+        self.server.kubectl(&all)
+    }
+
+    /// curl to the kubelet API directly; returns (status code, body).
+    fn curl_kubelet(&self, path: &str, auth: &[&str]) -> (u16, String) {
+        let out = Command::new("curl")
+            .args(["-sk", "--max-time", "10", "-w", "\n%{http_code}"])
+            .args(auth)
+            .arg(format!("https://127.0.0.1:{}{path}", self.kubelet.port))
+            .output()
+            .expect("run curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+}
+
+#[test]
+fn kubelet_api_authenticates_authorizes_and_serves_pods_and_metrics() {
+    let s = Stack::start("ks-auth");
+    s.run_pod("sleeper", "Always", "echo up; exec sleep 3600");
+    let bob = "Authorization: Bearer e2e-bob-token-0123456789abcdef";
+    let admin = format!("Authorization: Bearer {ADMIN_TOKEN}");
+
+    // No credentials: anonymous is off with a config file, so 401.
+    let (code, body) = s.curl_kubelet("/pods", &[]);
+    assert_eq!(code, 401, "{body}");
+    assert_eq!(body.trim(), "Unauthorized");
+    // A token the apiserver does not know.
+    let (code, _) = s.curl_kubelet("/pods", &["-H", "Authorization: Bearer nobody-issued-this"]);
+    assert_eq!(code, 401);
+    // Bob is authenticated by TokenReview but RBAC gives him no nodes/proxy.
+    let (code, body) = s.curl_kubelet("/pods", &["-H", bob]);
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(
+        body.trim(),
+        "Forbidden (user=bob, verb=get, resource=nodes, subresource=proxy)"
+    );
+    let (code, body) = s.curl_kubelet("/metrics", &["-H", bob]);
+    assert_eq!(code, 403);
+    assert!(body.contains("subresource=metrics"), "{body}");
+    // Alice's certificate chains to the kubelet's client CA, but she may not either.
+    let alice = [
+        "--cert",
+        s.pki.alice_cert.to_str().expect("path"),
+        "--key",
+        s.pki.alice_key.to_str().expect("path"),
+    ];
+    let (code, body) = s.curl_kubelet("/healthz", &alice);
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("user=alice"), "{body}");
+    // The apiserver's client certificate (system:masters) may.
+    let apiserver_cert = [
+        "--cert",
+        s.pki.client_cert.to_str().expect("path"),
+        "--key",
+        s.pki.client_key.to_str().expect("path"),
+    ];
+    let (code, body) = s.curl_kubelet("/healthz", &apiserver_cert);
+    assert_eq!((code, body.trim()), (200, "ok"));
+
+    // /pods: the PodList of the pods bound to this node.
+    let (code, body) = s.curl_kubelet("/pods", &["-H", &admin]);
+    assert_eq!(code, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).expect("PodList JSON");
+    assert_eq!(list["kind"], "PodList");
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["sleeper"]);
+
+    // /metrics: the node name and the running pod and container.
+    let (code, body) = s.curl_kubelet("/metrics", &["-H", &admin]);
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains(&format!(
+            "kubelet_node_name{{node=\"{}\"}} 1",
+            s.kubelet.node
+        )),
+        "{body}"
+    );
+    assert!(body.contains("kubelet_running_pods 1"), "{body}");
+    assert!(
+        body.contains("kubelet_running_containers{container_state=\"running\"} 1"),
+        "{body}"
+    );
+
+    // Unknown paths are 404 after authorization.
+    let (code, _) = s.curl_kubelet("/nothing-here", &["-H", &admin]);
+    assert_eq!(code, 404);
+
+    // The Node advertises the kubelet's port.
+    let node = s.server.json(&["get", "node", &s.kubelet.node]);
+    assert_eq!(
+        node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"],
+        s.kubelet.port
+    );
+}
+
+#[test]
+fn kubectl_logs_and_node_proxy_reach_the_kubelet_through_the_apiserver() {
+    let s = Stack::start("ks-logs");
+    // Five lines, a line written in two pieces (containerd joins them), then quiet.
+    s.run_pod(
+        "counter",
+        "Always",
+        "for i in 1 2 3 4 5; do echo line-$i; done; printf 'part-'; sleep 1; echo whole; exec sleep 3600",
+    );
+    let all = eventually("the whole log", WAIT, || {
+        let out = s.logs(&["counter"]);
+        if out.success() && out.stdout.contains("part-whole") {
+            Ok(out.stdout.clone())
+        } else {
+            Err(out.to_string())
+        }
+    });
+    assert_eq!(all, "line-1\nline-2\nline-3\nline-4\nline-5\npart-whole\n");
+
+    // --tail, --limit-bytes, --timestamps, --since.
+    assert_eq!(
+        s.logs(&["counter", "--tail=2"]).stdout,
+        "line-5\npart-whole\n"
+    );
+    assert_eq!(s.logs(&["counter", "--limit-bytes=9"]).stdout, "line-1\nli");
+    let stamped = s.logs(&["counter", "--timestamps", "--tail=1"]).stdout;
+    let (ts, rest) = stamped.split_once(' ').expect("timestamp prefix");
+    assert_eq!(rest, "part-whole\n", "{stamped}");
+    assert!(
+        ts.len() >= 20 && ts.as_bytes()[4] == b'-' && ts.contains('T'),
+        "RFC 3339 timestamp: {ts}"
+    );
+    assert_eq!(s.logs(&["counter", "--since=1h"]).stdout, all);
+    // sinceTime in the future: nothing yet.
+    assert_eq!(
+        s.logs(&["counter", "--since-time=2999-01-01T00:00:00Z"])
+            .stdout,
+        ""
+    );
+
+    // Errors, upstream-shaped.
+    let out = s.logs(&["counter", "-c", "nope"]);
+    assert!(!out.success());
+    assert!(
+        out.stderr
+            .contains("container nope is not valid for pod counter"),
+        "{out}"
+    );
+    let out = s.logs(&["counter", "--previous"]);
+    assert!(!out.success());
+    assert!(
+        out.stderr
+            .contains("previous terminated container \"main\" in pod \"counter\" not found"),
+        "{out}"
+    );
+    let out = s.logs(&["no-such-pod"]);
+    assert!(
+        out.stderr.contains("pods \"no-such-pod\" not found"),
+        "{out}"
+    );
+
+    // --previous after a crash: each run prints its own uptime, so the instances differ.
+    s.run_pod(
+        "crasher",
+        "Always",
+        "echo run-$(cut -d' ' -f1 /proc/uptime); sleep 2; exit 3",
+    );
+    let previous = eventually("a previous instance", WAIT, || {
+        let pod = s.server.json(&["get", "pod", "crasher", "-n", &s.ns]);
+        if pod["status"]["containerStatuses"][0]["restartCount"].as_i64() < Some(1) {
+            return Err(pod["status"].to_string());
+        }
+        let out = s.logs(&["crasher", "--previous"]);
+        if out.success() && out.stdout.starts_with("run-") {
+            Ok(out.stdout.clone())
+        } else {
+            Err(out.to_string())
+        }
+    });
+    assert_eq!(previous.lines().count(), 1, "{previous}");
+
+    // -f: lines written after kubectl started arrive while it is still running.
+    s.run_pod(
+        "ticker",
+        "Always",
+        "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.3; done",
+    );
+    let mut follow = Command::new(common::kubectl_binary())
+        .args([
+            format!(
+                "--kubeconfig={}",
+                s.server.kubeconfig(User::Admin).display()
+            ),
+            "logs".into(),
+            "-f".into(),
+            "-n".into(),
+            s.ns.clone(),
+            "ticker".into(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl logs -f");
+    let stdout = follow.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(WAIT).expect("a first followed line");
+    let first_n: u64 = first
+        .strip_prefix("tick-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected line {first:?}"));
+    let deadline = Instant::now() + WAIT;
+    let mut last = first_n;
+    while last < first_n + 10 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("follow stalled after tick-{last}"));
+        let n: u64 = line
+            .strip_prefix("tick-")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+        assert_eq!(n, last + 1, "lines arrive in order, none lost");
+        last = n;
+    }
+    assert!(
+        follow.try_wait().expect("try_wait").is_none(),
+        "kubectl logs -f keeps running"
+    );
+    let _ = follow.kill();
+    let _ = follow.wait();
+
+    // nodes/proxy to the kubelet.
+    let node = &s.kubelet.node;
+    let healthz = s.server.ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{node}/proxy/healthz"),
+    ]);
+    assert_eq!(healthz.trim(), "ok");
+    let pods: serde_json::Value = serde_json::from_str(&s.server.ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{node}/proxy/pods"),
+    ]))
+    .expect("PodList JSON");
+    let mut names: Vec<&str> = pods["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["counter", "crasher", "ticker"]);
+    let metrics = s.server.ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{node}/proxy/metrics"),
+    ]);
+    assert!(metrics.contains("kubelet_running_pods"), "{metrics}");
+    let _ = &s.containerd;
+}
