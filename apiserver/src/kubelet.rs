@@ -155,15 +155,35 @@ pub struct KubeletResponse {
     pub body: hyper::body::Incoming,
 }
 
-/// Sends one request to the kubelet of `node_name`.
-pub async fn request(
-    api: &ApiServer,
-    node_name: &str,
-    method: Method,
-    path_and_query: &str,
-    content_type: Option<&str>,
-    body: Bytes,
-) -> Result<KubeletResponse> {
+/// Request headers that carry an upgrade negotiation; they go to the kubelet as they are
+/// (never the client's Authorization or impersonation headers).
+const UPGRADE_HEADERS: &[&str] = &[
+    "connection",
+    "upgrade",
+    "x-stream-protocol-version",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+    "origin",
+    "user-agent",
+];
+
+/// Response headers of a 101 that the client needs to finish its handshake.
+const SWITCHING_HEADERS: &[&str] = &[
+    "connection",
+    "upgrade",
+    "x-stream-protocol-version",
+    "sec-websocket-accept",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+];
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// An HTTP/1.1 connection to the kubelet of `node_name` (upgrades allowed); returns the sender
+/// and the `host:port` it reached.
+async fn connect(api: &ApiServer, node_name: &str) -> Result<(Sender, String)> {
     let node = read_node(api, node_name).await?;
     let (host, port) = kubelet_address(&node, &api.config.kubelet_preferred_address_types)
         .ok_or_else(|| {
@@ -186,18 +206,35 @@ pub async fn request(
         .connect(server_name, stream)
         .await
         .map_err(|e| unreachable(&e))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| unreachable(&e))?;
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
+        if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(error = %e, "kubelet connection ended");
         }
     });
+    Ok((sender, format!("{host}:{port}")))
+}
+
+fn dial_error(authority: &str, e: &dyn std::fmt::Display) -> ApiError {
+    ApiError::internal(format!("error dialing backend: {authority}: {e}"))
+}
+
+/// Sends one request to the kubelet of `node_name`.
+pub async fn request(
+    api: &ApiServer,
+    node_name: &str,
+    method: Method,
+    path_and_query: &str,
+    content_type: Option<&str>,
+    body: Bytes,
+) -> Result<KubeletResponse> {
+    let (mut sender, authority) = connect(api, node_name).await?;
     let mut req = hyper::Request::builder()
         .method(method)
         .uri(path_and_query)
-        .header(header::HOST, format!("{host}:{port}"));
+        .header(header::HOST, authority.as_str());
     if let Some(ct) = content_type {
         req = req.header(header::CONTENT_TYPE, ct);
     }
@@ -207,13 +244,161 @@ pub async fn request(
     let resp = sender
         .send_request(req)
         .await
-        .map_err(|e| unreachable(&e))?;
+        .map_err(|e| dial_error(&authority, &e))?;
     let (parts, body) = resp.into_parts();
     Ok(KubeletResponse {
         status: parts.status,
         content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
         body,
     })
+}
+
+/// Passes an upgrade request (exec, attach, portforward, proxy) to the kubelet: on 101 the
+/// client's and the kubelet's connections are spliced; any other answer is relayed, so the
+/// client sees an upgrade failure (kubectl then falls back from WebSocket to SPDY).
+pub async fn upgrade(
+    api: &ApiServer,
+    node_name: &str,
+    method: Method,
+    path_and_query: &str,
+    headers: &http::HeaderMap,
+    client: Option<hyper::upgrade::OnUpgrade>,
+) -> Result<Resp> {
+    let Some(client) = client else {
+        return Err(ApiError::bad_request("Upgrade request required"));
+    };
+    let (mut sender, authority) = connect(api, node_name).await?;
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path_and_query)
+        .header(header::HOST, authority.as_str());
+    if let Some(h) = req.headers_mut() {
+        for name in UPGRADE_HEADERS {
+            for v in headers.get_all(*name) {
+                h.append(header::HeaderName::from_static(name), v.clone());
+            }
+        }
+    }
+    let req = req
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| ApiError::bad_request(format!("invalid proxy path: {e}")))?;
+    let mut resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| dial_error(&authority, &e))?;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let status = resp.status();
+        let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let mut r = hyper::Response::new(response::full(body));
+        *r.status_mut() = status;
+        if let Some(ct) = content_type {
+            r.headers_mut().insert(header::CONTENT_TYPE, ct);
+        }
+        return Ok(r);
+    }
+    let backend = hyper::upgrade::on(&mut resp);
+    tokio::spawn(async move {
+        match tokio::try_join!(client, backend) {
+            Ok((client, backend)) => {
+                let mut client = TokioIo::new(client);
+                let mut backend = TokioIo::new(backend);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "stream upgrade failed"),
+        }
+    });
+    let mut r = hyper::Response::new(response::full(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    for name in SWITCHING_HEADERS {
+        for v in resp.headers().get_all(*name) {
+            r.headers_mut()
+                .append(header::HeaderName::from_static(name), v.clone());
+        }
+    }
+    Ok(r)
+}
+
+/// Whether the request asks for a protocol upgrade.
+pub fn is_upgrade(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
+        && headers.contains_key(header::UPGRADE)
+}
+
+/// pods/exec, pods/attach, pods/portforward: the kubelet path for the pod, with upstream's
+/// checks and messages.
+pub fn stream_location(
+    pod: &Value,
+    namespace: &str,
+    name: &str,
+    subresource: &str,
+    query: &crate::http::request::Query,
+) -> Result<(String, String)> {
+    let node = pod["spec"]["nodeName"].as_str().unwrap_or_default();
+    if node.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    }
+    if subresource == "portforward" {
+        let mut path = format!("/portForward/{}/{}", encode(namespace), encode(name));
+        let ports: Vec<String> = query
+            .all("ports")
+            .iter()
+            .flat_map(|p| p.split(','))
+            .filter(|p| !p.is_empty())
+            .map(|p| format!("port={}", encode(p)))
+            .collect();
+        if !ports.is_empty() {
+            path.push('?');
+            path.push_str(&ports.join("&"));
+        }
+        return Ok((node.to_string(), path));
+    }
+    let phase = pod["status"]["phase"].as_str().unwrap_or_default();
+    if matches!(phase, "Succeeded" | "Failed") {
+        let verb = if subresource == "exec" {
+            "exec into"
+        } else {
+            "attach to"
+        };
+        return Err(ApiError::bad_request(format!(
+            "cannot {verb} a container in a completed pod; current phase is {phase}"
+        )));
+    }
+    let container = log_container(pod, name, query.get("container").unwrap_or_default())?;
+    let mut params = Vec::new();
+    for cmd in query.all("command") {
+        params.push(format!("command={}", encode(cmd)));
+    }
+    for key in ["stdin", "stdout", "stderr", "tty"] {
+        if query.flag(key) && query.has(key) {
+            params.push(format!("{key}=1"));
+        }
+    }
+    let mut path = format!(
+        "/{subresource}/{}/{}/{}",
+        encode(namespace),
+        encode(name),
+        encode(&container)
+    );
+    if !params.is_empty() {
+        path.push('?');
+        path.push_str(&params.join("&"));
+    }
+    Ok((node.to_string(), path))
 }
 
 /// The kubelet's body streamed to our client; ends quietly when the kubelet's does.

@@ -531,3 +531,146 @@ fn kubectl_logs_and_node_proxy_reach_the_kubelet_through_the_apiserver() {
     assert!(metrics.contains("kubelet_running_pods"), "{metrics}");
     let _ = &s.containerd;
 }
+
+/// Spawns `kubectl <args>` as the admin with stdout piped into a channel of lines.
+fn kubectl_child(s: &Stack, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(common::kubectl_binary())
+        .arg(format!(
+            "--kubeconfig={}",
+            s.server.kubeconfig(User::Admin).display()
+        ))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn kubectl");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+#[test]
+fn kubectl_exec_cp_attach_and_port_forward_stream_through_the_kubelet() {
+    let s = Stack::start("ks-exec");
+    s.run_pod(
+        "shell",
+        "Always",
+        "echo hello-from-pod > /var/www/index.html; httpd -p 8080 -h /var/www; \
+         while true; do echo attach-tick; sleep 0.3; done",
+    );
+    let ns = s.ns.as_str();
+
+    // exec: output, stderr, exit codes.
+    let out = s
+        .server
+        .kubectl(&["exec", "-n", ns, "shell", "--", "echo", "hi"]);
+    assert!(out.success(), "{out}");
+    assert_eq!(out.stdout, "hi\n");
+    let out = s.server.kubectl(&[
+        "exec",
+        "-n",
+        ns,
+        "shell",
+        "--",
+        "sh",
+        "-c",
+        "echo to-err >&2; exit 3",
+    ]);
+    assert_eq!(out.code(), Some(3), "{out}");
+    assert!(out.stderr.contains("to-err"), "{out}");
+    assert!(
+        out.stderr.contains("command terminated with exit code 3"),
+        "{out}"
+    );
+
+    // exec -i: stdin reaches the command and its end closes it.
+    let out = s.server.kubectl_stdin(
+        &["exec", "-i", "-n", ns, "shell", "--", "cat"],
+        "line one\nline two\n",
+    );
+    assert!(out.success(), "{out}");
+    assert_eq!(out.stdout, "line one\nline two\n");
+
+    // Errors before any streaming.
+    let out = s
+        .server
+        .kubectl(&["exec", "-n", ns, "shell", "-c", "nope", "--", "true"]);
+    assert!(!out.success());
+    assert!(
+        out.stderr
+            .contains("container nope is not valid for pod shell"),
+        "{out}"
+    );
+
+    // cp both ways (tar over exec, stdin closed at the end).
+    let local = s.kubelet.dir.join("cp-src.txt");
+    fs::write(&local, "copied through exec\n").expect("write local file");
+    let out = s.server.kubectl(&[
+        "cp",
+        local.to_str().expect("path"),
+        &format!("{ns}/shell:/tmp/copied.txt"),
+    ]);
+    assert!(out.success(), "{out}");
+    let out = s
+        .server
+        .kubectl(&["exec", "-n", ns, "shell", "--", "cat", "/tmp/copied.txt"]);
+    assert_eq!(out.stdout, "copied through exec\n", "{out}");
+    let back = s.kubelet.dir.join("cp-back.txt");
+    let out = s.server.kubectl(&[
+        "cp",
+        &format!("{ns}/shell:/var/www/index.html"),
+        back.to_str().expect("path"),
+    ]);
+    assert!(out.success(), "{out}");
+    assert_eq!(
+        fs::read_to_string(&back).expect("copied back"),
+        "hello-from-pod\n"
+    );
+
+    // attach: the main process's output arrives while kubectl runs.
+    let (mut attach, lines) = kubectl_child(&s, &["attach", "-n", ns, "shell"]);
+    for _ in 0..3 {
+        let line = lines.recv_timeout(WAIT).expect("attached output");
+        assert_eq!(line, "attach-tick");
+    }
+    let _ = attach.kill();
+    let _ = attach.wait();
+
+    // port-forward to the pod's httpd.
+    let (mut forward, lines) = kubectl_child(
+        &s,
+        &[
+            "port-forward",
+            "-n",
+            ns,
+            "pod/shell",
+            ":8080",
+            "--address=127.0.0.1",
+        ],
+    );
+    let first = lines.recv_timeout(WAIT).expect("port-forward banner");
+    // "Forwarding from 127.0.0.1:<port> -> 8080"
+    let port: u16 = first
+        .strip_prefix("Forwarding from 127.0.0.1:")
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected banner {first:?}"));
+    for _ in 0..2 {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "10"])
+            .arg(format!("http://127.0.0.1:{port}/index.html"))
+            .output()
+            .expect("curl");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "hello-from-pod\n");
+    }
+    let _ = forward.kill();
+    let _ = forward.wait();
+}

@@ -336,6 +336,14 @@ async fn streams(ctx: &mut Ctx) -> Result<Resp> {
                 .await
         }
         ("nodes", "proxy") => return node_proxy(ctx, &name).await,
+        ("pods", sub @ ("exec" | "attach" | "portforward")) => {
+            let (node, path) =
+                crate::kubelet::stream_location(&obj, &ctx.info.namespace, &name, sub, &ctx.query)?;
+            let upgrade = ctx.upgrade.take();
+            let method = ctx.method.clone();
+            return crate::kubelet::upgrade(&ctx.api, &node, method, &path, &ctx.headers, upgrade)
+                .await;
+        }
         _ => {}
     }
     if ctx.resource() == "pods" {
@@ -379,12 +387,11 @@ async fn node_proxy(ctx: &mut Ctx, name: &str) -> Result<Resp> {
         path.push('?');
         path.push_str(&query.join("&"));
     }
-    // The request's method is not in Ctx (proxy verbs are all "connect"): a body means POST.
-    let method = if ctx.body.is_empty() {
-        http::Method::GET
-    } else {
-        http::Method::POST
-    };
+    let method = ctx.method.clone();
+    if crate::kubelet::is_upgrade(&ctx.headers) {
+        let upgrade = ctx.upgrade.take();
+        return crate::kubelet::upgrade(&ctx.api, name, method, &path, &ctx.headers, upgrade).await;
+    }
     let content_type = ctx.header("content-type").map(str::to_string);
     let k = crate::kubelet::request(
         &ctx.api,

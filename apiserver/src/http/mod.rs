@@ -386,6 +386,8 @@ async fn route(
             body,
             user,
             warnings: Vec::new(),
+            method: parts.method.clone(),
+            upgrade: parts.extensions.get::<hyper::upgrade::OnUpgrade>().cloned(),
         };
         let fut = handlers::handle(ctx);
         if long_running {

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod certs;
 pub mod logs;
+pub mod stream;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -243,7 +244,15 @@ async fn handle(state: Arc<State>, peer_cert: Option<&[u8]>, req: Request<Incomi
     };
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     tracing::debug!(user = %user.name, %path, "kubelet api request");
-    match (req.method(), segments.as_slice()) {
+    let method = req.method().clone();
+    match (&method, segments.as_slice()) {
+        (&Method::GET | &Method::POST, ["exec" | "attach", ns, pod, container]) => {
+            let attach = segments[0] == "attach";
+            exec_or_attach(&state, attach, ns, pod, container, &query, req).await
+        }
+        (&Method::GET | &Method::POST, ["portForward", ns, pod]) => {
+            port_forward(&state, ns, pod, &query, req).await
+        }
         (&Method::GET | &Method::HEAD, ["healthz"]) => text(StatusCode::OK, "ok"),
         (&Method::GET, ["pods"] | ["pods", ""]) => pods(&state).await,
         (&Method::GET, ["metrics"]) => metrics(&state).await,
@@ -505,6 +514,128 @@ async fn container_logs(
         header::HeaderValue::from_static("text/plain"),
     );
     r
+}
+
+/// The running instance of `container` in `pod`, from the runtime.
+async fn running_container(state: &State, pod: &Pod, container: &str) -> Option<String> {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let filter = api::ContainerFilter {
+        state: Some(api::ContainerStateValue {
+            state: api::ContainerState::ContainerRunning as i32,
+        }),
+        label_selector: [
+            (crate::pod::spec::POD_UID_LABEL.to_string(), uid),
+            (
+                crate::pod::spec::CONTAINER_NAME_LABEL.to_string(),
+                container.to_string(),
+            ),
+        ]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    };
+    let list = state.runtime.list_containers(Some(filter)).await.ok()?;
+    list.into_iter().max_by_key(|c| c.created_at).map(|c| c.id)
+}
+
+async fn exec_or_attach(
+    state: &Arc<State>,
+    attach: bool,
+    ns: &str,
+    pod_name: &str,
+    container: &str,
+    query: &str,
+    req: Request<Incoming>,
+) -> Resp {
+    let opts = match stream::StreamOptions::parse(query) {
+        Ok(o) => o,
+        Err(e) => return text(StatusCode::BAD_REQUEST, e),
+    };
+    if let Err(e) = opts.validate_streams() {
+        return text(StatusCode::BAD_REQUEST, e);
+    }
+    let store = synced_pods(state).await;
+    let Some(pod) = find_pod(&store, ns, pod_name) else {
+        return text(StatusCode::NOT_FOUND, "pod does not exist");
+    };
+    let Some(id) = running_container(state, &pod, container).await else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("container not found ({container:?})"),
+        );
+    };
+    let url = if attach {
+        state
+            .runtime
+            .attach(api::AttachRequest {
+                container_id: id,
+                stdin: opts.stdin,
+                tty: opts.tty,
+                stdout: opts.stdout,
+                stderr: opts.stderr,
+            })
+            .await
+    } else {
+        if opts.command.is_empty() {
+            return text(StatusCode::BAD_REQUEST, "you must specify a command");
+        }
+        state
+            .runtime
+            .exec(api::ExecRequest {
+                container_id: id,
+                cmd: opts.command.clone(),
+                tty: opts.tty,
+                stdin: opts.stdin,
+                stdout: opts.stdout,
+                stderr: opts.stderr,
+            })
+            .await
+    };
+    match url {
+        Ok(url) => stream::proxy_to(req, &url).await,
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn port_forward(
+    state: &Arc<State>,
+    ns: &str,
+    pod_name: &str,
+    query: &str,
+    req: Request<Incoming>,
+) -> Resp {
+    let opts = match stream::StreamOptions::parse(query) {
+        Ok(o) => o,
+        Err(e) => return text(StatusCode::BAD_REQUEST, e),
+    };
+    let store = synced_pods(state).await;
+    let Some(pod) = find_pod(&store, ns, pod_name) else {
+        return text(StatusCode::NOT_FOUND, "pod does not exist");
+    };
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let filter = api::PodSandboxFilter {
+        state: Some(api::PodSandboxStateValue {
+            state: api::PodSandboxState::SandboxReady as i32,
+        }),
+        label_selector: [(crate::pod::spec::POD_UID_LABEL.to_string(), uid)]
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    };
+    let sandbox = match state.runtime.list_pod_sandbox(Some(filter)).await {
+        Ok(list) => list.into_iter().max_by_key(|s| s.created_at),
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let Some(sandbox) = sandbox else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("pod {pod_name:?} has no running sandbox"),
+        );
+    };
+    match state.runtime.port_forward(&sandbox.id, opts.ports).await {
+        Ok(url) => stream::proxy_to(req, &url).await,
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 #[cfg(test)]
