@@ -1,8 +1,8 @@
 //! Reaching kubelets: pods/log and nodes/proxy are proxied to the node's kubelet API
 //! (status.addresses by --kubelet-preferred-address-types, port from
 //! status.daemonEndpoints.kubeletEndpoint), over TLS with --kubelet-client-certificate/-key.
-//! As upstream without --kubelet-certificate-authority, the kubelet's serving certificate is
-//! not verified.
+//! The kubelet's serving certificate is verified against --kubelet-certificate-authority; as
+//! upstream, without that flag it is not verified.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -86,9 +86,23 @@ fn client_config(api: &ApiServer) -> Result<Arc<ClientConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| ApiError::internal(format!("kubelet client tls: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(NoVerify(provider)));
+        .map_err(|e| ApiError::internal(format!("kubelet client tls: {e}")))?;
+    let builder = match &api.config.kubelet_certificate_authority {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = component_base::tls::load_certs(ca)
+                .map_err(|e| ApiError::internal(format!("kubelet certificate authority: {e}")))?;
+            for cert in certs {
+                roots.add(cert).map_err(|e| {
+                    ApiError::internal(format!("kubelet certificate authority: {e}"))
+                })?;
+            }
+            builder.with_root_certificates(roots)
+        }
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider))),
+    };
     let mut config = match &api.config.kubelet_client_cert {
         Some(pair) => {
             let certs = component_base::tls::load_certs(&pair.cert_file)
@@ -406,7 +420,14 @@ pub fn stream_response(k: KubeletResponse, default_type: &'static str) -> Resp {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::result::Result<Frame<Bytes>, Infallible>>(16);
     let mut body = k.body;
     tokio::spawn(async move {
-        while let Some(Ok(frame)) = body.frame().await {
+        loop {
+            // A client that leaves a quiet `logs -f` is noticed here, not at the next line;
+            // dropping the kubelet's body then ends its side too.
+            let frame = tokio::select! {
+                _ = tx.closed() => break,
+                frame = body.frame() => frame,
+            };
+            let Some(Ok(frame)) = frame else { break };
             if let Ok(data) = frame.into_data() {
                 if tx.send(Ok(Frame::data(data))).await.is_err() {
                     break;

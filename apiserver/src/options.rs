@@ -145,6 +145,11 @@ pub struct Options {
     #[arg(long)]
     pub kubelet_client_key: Option<PathBuf>,
 
+    /// Path to a cert file for the certificate authority of kubelets' serving certificates
+    /// (without it they are not verified).
+    #[arg(long)]
+    pub kubelet_certificate_authority: Option<PathBuf>,
+
     /// Files with PEM public keys used to verify ServiceAccount tokens (repeatable).
     #[arg(long, action = ArgAction::Append)]
     pub service_account_key_file: Vec<PathBuf>,
@@ -439,6 +444,8 @@ pub struct Config {
     pub kubelet_client_cert: Option<CertKeyPair>,
     /// Node address types tried in order to reach kubelets (empty: kubelet::DEFAULT_ADDRESS_TYPES).
     pub kubelet_preferred_address_types: Vec<String>,
+    /// CA bundle for kubelets' serving certificates (none: not verified, as upstream).
+    pub kubelet_certificate_authority: Option<PathBuf>,
     pub service_account_key_files: Vec<PathBuf>,
     pub service_account_signing_key_file: Option<PathBuf>,
     pub service_account_issuers: Vec<String>,
@@ -500,6 +507,7 @@ impl Config {
             authorization_modes: vec![AuthorizationMode::Node, AuthorizationMode::Rbac],
             kubelet_client_cert: None,
             kubelet_preferred_address_types: Vec::new(),
+            kubelet_certificate_authority: None,
             service_account_key_files: Vec::new(),
             service_account_signing_key_file: None,
             service_account_issuers: Vec::new(),
@@ -682,6 +690,7 @@ impl Options {
             authorization_modes,
             kubelet_client_cert,
             kubelet_preferred_address_types: self.kubelet_preferred_address_types.clone(),
+            kubelet_certificate_authority: self.kubelet_certificate_authority.clone(),
             service_account_key_files: self.service_account_key_file,
             service_account_signing_key_file: self.service_account_signing_key_file,
             service_account_issuers: self.service_account_issuer,

@@ -36,6 +36,10 @@ struct KubeletPki {
     /// A second client, alice in developers: authenticated, but RBAC gives her no nodes/*.
     alice_cert: PathBuf,
     alice_key: PathBuf,
+    /// A kubelet serving pair for 127.0.0.1 signed by the same CA, for
+    /// --kubelet-certificate-authority.
+    serving_cert: PathBuf,
+    serving_key: PathBuf,
 }
 
 fn kubelet_pki(dir: &Path) -> KubeletPki {
@@ -77,12 +81,34 @@ fn kubelet_pki(dir: &Path) -> KubeletPki {
         "apiserver",
     );
     let (alice_cert, alice_key) = client("alice", "developers", "alice");
+    let serving_key = KeyPair::generate().expect("key");
+    let mut serving =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("params");
+    serving
+        .distinguished_name
+        .push(DnType::CommonName, "kubelet-serving");
+    serving.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let serving_cert = dir.join("kubelet-serving.crt");
+    let serving_key_path = dir.join("kubelet-serving.key");
+    fs::write(
+        &serving_cert,
+        serving
+            .signed_by(&serving_key, &issuer)
+            .expect("sign")
+            .pem(),
+    )
+    .expect("write serving cert");
+    fs::write(&serving_key_path, serving_key.serialize_pem()).expect("write serving key");
     KubeletPki {
         ca: ca_path,
         client_cert,
         client_key,
         alice_cert,
         alice_key,
+        serving_cert,
+        serving_key: serving_key_path,
     }
 }
 
@@ -94,7 +120,14 @@ struct Kubelet {
 }
 
 impl Kubelet {
-    fn start(server: &ApiServer, containerd: &Containerd, pki: &KubeletPki, name: &str) -> Self {
+    /// A kubelet; with `serving`, it serves the CA-signed pair instead of a self-signed one.
+    fn start(
+        server: &ApiServer,
+        containerd: &Containerd,
+        pki: &KubeletPki,
+        name: &str,
+        serving: bool,
+    ) -> Self {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
         let node = format!("{name}-{pid}-{n}");
@@ -125,7 +158,7 @@ impl Kubelet {
         .expect("kubelet config");
         let kubeconfig =
             server.kubeconfig_for_cert(&format!("system:node:{node}"), &["system:nodes"]);
-        let args = vec![
+        let mut args = vec![
             format!("--kubeconfig={}", kubeconfig.display()),
             format!("--config={}", config.display()),
             format!("--hostname-override={node}"),
@@ -139,6 +172,13 @@ impl Kubelet {
             format!("--pod-infra-container-image={PAUSE_IMAGE}"),
             "--node-status-update-frequency=2s".to_string(),
         ];
+        if serving {
+            args.push(format!("--tls-cert-file={}", pki.serving_cert.display()));
+            args.push(format!(
+                "--tls-private-key-file={}",
+                pki.serving_key.display()
+            ));
+        }
         let log = File::create(dir.join("kubelet.log")).expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_kubelet"))
             .args(&args)
@@ -186,18 +226,28 @@ struct Stack {
 }
 
 impl Stack {
-    fn start(name: &str) -> Self {
+    /// With `verify_kubelet`, the apiserver verifies the kubelet's serving certificate
+    /// (--kubelet-certificate-authority) and the kubelet serves one the CA signed.
+    fn start(name: &str, verify_kubelet: bool) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("kubelet-server-e2e-")
             .tempdir()
             .expect("tempdir");
         let pki = kubelet_pki(dir.path());
-        let server = ApiServer::start_with(&[
-            &format!("--kubelet-client-certificate={}", pki.client_cert.display()),
-            &format!("--kubelet-client-key={}", pki.client_key.display()),
-        ]);
+        let mut flags = vec![
+            format!("--kubelet-client-certificate={}", pki.client_cert.display()),
+            format!("--kubelet-client-key={}", pki.client_key.display()),
+        ];
+        if verify_kubelet {
+            flags.push(format!(
+                "--kubelet-certificate-authority={}",
+                pki.ca.display()
+            ));
+        }
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let server = ApiServer::start_with(&flags);
         let containerd = Containerd::start();
-        let kubelet = Kubelet::start(&server, &containerd, &pki, name);
+        let kubelet = Kubelet::start(&server, &containerd, &pki, name, verify_kubelet);
         let ns = server.namespace(name);
         let _ = server.kubectl(&["create", "serviceaccount", "default", "-n", &ns]);
         eventually("node Ready", WAIT, || {
@@ -280,7 +330,7 @@ spec:
 
 #[test]
 fn kubelet_api_authenticates_authorizes_and_serves_pods_and_metrics() {
-    let s = Stack::start("ks-auth");
+    let s = Stack::start("ks-auth", true);
     s.run_pod("sleeper", "Always", "echo up; exec sleep 3600");
     let bob = "Authorization: Bearer e2e-bob-token-0123456789abcdef";
     let admin = format!("Authorization: Bearer {ADMIN_TOKEN}");
@@ -361,11 +411,39 @@ fn kubelet_api_authenticates_authorizes_and_serves_pods_and_metrics() {
         node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"],
         s.kubelet.port
     );
+
+    // With --kubelet-certificate-authority the apiserver verifies the kubelet: the CA-signed
+    // kubelet is reached, a second kubelet with a self-signed certificate is refused.
+    let healthz = |node: &str| {
+        s.server.kubectl(&[
+            "get",
+            "--raw",
+            &format!("/api/v1/nodes/{node}/proxy/healthz"),
+        ])
+    };
+    let out = healthz(&s.kubelet.node);
+    assert!(out.success(), "{out}");
+    assert_eq!(out.stdout.trim(), "ok");
+    let stranger = Kubelet::start(&s.server, &s.containerd, &s.pki, "ks-stranger", false);
+    let out = eventually("the self-signed kubelet's node is registered", WAIT, || {
+        let node = s
+            .server
+            .kubectl(&["get", "node", &stranger.node, "-o", "json"]);
+        if !node.success() || node.json()["status"]["daemonEndpoints"].is_null() {
+            return Err(node.to_string());
+        }
+        Ok(healthz(&stranger.node))
+    });
+    assert!(!out.success(), "{out}");
+    assert!(
+        out.stderr.contains("error dialing backend"),
+        "a TLS failure, not an answer: {out}"
+    );
 }
 
 #[test]
 fn kubectl_logs_and_node_proxy_reach_the_kubelet_through_the_apiserver() {
-    let s = Stack::start("ks-logs");
+    let s = Stack::start("ks-logs", false);
     // Five lines, a line written in two pieces (containerd joins them), then quiet.
     s.run_pod(
         "counter",
@@ -501,6 +579,18 @@ fn kubectl_logs_and_node_proxy_reach_the_kubelet_through_the_apiserver() {
     let _ = follow.kill();
     let _ = follow.wait();
 
+    // -f ends when the container does, with everything it wrote.
+    s.run_pod(
+        "finisher",
+        "Never",
+        "for i in 1 2 3 4; do echo done-$i; sleep 1; done",
+    );
+    let started = Instant::now();
+    let out = s.logs(&["-f", "finisher"]);
+    assert!(out.success(), "{out}");
+    assert_eq!(out.stdout, "done-1\ndone-2\ndone-3\ndone-4\n");
+    assert!(started.elapsed() < Duration::from_secs(20), "follow ended");
+
     // nodes/proxy to the kubelet.
     let node = &s.kubelet.node;
     let healthz = s.server.ok(&[
@@ -522,7 +612,7 @@ fn kubectl_logs_and_node_proxy_reach_the_kubelet_through_the_apiserver() {
         .filter_map(|p| p["metadata"]["name"].as_str())
         .collect();
     names.sort();
-    assert_eq!(names, vec!["counter", "crasher", "ticker"]);
+    assert_eq!(names, vec!["counter", "crasher", "finisher", "ticker"]);
     let metrics = s.server.ok(&[
         "get",
         "--raw",
@@ -559,7 +649,7 @@ fn kubectl_child(s: &Stack, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<
 
 #[test]
 fn kubectl_exec_cp_attach_and_port_forward_stream_through_the_kubelet() {
-    let s = Stack::start("ks-exec");
+    let s = Stack::start("ks-exec", false);
     s.run_pod(
         "shell",
         "Always",
