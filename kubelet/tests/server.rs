@@ -681,6 +681,73 @@ fn kubectl_exec_cp_attach_and_port_forward_stream_through_the_kubelet() {
         "{out}"
     );
 
+    // RBAC sees exec as upstream does: "create" on pods/exec (SPDY is a POST). Alice may
+    // read pods (kubectl looks the pod up first) but not exec, then also exec.
+    s.server.ok(&[
+        "create",
+        "role",
+        "reader",
+        "-n",
+        ns,
+        "--verb=get",
+        "--resource=pods",
+    ]);
+    s.server.ok(&[
+        "create",
+        "rolebinding",
+        "alice-reader",
+        "-n",
+        ns,
+        "--role=reader",
+        "--user=alice",
+    ]);
+    let out = eventually("alice may read but not exec", WAIT, || {
+        let out = s
+            .server
+            .kubectl_as(User::Alice, &["exec", "-n", ns, "shell", "--", "true"]);
+        if out.stderr.contains("pods/exec") {
+            Ok(out)
+        } else {
+            Err(out.to_string())
+        }
+    });
+    assert!(!out.success());
+    assert!(
+        out.stderr
+            .contains("User \"alice\" cannot create resource \"pods/exec\" in API group \"\""),
+        "{out}"
+    );
+    s.server.ok(&[
+        "create",
+        "role",
+        "exec",
+        "-n",
+        ns,
+        "--verb=create",
+        "--resource=pods/exec",
+    ]);
+    s.server.ok(&[
+        "create",
+        "rolebinding",
+        "alice-exec",
+        "-n",
+        ns,
+        "--role=exec",
+        "--user=alice",
+    ]);
+    let out = eventually("alice may exec", WAIT, || {
+        let out = s.server.kubectl_as(
+            User::Alice,
+            &["exec", "-n", ns, "shell", "--", "echo", "as-alice"],
+        );
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(out.to_string())
+        }
+    });
+    assert_eq!(out.stdout, "as-alice\n");
+
     // exec -i: stdin reaches the command and its end closes it.
     let out = s.server.kubectl_stdin(
         &["exec", "-i", "-n", ns, "shell", "--", "cat"],
