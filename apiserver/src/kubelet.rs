@@ -18,7 +18,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use serde_json::Value;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, FieldError, Result};
 use crate::http::response::{self, Resp};
 use crate::server::ApiServer;
 
@@ -523,6 +523,51 @@ pub fn log_container(pod: &Value, name: &str, requested: &str) -> Result<String>
     }
 }
 
+/// Upstream's ValidatePodLogOptions, plus the integer parsing its decoder does.
+pub fn validate_log_options(name: &str, query: &crate::http::request::Query) -> Result<()> {
+    let int = |key: &str| -> Result<Option<i64>> {
+        match query.get(key) {
+            None => Ok(None),
+            Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
+                ApiError::bad_request(format!("strconv.ParseInt: parsing {v:?}: invalid syntax"))
+            }),
+        }
+    };
+    let mut errs = Vec::new();
+    if let Some(n) = int("tailLines")?.filter(|n| *n < 0) {
+        errs.push(FieldError::invalid(
+            "tailLines",
+            n.into(),
+            "must be greater than or equal to 0",
+        ));
+    }
+    if let Some(n) = int("limitBytes")?.filter(|n| *n < 1) {
+        errs.push(FieldError::invalid(
+            "limitBytes",
+            n.into(),
+            "must be greater than 0",
+        ));
+    }
+    let since_seconds = int("sinceSeconds")?;
+    if since_seconds.is_some() && query.has("sinceTime") {
+        errs.push(FieldError::forbidden(
+            "",
+            "at most one of `sinceTime` or `sinceSeconds` may be specified",
+        ));
+    } else if let Some(n) = since_seconds.filter(|n| *n < 1) {
+        errs.push(FieldError::invalid(
+            "sinceSeconds",
+            n.into(),
+            "must be greater than 0",
+        ));
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid("", "PodLogOptions", name, &errs))
+    }
+}
+
 /// `pods/log`: the kubelet's /containerLogs, streamed.
 pub async fn pod_log(
     api: &ApiServer,
@@ -531,6 +576,7 @@ pub async fn pod_log(
     name: &str,
     query: &crate::http::request::Query,
 ) -> Result<Resp> {
+    validate_log_options(name, query)?;
     let container = log_container(pod, name, query.get("container").unwrap_or_default())?;
     let node = pod["spec"]["nodeName"].as_str().unwrap_or_default();
     if node.is_empty() {
@@ -610,6 +656,33 @@ mod tests {
         assert_eq!(kubelet_address(&node, &["ExternalIP".into()]), None);
         let bare = json!({"status": {"addresses": [{"type": "InternalIP", "address": "1.2.3.4"}]}});
         assert_eq!(kubelet_address(&bare, &[]), Some(("1.2.3.4".into(), 10250)));
+    }
+
+    #[test]
+    fn log_options_are_validated_like_upstream() {
+        use crate::http::request::Query;
+        let cases = [
+            ("tailLines=3&limitBytes=1&sinceSeconds=5", None),
+            (
+                "tailLines=-1",
+                Some((422, "PodLogOptions \"p\" is invalid: tailLines: Invalid value: -1: must be greater than or equal to 0")),
+            ),
+            (
+                "limitBytes=0",
+                Some((422, "PodLogOptions \"p\" is invalid: limitBytes: Invalid value: 0: must be greater than 0")),
+            ),
+            (
+                "sinceSeconds=5&sinceTime=2024-01-01T00:00:00Z",
+                Some((422, "PodLogOptions \"p\" is invalid: : Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified")),
+            ),
+            ("tailLines=x", Some((400, "strconv.ParseInt: parsing \"x\": invalid syntax"))),
+        ];
+        for (query, want) in cases {
+            let got = validate_log_options("p", &Query::parse(Some(query)))
+                .err()
+                .map(|e| (e.code, e.message));
+            assert_eq!(got, want.map(|(c, m)| (c, m.to_string())), "{query}");
+        }
     }
 
     #[test]

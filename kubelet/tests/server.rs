@@ -496,6 +496,18 @@ fn kubectl_logs_and_node_proxy_reach_the_kubelet_through_the_apiserver() {
             .contains("previous terminated container \"main\" in pod \"counter\" not found"),
         "{out}"
     );
+    let out = s.server.kubectl(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/namespaces/{}/pods/counter/log?tailLines=-1", s.ns),
+    ]);
+    assert!(!out.success());
+    assert!(
+        out.stderr.contains(
+            "PodLogOptions \"counter\" is invalid: tailLines: Invalid value: -1: must be greater than or equal to 0"
+        ),
+        "{out}"
+    );
     let out = s.logs(&["no-such-pod"]);
     assert!(
         out.stderr.contains("pods \"no-such-pod\" not found"),
