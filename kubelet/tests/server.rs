@@ -401,6 +401,34 @@ fn kubelet_api_authenticates_authorizes_and_serves_pods_and_metrics() {
         "{body}"
     );
 
+    // /stats/summary and /metrics/resource (stats and metrics subresources).
+    let (code, body) = s.curl_kubelet("/stats/summary", &["-H", bob]);
+    assert_eq!(code, 403);
+    assert!(body.contains("subresource=stats"), "{body}");
+    let summary = eventually("stats of the sleeper", WAIT, || {
+        let (code, body) = s.curl_kubelet("/stats/summary", &["-H", &admin]);
+        let v: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| format!("{code} {e}: {body}"))?;
+        if v["pods"][0]["containers"][0]["memory"]["workingSetBytes"].as_u64() > Some(0) {
+            Ok(v)
+        } else {
+            Err(body)
+        }
+    });
+    assert_eq!(summary["node"]["nodeName"], s.kubelet.node.as_str());
+    assert!(summary["node"]["memory"]["workingSetBytes"].as_u64() > Some(0));
+    assert_eq!(summary["pods"][0]["podRef"]["name"], "sleeper");
+    assert_eq!(summary["pods"][0]["podRef"]["namespace"], s.ns.as_str());
+    assert_eq!(summary["pods"][0]["containers"][0]["name"], "main");
+    let (code, body) = s.curl_kubelet("/metrics/resource", &["-H", &admin]);
+    assert_eq!(code, 200, "{body}");
+    let series = format!(
+        "container_memory_working_set_bytes{{container=\"main\",namespace=\"{}\",pod=\"sleeper\"}} ",
+        s.ns
+    );
+    assert!(body.contains(&series), "{body}");
+    assert!(body.contains("node_cpu_usage_seconds_total "), "{body}");
+
     // Unknown paths are 404 after authorization.
     let (code, _) = s.curl_kubelet("/nothing-here", &["-H", &admin]);
     assert_eq!(code, 404);

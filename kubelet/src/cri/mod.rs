@@ -291,6 +291,16 @@ impl Runtime {
         .map(|r| r.url)
     }
 
+    /// CPU, memory and writable-layer usage of every container.
+    pub async fn list_container_stats(&self) -> Result<Vec<api::ContainerStats>, CriError> {
+        call!(
+            self.runtime
+                .list_container_stats(api::ListContainerStatsRequest { filter: None }),
+            "ListContainerStats"
+        )
+        .map(|r| r.stats)
+    }
+
     /// The image's status, `None` when the runtime does not have it.
     pub async fn image_status(&self, image: &str) -> Result<Option<api::Image>, CriError> {
         call!(

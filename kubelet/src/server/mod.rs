@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod certs;
 pub mod logs;
+pub mod stats;
 pub mod stream;
 
 use std::convert::Infallible;
@@ -256,6 +257,8 @@ async fn handle(state: Arc<State>, peer_cert: Option<&[u8]>, req: Request<Incomi
         (&Method::GET | &Method::HEAD, ["healthz"]) => text(StatusCode::OK, "ok"),
         (&Method::GET, ["pods"] | ["pods", ""]) => pods(&state).await,
         (&Method::GET, ["metrics"]) => metrics(&state).await,
+        (&Method::GET, ["metrics", "resource"]) => resource_usage(&state, false).await,
+        (&Method::GET, ["stats", "summary"]) => resource_usage(&state, true).await,
         (&Method::GET, ["containerLogs", ns, pod, container]) => {
             container_logs(&state, ns, pod, container, &query).await
         }
@@ -344,6 +347,34 @@ async fn metrics(state: &State) -> Resp {
         return text(StatusCode::INTERNAL_SERVER_ERROR, "encode metrics");
     }
     let mut r = Response::new(full(out));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+/// /stats/summary (JSON) or /metrics/resource (Prometheus text).
+async fn resource_usage(state: &State, summary: bool) -> Resp {
+    let now = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_default();
+    let stats = match state.runtime.list_container_stats().await {
+        Ok(s) => s,
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("failed to get container stats: {e}"),
+            )
+        }
+    };
+    let containers = stats::container_usage(&stats);
+    let node = stats::node_usage(now);
+    if summary {
+        return json(&stats::summary(&state.node_name, &node, &containers));
+    }
+    let mut r = Response::new(full(stats::resource_metrics(&node, &containers)));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
