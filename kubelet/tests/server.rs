@@ -664,6 +664,19 @@ fn kubectl_logs_and_node_proxy_reach_the_kubelet_through_the_apiserver() {
 
 /// Spawns `kubectl <args>` as the admin with stdout piped into a channel of lines.
 fn kubectl_child(s: &Stack, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
+    kubectl_child_logging(s, args, None)
+}
+
+/// Like [`kubectl_child`], with stderr (kubectl's -v log) written to `stderr` when given.
+fn kubectl_child_logging(
+    s: &Stack,
+    args: &[&str],
+    stderr: Option<&Path>,
+) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let stderr = match stderr {
+        Some(path) => Stdio::from(File::create(path).expect("stderr file")),
+        None => Stdio::inherit(),
+    };
     let mut child = Command::new(common::kubectl_binary())
         .arg(format!(
             "--kubeconfig={}",
@@ -672,7 +685,7 @@ fn kubectl_child(s: &Stack, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("spawn kubectl");
     let stdout = child.stdout.take().expect("stdout");
@@ -841,10 +854,13 @@ fn kubectl_exec_cp_attach_and_port_forward_stream_through_the_kubelet() {
     let _ = attach.kill();
     let _ = attach.wait();
 
-    // port-forward to the pod's httpd.
-    let (mut forward, lines) = kubectl_child(
+    // port-forward to the pod's httpd, over WebSocket (SPDY tunnelled through it), which
+    // kubectl tries first.
+    let forward_log = s.kubelet.dir.join("port-forward.stderr");
+    let (mut forward, lines) = kubectl_child_logging(
         &s,
         &[
+            "-v=8",
             "port-forward",
             "-n",
             ns,
@@ -852,6 +868,7 @@ fn kubectl_exec_cp_attach_and_port_forward_stream_through_the_kubelet() {
             ":8080",
             "--address=127.0.0.1",
         ],
+        Some(&forward_log),
     );
     let first = lines.recv_timeout(WAIT).expect("port-forward banner");
     // "Forwarding from 127.0.0.1:<port> -> 8080"
@@ -870,4 +887,11 @@ fn kubectl_exec_cp_attach_and_port_forward_stream_through_the_kubelet() {
     }
     let _ = forward.kill();
     let _ = forward.wait();
+    let log = fs::read_to_string(&forward_log).unwrap_or_default();
+    assert!(
+        log.contains("Sec-Websocket-Protocol: SPDY/3.1+portforward.k8s.io")
+            && log.contains("101 Switching Protocols"),
+        "kubectl tunnelled through WebSocket:\n{log}"
+    );
+    assert!(!log.contains("fallback"), "no SPDY fallback:\n{log}");
 }

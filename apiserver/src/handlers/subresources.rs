@@ -341,6 +341,21 @@ async fn streams(ctx: &mut Ctx) -> Result<Resp> {
                 crate::kubelet::stream_location(&obj, &ctx.info.namespace, &name, sub, &ctx.query)?;
             let upgrade = ctx.upgrade.take();
             let method = ctx.method.clone();
+            if sub == "portforward"
+                && crate::kubelet::tunnel::wants_websocket_protocol(
+                    &ctx.headers,
+                    crate::kubelet::tunnel::PORT_FORWARD_TUNNEL,
+                )
+            {
+                return crate::kubelet::port_forward_tunnel(
+                    &ctx.api,
+                    &node,
+                    &path,
+                    &ctx.headers,
+                    upgrade,
+                )
+                .await;
+            }
             return crate::kubelet::upgrade(&ctx.api, &node, method, &path, &ctx.headers, upgrade)
                 .await;
         }

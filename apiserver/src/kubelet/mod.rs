@@ -18,6 +18,8 @@ use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use serde_json::Value;
 use tokio_stream::wrappers::ReceiverStream;
 
+pub mod tunnel;
+
 use crate::error::{ApiError, FieldError, Result};
 use crate::http::response::{self, Resp};
 use crate::server::ApiServer;
@@ -335,6 +337,76 @@ pub async fn upgrade(
                 .append(header::HeaderName::from_static(name), v.clone());
         }
     }
+    Ok(r)
+}
+
+/// pods/portforward asked for over WebSocket (`SPDY/3.1+portforward.k8s.io`): the kubelet
+/// side is upgraded to SPDY and the client's WebSocket messages carry its bytes.
+pub async fn port_forward_tunnel(
+    api: &ApiServer,
+    node_name: &str,
+    path_and_query: &str,
+    headers: &http::HeaderMap,
+    client: Option<hyper::upgrade::OnUpgrade>,
+) -> Result<Resp> {
+    let (Some(client), Some(key)) = (
+        client,
+        headers
+            .get(header::SEC_WEBSOCKET_KEY)
+            .and_then(|v| v.to_str().ok()),
+    ) else {
+        return Err(ApiError::bad_request("Upgrade request required"));
+    };
+    let accept = tunnel::accept_key(key);
+    let (mut sender, authority) = connect(api, node_name).await?;
+    let req = hyper::Request::builder()
+        .method(Method::POST)
+        .uri(path_and_query)
+        .header(header::HOST, authority.as_str())
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "SPDY/3.1")
+        .header("X-Stream-Protocol-Version", tunnel::PORT_FORWARD_SPDY)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| ApiError::bad_request(format!("invalid proxy path: {e}")))?;
+    let mut resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| dial_error(&authority, &e))?;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Err(error_from(KubeletResponse {
+            status: resp.status(),
+            content_type: None,
+            body: resp.into_body(),
+        })
+        .await);
+    }
+    let backend = hyper::upgrade::on(&mut resp);
+    tokio::spawn(async move {
+        match tokio::try_join!(client, backend) {
+            Ok((client, backend)) => {
+                tunnel::pump(TokioIo::new(client), TokioIo::new(backend)).await
+            }
+            Err(e) => tracing::debug!(error = %e, "port-forward tunnel upgrade failed"),
+        }
+    });
+    let mut r = hyper::Response::new(response::full(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("Upgrade"),
+    );
+    h.insert(
+        header::UPGRADE,
+        header::HeaderValue::from_static("websocket"),
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    h.insert(
+        header::SEC_WEBSOCKET_PROTOCOL,
+        header::HeaderValue::from_static(tunnel::PORT_FORWARD_TUNNEL),
+    );
     Ok(r)
 }
 
