@@ -153,11 +153,10 @@ where
             loop {
                 match decode_frame(&mut buf) {
                     Ok(Some(frame)) => match frame.opcode {
-                        0x0..=0x2 => {
-                            if backend_wr.write_all(&frame.payload).await.is_err() {
-                                break 'read;
-                            }
+                        0x0..=0x2 if backend_wr.write_all(&frame.payload).await.is_err() => {
+                            break 'read;
                         }
+                        0x0..=0x2 => {}
                         0x8 => {
                             let _ = out_tx.send(encode_frame(0x8, &frame.payload)).await;
                             break 'read;
