@@ -592,6 +592,51 @@ mod tests {
     }
 
     #[test]
+    fn server_defaults_follow_upstream_with_and_without_a_config_file() {
+        use crate::server::AuthzMode;
+        let c = base()
+            .merge(KubeletConfiguration::default())
+            .expect("valid");
+        assert_eq!(c.server.port, 10250);
+        assert_eq!(c.server.address, IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(c.server.authorization_mode, AuthzMode::AlwaysAllow);
+        assert!(c.server.anonymous_auth && !c.server.webhook_authn);
+
+        let file: KubeletConfiguration = serde_yaml_ng::from_str(
+            "kind: KubeletConfiguration\nport: 11250\naddress: 127.0.0.1\nauthentication:\n  x509:\n    clientCAFile: /ca.crt\n",
+        )
+        .expect("yaml");
+        let mut o = base();
+        o.config = "/etc/kubelet.yaml".into();
+        let c = o.clone().merge(file).expect("valid");
+        assert_eq!(c.server.port, 11250);
+        assert_eq!(c.server.address, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(c.server.client_ca_file, Some(PathBuf::from("/ca.crt")));
+        assert_eq!(c.server.authorization_mode, AuthzMode::Webhook);
+        assert!(!c.server.anonymous_auth && c.server.webhook_authn);
+
+        o.authorization_mode = Some("AlwaysAllow".into());
+        o.anonymous_auth = Some(true);
+        o.port = Some(1);
+        let c = o
+            .clone()
+            .merge(KubeletConfiguration::default())
+            .expect("valid");
+        assert_eq!(c.server.authorization_mode, AuthzMode::AlwaysAllow);
+        assert!(c.server.anonymous_auth);
+        assert_eq!(c.server.port, 1);
+
+        o.authorization_mode = Some("RBAC".into());
+        assert!(o.clone().merge(KubeletConfiguration::default()).is_err());
+        let mut o = base();
+        o.tls_cert_file = Some("/c.crt".into());
+        assert!(
+            o.merge(KubeletConfiguration::default()).is_err(),
+            "a cert needs its key"
+        );
+    }
+
+    #[test]
     fn taints_parse_with_and_without_values() {
         let t = parse_taint("node-role.kubernetes.io/control-plane:NoSchedule").expect("taint");
         assert_eq!(t.key, "node-role.kubernetes.io/control-plane");
