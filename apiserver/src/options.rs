@@ -145,6 +145,11 @@ pub struct Options {
     #[arg(long)]
     pub kubelet_client_key: Option<PathBuf>,
 
+    /// Path to a cert file for the certificate authority of kubelets' serving certificates
+    /// (without it they are not verified).
+    #[arg(long)]
+    pub kubelet_certificate_authority: Option<PathBuf>,
+
     /// Files with PEM public keys used to verify ServiceAccount tokens (repeatable).
     #[arg(long, action = ArgAction::Append)]
     pub service_account_key_file: Vec<PathBuf>,
@@ -211,7 +216,7 @@ pub struct Options {
     #[arg(long, value_delimiter = ',')]
     pub requestheader_username_headers: Vec<String>,
 
-    /// Accepted because kubeadm's manifest passes it; kubelets are reached by InternalIP.
+    /// Node address types tried in order to reach kubelets (pods/log, nodes/proxy).
     #[arg(long, value_delimiter = ',')]
     pub kubelet_preferred_address_types: Vec<String>,
 
@@ -437,6 +442,10 @@ pub struct Config {
     pub etcd_compaction_interval: Duration,
     pub authorization_modes: Vec<AuthorizationMode>,
     pub kubelet_client_cert: Option<CertKeyPair>,
+    /// Node address types tried in order to reach kubelets (empty: kubelet::DEFAULT_ADDRESS_TYPES).
+    pub kubelet_preferred_address_types: Vec<String>,
+    /// CA bundle for kubelets' serving certificates (none: not verified, as upstream).
+    pub kubelet_certificate_authority: Option<PathBuf>,
     pub service_account_key_files: Vec<PathBuf>,
     pub service_account_signing_key_file: Option<PathBuf>,
     pub service_account_issuers: Vec<String>,
@@ -497,6 +506,8 @@ impl Config {
             etcd_compaction_interval: Duration::from_secs(300),
             authorization_modes: vec![AuthorizationMode::Node, AuthorizationMode::Rbac],
             kubelet_client_cert: None,
+            kubelet_preferred_address_types: Vec::new(),
+            kubelet_certificate_authority: None,
             service_account_key_files: Vec::new(),
             service_account_signing_key_file: None,
             service_account_issuers: Vec::new(),
@@ -678,6 +689,8 @@ impl Options {
             etcd_compaction_interval,
             authorization_modes,
             kubelet_client_cert,
+            kubelet_preferred_address_types: self.kubelet_preferred_address_types.clone(),
+            kubelet_certificate_authority: self.kubelet_certificate_authority.clone(),
             service_account_key_files: self.service_account_key_file,
             service_account_signing_key_file: self.service_account_signing_key_file,
             service_account_issuers: self.service_account_issuer,

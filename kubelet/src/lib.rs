@@ -6,6 +6,7 @@ pub mod cri;
 pub mod node;
 pub mod options;
 pub mod pod;
+pub mod server;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub enum Error {
     Runtime(#[source] cri::CriError),
     #[error("healthz server")]
     Serve(#[source] component_base::Error),
+    #[error("kubelet server")]
+    Server(#[source] server::ServerError),
 }
 
 async fn client(config: &Config) -> Result<kube::Client, Error> {
@@ -90,6 +93,18 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     }
 
     let node_ip = node::detect_node_ip(config.node_ip);
+    let (_, server_task) = server::start(
+        &config.server,
+        &config.cert_dir,
+        &config.node_name,
+        node_ip,
+        client.clone(),
+        runtime.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(Error::Server)?;
+    servers.push(server_task);
     let host_dns =
         ResolvConf::parse(&std::fs::read_to_string(&config.resolv_conf).unwrap_or_default());
     let shared = Arc::new(Shared {

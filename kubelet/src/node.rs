@@ -236,7 +236,9 @@ impl NodeAgent {
                 },
             ]),
             daemon_endpoints: Some(NodeDaemonEndpoints {
-                kubelet_endpoint: Some(DaemonEndpoint { port: 10250 }),
+                kubelet_endpoint: Some(DaemonEndpoint {
+                    port: i32::from(self.config.server.port),
+                }),
             }),
             node_info: Some(NodeSystemInfo {
                 machine_id: read_trimmed("/etc/machine-id"),

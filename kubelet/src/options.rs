@@ -119,6 +119,30 @@ pub struct Options {
     /// How often the node status is computed and posted when it changed.
     #[arg(long)]
     pub node_status_update_frequency: Option<String>,
+    /// The port of the kubelet API server (logs, exec, pods, metrics).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// The IP address the kubelet API server listens on (0.0.0.0 for all interfaces).
+    #[arg(long)]
+    pub address: Option<IpAddr>,
+    /// Serving certificate of the kubelet API; without it a self-signed pair is kept in --cert-dir.
+    #[arg(long)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key of --tls-cert-file.
+    #[arg(long)]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// CA bundle that client certificates of the kubelet API must chain to.
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
+    /// Allow requests without credentials to the kubelet API (as system:anonymous).
+    #[arg(long)]
+    pub anonymous_auth: Option<bool>,
+    /// Authenticate bearer tokens with a TokenReview to the apiserver.
+    #[arg(long)]
+    pub authentication_token_webhook: Option<bool>,
+    /// AlwaysAllow or Webhook (SubjectAccessReview to the apiserver).
+    #[arg(long)]
+    pub authorization_mode: Option<String>,
 }
 
 /// The KubeletConfiguration fields this kubelet reads; unknown fields are ignored.
@@ -143,6 +167,39 @@ struct KubeletConfiguration {
     node_status_update_frequency: Option<String>,
     resolv_conf: Option<String>,
     node_labels: Option<BTreeMap<String, String>>,
+    address: Option<String>,
+    port: Option<u16>,
+    tls_cert_file: Option<String>,
+    tls_private_key_file: Option<String>,
+    authentication: Option<AuthenticationConfig>,
+    authorization: Option<AuthorizationConfig>,
+}
+
+/// KubeletConfiguration `authentication`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthenticationConfig {
+    x509: Option<X509Config>,
+    webhook: Option<EnabledConfig>,
+    anonymous: Option<EnabledConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct X509Config {
+    #[serde(rename = "clientCAFile")]
+    client_ca_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct EnabledConfig {
+    enabled: Option<bool>,
+}
+
+/// KubeletConfiguration `authorization`.
+#[derive(Debug, Default, Deserialize)]
+struct AuthorizationConfig {
+    mode: Option<String>,
 }
 
 /// Validated settings the kubelet runs with.
@@ -169,6 +226,7 @@ pub struct Config {
     pub cni_conf_dir: PathBuf,
     pub cni_bridge_name: String,
     pub node_status_update_frequency: Duration,
+    pub server: crate::server::ServerConfig,
 }
 
 impl Options {
@@ -221,6 +279,8 @@ impl Options {
                 "a node name must be a lowercase RFC 1123 subdomain",
             ));
         }
+
+        let server = server_config(&self, &file)?;
 
         let mut node_labels = file.node_labels.unwrap_or_default();
         for pair in self.node_labels.iter().filter(|s| !s.is_empty()) {
@@ -348,8 +408,82 @@ impl Options {
             cni_conf_dir: self.cni_conf_dir,
             cni_bridge_name: self.cni_bridge_name,
             node_status_update_frequency,
+            server,
         })
     }
+}
+
+/// The kubelet server's settings. Defaults differ as upstream's do: without a config file the
+/// flag defaults apply (anonymous allowed, no token webhook, AlwaysAllow); a config file brings
+/// the v1beta1 defaults (anonymous off, token webhook on, Webhook authorization).
+fn server_config(
+    flags: &Options,
+    file: &KubeletConfiguration,
+) -> Result<crate::server::ServerConfig, OptionsError> {
+    let from_file = !flags.config.is_empty();
+    let authn = file.authentication.as_ref();
+    let address = match (flags.address, &file.address) {
+        (Some(ip), _) => ip,
+        (None, Some(s)) => s
+            .parse()
+            .map_err(|_| invalid("address", s, "not an IP address"))?,
+        (None, None) => IpAddr::from([0, 0, 0, 0]),
+    };
+    let mode = flags
+        .authorization_mode
+        .clone()
+        .or_else(|| file.authorization.as_ref().and_then(|a| a.mode.clone()))
+        .unwrap_or_else(|| if from_file { "Webhook" } else { "AlwaysAllow" }.into());
+    let authorization_mode = mode
+        .parse()
+        .map_err(|e: String| invalid("--authorization-mode", &mode, e))?;
+    let tls_cert_file = flags
+        .tls_cert_file
+        .clone()
+        .or_else(|| file.tls_cert_file.as_ref().map(PathBuf::from));
+    let tls_private_key_file = flags
+        .tls_private_key_file
+        .clone()
+        .or_else(|| file.tls_private_key_file.as_ref().map(PathBuf::from));
+    if tls_cert_file.is_some() != tls_private_key_file.is_some() {
+        return Err(invalid(
+            "--tls-cert-file",
+            &tls_cert_file
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            "--tls-cert-file and --tls-private-key-file go together",
+        ));
+    }
+    Ok(crate::server::ServerConfig {
+        address,
+        port: flags.port.or(file.port).unwrap_or(10250),
+        tls_cert_file,
+        tls_private_key_file,
+        client_ca_file: flags.client_ca_file.clone().or_else(|| {
+            authn
+                .and_then(|a| a.x509.as_ref())
+                .and_then(|x| x.client_ca_file.as_ref())
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+        }),
+        anonymous_auth: flags
+            .anonymous_auth
+            .or_else(|| {
+                authn
+                    .and_then(|a| a.anonymous.as_ref())
+                    .and_then(|e| e.enabled)
+            })
+            .unwrap_or(!from_file),
+        webhook_authn: flags
+            .authentication_token_webhook
+            .or_else(|| {
+                authn
+                    .and_then(|a| a.webhook.as_ref())
+                    .and_then(|e| e.enabled)
+            })
+            .unwrap_or(from_file),
+        authorization_mode,
+    })
 }
 
 /// `key=value:Effect` or `key:Effect` as --register-with-taints takes them.
@@ -455,6 +589,51 @@ mod tests {
             Options::parse_from(["kubelet"]).into_config(),
             Err(OptionsError::NoKubeconfig)
         ));
+    }
+
+    #[test]
+    fn server_defaults_follow_upstream_with_and_without_a_config_file() {
+        use crate::server::AuthzMode;
+        let c = base()
+            .merge(KubeletConfiguration::default())
+            .expect("valid");
+        assert_eq!(c.server.port, 10250);
+        assert_eq!(c.server.address, IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(c.server.authorization_mode, AuthzMode::AlwaysAllow);
+        assert!(c.server.anonymous_auth && !c.server.webhook_authn);
+
+        let file: KubeletConfiguration = serde_yaml_ng::from_str(
+            "kind: KubeletConfiguration\nport: 11250\naddress: 127.0.0.1\nauthentication:\n  x509:\n    clientCAFile: /ca.crt\n",
+        )
+        .expect("yaml");
+        let mut o = base();
+        o.config = "/etc/kubelet.yaml".into();
+        let c = o.clone().merge(file).expect("valid");
+        assert_eq!(c.server.port, 11250);
+        assert_eq!(c.server.address, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(c.server.client_ca_file, Some(PathBuf::from("/ca.crt")));
+        assert_eq!(c.server.authorization_mode, AuthzMode::Webhook);
+        assert!(!c.server.anonymous_auth && c.server.webhook_authn);
+
+        o.authorization_mode = Some("AlwaysAllow".into());
+        o.anonymous_auth = Some(true);
+        o.port = Some(1);
+        let c = o
+            .clone()
+            .merge(KubeletConfiguration::default())
+            .expect("valid");
+        assert_eq!(c.server.authorization_mode, AuthzMode::AlwaysAllow);
+        assert!(c.server.anonymous_auth);
+        assert_eq!(c.server.port, 1);
+
+        o.authorization_mode = Some("RBAC".into());
+        assert!(o.clone().merge(KubeletConfiguration::default()).is_err());
+        let mut o = base();
+        o.tls_cert_file = Some("/c.crt".into());
+        assert!(
+            o.merge(KubeletConfiguration::default()).is_err(),
+            "a cert needs its key"
+        );
     }
 
     #[test]

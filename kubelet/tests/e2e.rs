@@ -73,6 +73,9 @@ impl Kubelet {
             format!("--cert-dir={}", dir.join("pki").display()),
             format!("--container-runtime-endpoint={}", containerd.endpoint()),
             format!("--healthz-port={healthz}"),
+            // The kubelet API (10250) on a port of its own, so parallel tests do not collide.
+            format!("--port={}", free_port()),
+            "--address=127.0.0.1".to_string(),
             format!("--cni-conf-dir={}", containerd.cni_conf_dir.display()),
             format!("--cni-bridge-name={bridge}"),
             format!("--pod-infra-container-image={PAUSE_IMAGE}"),
@@ -310,9 +313,17 @@ fn node_registers_and_a_pod_runs_serves_http_and_gets_its_memory_limit() {
         assert!(node["status"]["allocatable"][resource].is_string());
     }
     assert_eq!(node["status"]["capacity"]["pods"], "110");
+    // The kubelet API port it was given (10250 by default).
+    let port: u16 = s
+        .kubelet
+        .args
+        .iter()
+        .find_map(|a| a.strip_prefix("--port="))
+        .and_then(|p| p.parse().ok())
+        .expect("--port");
     assert_eq!(
         node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"],
-        10250
+        port
     );
     let runtime = node["status"]["nodeInfo"]["containerRuntimeVersion"]
         .as_str()

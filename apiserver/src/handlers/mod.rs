@@ -36,6 +36,10 @@ pub struct Ctx {
     pub body: Bytes,
     pub user: UserInfo,
     pub warnings: Vec<String>,
+    /// The request's method and, for upgrade requests, the client connection once upgraded
+    /// (exec, attach, portforward and proxy pass through to the kubelet).
+    pub method: http::Method,
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 impl Ctx {

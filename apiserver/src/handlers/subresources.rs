@@ -330,6 +330,37 @@ async fn eviction(ctx: &mut Ctx) -> Result<Resp> {
 async fn streams(ctx: &mut Ctx) -> Result<Resp> {
     let name = ctx.info.name.clone();
     let obj = super::read(ctx, &name).await?;
+    match (ctx.resource(), ctx.info.subresource.as_str()) {
+        ("pods", "log") => {
+            return crate::kubelet::pod_log(&ctx.api, &obj, &ctx.info.namespace, &name, &ctx.query)
+                .await
+        }
+        ("nodes", "proxy") => return node_proxy(ctx, &name).await,
+        ("pods", sub @ ("exec" | "attach" | "portforward")) => {
+            let (node, path) =
+                crate::kubelet::stream_location(&obj, &ctx.info.namespace, &name, sub, &ctx.query)?;
+            let upgrade = ctx.upgrade.take();
+            let method = ctx.method.clone();
+            if sub == "portforward"
+                && crate::kubelet::tunnel::wants_websocket_protocol(
+                    &ctx.headers,
+                    crate::kubelet::tunnel::PORT_FORWARD_TUNNEL,
+                )
+            {
+                return crate::kubelet::port_forward_tunnel(
+                    &ctx.api,
+                    &node,
+                    &path,
+                    &ctx.headers,
+                    upgrade,
+                )
+                .await;
+            }
+            return crate::kubelet::upgrade(&ctx.api, &node, method, &path, &ctx.headers, upgrade)
+                .await;
+        }
+        _ => {}
+    }
     if ctx.resource() == "pods" {
         let node = obj["spec"]["nodeName"].as_str().unwrap_or("");
         if node.is_empty() {
@@ -343,6 +374,50 @@ async fn streams(ctx: &mut Ctx) -> Result<Resp> {
         ctx.resource(),
         ctx.info.subresource
     )))
+}
+
+/// nodes/{name}/proxy/{path}: the request goes to the kubelet as it is; its answer comes back
+/// as it is.
+async fn node_proxy(ctx: &mut Ctx, name: &str) -> Result<Resp> {
+    let mut path = String::new();
+    for segment in &ctx.info.rest {
+        path.push('/');
+        path.push_str(&crate::kubelet::encode(segment));
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    let mut query: Vec<String> = Vec::new();
+    for (k, values) in ctx.query.pairs() {
+        for v in values {
+            query.push(format!(
+                "{}={}",
+                crate::kubelet::encode(k),
+                crate::kubelet::encode(v)
+            ));
+        }
+    }
+    if !query.is_empty() {
+        query.sort();
+        path.push('?');
+        path.push_str(&query.join("&"));
+    }
+    let method = ctx.method.clone();
+    if crate::kubelet::is_upgrade(&ctx.headers) {
+        let upgrade = ctx.upgrade.take();
+        return crate::kubelet::upgrade(&ctx.api, name, method, &path, &ctx.headers, upgrade).await;
+    }
+    let content_type = ctx.header("content-type").map(str::to_string);
+    let k = crate::kubelet::request(
+        &ctx.api,
+        name,
+        method,
+        &path,
+        content_type.as_deref(),
+        ctx.body.clone(),
+    )
+    .await?;
+    Ok(crate::kubelet::stream_response(k, "text/plain"))
 }
 
 #[cfg(test)]

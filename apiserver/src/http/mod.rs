@@ -192,7 +192,13 @@ fn authorize(
     let attrs = match info {
         Some(i) => crate::authz::Attributes {
             user,
-            verb: &i.verb,
+            // Upstream has no "connect" verb: exec, attach, portforward and proxy are
+            // authorized with the verb of their HTTP method (POST create, GET get, ...).
+            verb: if i.verb == "connect" {
+                connect_verb(method)
+            } else {
+                &i.verb
+            },
             resource_request: true,
             namespace: &i.namespace,
             api_group: &i.group,
@@ -220,6 +226,17 @@ fn authorize(
     };
     api.authz
         .authorize_with_field_selector(&attrs, &selector, &api.catalog)
+}
+
+/// The authorization verb of a connect request, from its HTTP method.
+fn connect_verb(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::POST => "create",
+        http::Method::PUT => "update",
+        http::Method::PATCH => "patch",
+        http::Method::DELETE => "delete",
+        _ => "get",
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -305,7 +322,11 @@ async fn route(
         let mut msg = match &info {
             Some(i) => crate::authn::forbidden_message(
                 &user,
-                &i.verb,
+                if i.verb == "connect" {
+                    connect_verb(&parts.method)
+                } else {
+                    &i.verb
+                },
                 &i.group,
                 &i.resource,
                 &i.subresource,
@@ -386,6 +407,8 @@ async fn route(
             body,
             user,
             warnings: Vec::new(),
+            method: parts.method.clone(),
+            upgrade: parts.extensions.get::<hyper::upgrade::OnUpgrade>().cloned(),
         };
         let fut = handlers::handle(ctx);
         if long_running {

@@ -123,6 +123,11 @@ impl Query {
     pub fn has(&self, key: &str) -> bool {
         self.pairs.contains_key(key)
     }
+
+    /// Every key with its values (decoded), in no particular order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
 }
 
 /// Decodes `%XX` escapes and `+` as space.

@@ -265,6 +265,42 @@ impl Runtime {
         .map(|r| r.status.unwrap_or_default())
     }
 
+    /// A streaming-server URL for running `req.cmd` in a container (exec).
+    pub async fn exec(&self, req: api::ExecRequest) -> Result<String, CriError> {
+        call!(self.runtime.exec(req), "Exec").map(|r| r.url)
+    }
+
+    /// A streaming-server URL for attaching to a container's main process.
+    pub async fn attach(&self, req: api::AttachRequest) -> Result<String, CriError> {
+        call!(self.runtime.attach(req), "Attach").map(|r| r.url)
+    }
+
+    /// A streaming-server URL for forwarding ports into a sandbox's network namespace.
+    pub async fn port_forward(
+        &self,
+        sandbox_id: &str,
+        ports: Vec<i32>,
+    ) -> Result<String, CriError> {
+        call!(
+            self.runtime.port_forward(api::PortForwardRequest {
+                pod_sandbox_id: sandbox_id.into(),
+                port: ports,
+            }),
+            "PortForward"
+        )
+        .map(|r| r.url)
+    }
+
+    /// CPU, memory and writable-layer usage of every container.
+    pub async fn list_container_stats(&self) -> Result<Vec<api::ContainerStats>, CriError> {
+        call!(
+            self.runtime
+                .list_container_stats(api::ListContainerStatsRequest { filter: None }),
+            "ListContainerStats"
+        )
+        .map(|r| r.stats)
+    }
+
     /// The image's status, `None` when the runtime does not have it.
     pub async fn image_status(&self, image: &str) -> Result<Option<api::Image>, CriError> {
         call!(
