@@ -170,10 +170,11 @@ fn pod_labels(pod: &Pod) -> HashMap<String, String> {
 }
 
 /// The hostname a pod's sandbox gets: spec.hostname or the pod name, at most 63 characters.
-fn hostname(pod: &Pod, node: &NodeContext) -> String {
+/// Host-network pods get none: they share the node's UTS namespace, where runc refuses to set one.
+fn hostname(pod: &Pod) -> String {
     let spec = pod.spec.as_ref();
     if spec.and_then(|s| s.host_network).unwrap_or(false) {
-        return node.node_name.clone();
+        return String::new();
     }
     let name = spec
         .and_then(|s| s.hostname.clone())
@@ -223,7 +224,7 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, node: &NodeContext) -> api::PodSa
             namespace: m.namespace.clone().unwrap_or_default(),
             attempt,
         }),
-        hostname: hostname(pod, node),
+        hostname: hostname(pod),
         log_directory: pod_log_dir(&node.pod_logs_dir, pod)
             .to_string_lossy()
             .into_owned(),

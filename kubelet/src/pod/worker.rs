@@ -14,6 +14,7 @@ use crate::cri::{api, CriError, Runtime};
 use crate::pod::backoff::Backoff;
 use crate::pod::spec::{self, NodeContext, POD_UID_LABEL};
 use crate::pod::status::{self, is_exited, is_running, Observed, Waiting};
+use crate::static_pods::{self, Mirrors};
 
 /// How often a worker re-examines its pod without being told of a change (the relist period).
 pub const RESYNC: Duration = Duration::from_secs(1);
@@ -159,6 +160,10 @@ pub struct Worker {
     start_time: Option<Time>,
     /// The pod object is gone from the apiserver (deleted without us, or force-deleted).
     gone: bool,
+    /// For static pods: the mirror pods in the apiserver, where status is reported.
+    mirrors: Option<watch::Receiver<Mirrors>>,
+    /// The status last patched onto a mirror pod, by the mirror's UID.
+    mirror_status: Option<(String, serde_json::Value)>,
 }
 
 impl Worker {
@@ -173,7 +178,17 @@ impl Worker {
             last_status: None,
             start_time,
             gone: false,
+            mirrors: None,
+            mirror_status: None,
         }
+    }
+
+    /// A worker for a static pod: it never deletes pod objects and reports status to the pod's
+    /// mirror pod (when there is one in `mirrors`).
+    pub fn new_static(shared: Arc<Shared>, pod: Pod, mirrors: watch::Receiver<Mirrors>) -> Self {
+        let mut worker = Self::new(shared, pod);
+        worker.mirrors = Some(mirrors);
+        worker
     }
 
     /// Syncs on every change of `rx` and every [`RESYNC`] until the pod is gone and torn down.
@@ -223,7 +238,7 @@ impl Worker {
                 self.grace_period()
             };
             kill_pod(&runtime, &self.uid, grace, &self.shared.node.cgroup_root).await?;
-            if !self.gone {
+            if !self.gone && self.mirrors.is_none() {
                 self.delete_pod_object().await?;
             }
             return Ok(Next::Done);
@@ -640,6 +655,10 @@ impl Worker {
             &now,
         );
         let value = serde_json::to_value(&status).unwrap_or_default();
+        if self.mirrors.is_some() {
+            self.pod.status = Some(status);
+            return self.report_to_mirror(value).await;
+        }
         let current = self
             .pod
             .status
@@ -674,6 +693,58 @@ impl Worker {
                 Ok(())
             }
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl Worker {
+    /// Patches the static pod's status onto its current mirror pod (the one of this manifest
+    /// version that is not being deleted); without one, the status stays local.
+    async fn report_to_mirror(&mut self, value: serde_json::Value) -> Result<(), SyncError> {
+        let Some(mirrors) = self.mirrors.as_ref().and_then(|rx| rx.borrow().clone()) else {
+            return Ok(());
+        };
+        let m = &self.pod.metadata;
+        let key = (
+            m.namespace.clone().unwrap_or_default(),
+            m.name.clone().unwrap_or_default(),
+        );
+        let Some(mirror) = mirrors.get(&key) else {
+            return Ok(());
+        };
+        if mirror.metadata.deletion_timestamp.is_some()
+            || static_pods::mirror_hash(mirror) != static_pods::config_hash(&self.pod)
+        {
+            return Ok(());
+        }
+        let mirror_uid = mirror.metadata.uid.clone().unwrap_or_default();
+        let last = Some((mirror_uid.clone(), value.clone()));
+        if self.mirror_status == last {
+            return Ok(());
+        }
+        let current = mirror
+            .status
+            .as_ref()
+            .and_then(|s| serde_json::to_value(s).ok());
+        if current.as_ref() == Some(&value) {
+            self.mirror_status = last;
+            return Ok(());
+        }
+        let api: Api<Pod> = Api::namespaced(self.shared.client.clone(), &key.0);
+        let patch = serde_json::json!({
+            "metadata": {"uid": mirror_uid},
+            "status": value,
+        });
+        match api
+            .patch_status(&key.1, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                self.mirror_status = last;
+                Ok(())
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
             Err(e) => Err(e.into()),
         }
     }

@@ -1,0 +1,474 @@
+//! The kubelet binary on a private containerd, for the layer above plain pods: static pods that
+//! run with no apiserver reachable and get mirror pods once it is, volumes, and probes.
+
+#[path = "../../apiserver/tests/common/mod.rs"]
+mod common;
+
+#[path = "common/containerd.rs"]
+mod containerd;
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use common::{eventually, free_port, ApiServer};
+use containerd::{Containerd, BUSYBOX_IMAGE, PAUSE_IMAGE};
+
+/// Deadline for pods and nodes to reach a state.
+const WAIT: Duration = Duration::from_secs(60);
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// One kubelet process; dropping it kills the process (its pods stay for containerd's drop).
+struct Kubelet {
+    child: Option<Child>,
+    args: Vec<String>,
+    dir: PathBuf,
+    node: String,
+    healthz: u16,
+    runs: u32,
+}
+
+impl Kubelet {
+    /// A kubelet with the kubeconfig `kubeconfig(node name)` returns, and `extra` flags.
+    fn start(
+        containerd: &Containerd,
+        name: &str,
+        kubeconfig: impl FnOnce(&str) -> PathBuf,
+        extra: &[String],
+    ) -> Self {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let node = format!("{name}-{pid}-{n}");
+        let kubeconfig = kubeconfig(&node);
+        // A distinct /24 and bridge per kubelet, so tests in parallel do not share a network.
+        let pod_cidr = format!("10.{}.{}.0/24", 150 + (pid % 50), n % 250);
+        let bridge = format!("kpt{}x{n}", pid % 100_000);
+        containerd
+            .bridges
+            .lock()
+            .expect("bridges lock")
+            .push(bridge.clone());
+        let dir = containerd.dir().join(format!("kubelet-{n}"));
+        fs::create_dir_all(dir.join("logs")).expect("kubelet dir");
+        let config = dir.join("config.yaml");
+        fs::write(
+            &config,
+            format!(
+                "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+                 podCIDR: {pod_cidr}\npodLogsDir: {logs}\nclusterDomain: cluster.local\n",
+                logs = dir.join("logs").display()
+            ),
+        )
+        .expect("kubelet config");
+        let healthz = free_port();
+        let mut args = vec![
+            format!("--kubeconfig={}", kubeconfig.display()),
+            format!("--config={}", config.display()),
+            format!("--hostname-override={node}"),
+            "--node-ip=127.0.0.1".to_string(),
+            format!("--root-dir={}", dir.join("root").display()),
+            format!("--cert-dir={}", dir.join("pki").display()),
+            format!("--container-runtime-endpoint={}", containerd.endpoint()),
+            format!("--healthz-port={healthz}"),
+            format!("--cni-conf-dir={}", containerd.cni_conf_dir.display()),
+            format!("--cni-bridge-name={bridge}"),
+            format!("--pod-infra-container-image={PAUSE_IMAGE}"),
+            "--node-status-update-frequency=2s".to_string(),
+        ];
+        args.extend(extra.iter().cloned());
+        let mut kubelet = Kubelet {
+            child: None,
+            args,
+            dir,
+            node,
+            healthz,
+            runs: 0,
+        };
+        kubelet.spawn();
+        kubelet
+    }
+
+    fn spawn(&mut self) {
+        self.runs += 1;
+        let log = File::create(self.dir.join(format!("kubelet-{}.log", self.runs))).expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_kubelet"))
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn kubelet");
+        self.child = Some(child);
+        eventually("kubelet /healthz", WAIT, || {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("kubelet exited with {status}:\n{}", self.logs());
+            }
+            http_get("127.0.0.1", self.healthz, "/healthz").and_then(|body| {
+                if body.contains("ok") {
+                    Ok(())
+                } else {
+                    Err(body)
+                }
+            })
+        });
+    }
+
+    fn logs(&self) -> String {
+        (1..=self.runs)
+            .map(|i| {
+                fs::read_to_string(self.dir.join(format!("kubelet-{i}.log"))).unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n--- restarted ---\n")
+    }
+}
+
+impl Drop for Kubelet {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if thread::panicking() {
+            let logs = self.logs();
+            let lines: Vec<&str> = logs.lines().collect();
+            let start = lines.len().saturating_sub(80);
+            eprintln!(
+                "--- kubelet log (last 80 lines) ---\n{}",
+                lines[start..].join("\n")
+            );
+        }
+    }
+}
+
+/// A plain HTTP/1.0 GET; the body on 200.
+fn http_get(host: &str, port: u16, path: &str) -> Result<String, String> {
+    let mut stream = TcpStream::connect_timeout(
+        &format!("{host}:{port}")
+            .parse()
+            .map_err(|e| format!("{e}"))?,
+        Duration::from_secs(2),
+    )
+    .map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    if !response.starts_with("HTTP/1.") || !response.contains(" 200 ") {
+        return Err(response);
+    }
+    Ok(response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default())
+}
+
+/// A TCP forwarder from a local port to the apiserver. Until [`Gate::open`] nothing listens on
+/// the port, so a kubelet pointed at it sees no apiserver at all (connection refused).
+struct Gate {
+    port: u16,
+    target: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl Gate {
+    fn new(target: u16) -> Self {
+        Gate {
+            port: free_port(),
+            target,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// A copy of `kubeconfig` whose server is this gate's port.
+    fn kubeconfig(&self, server: &ApiServer, kubeconfig: &Path) -> PathBuf {
+        let text = fs::read_to_string(kubeconfig).expect("read kubeconfig");
+        let text = text.replace(
+            &format!("server: {}", server.url()),
+            &format!("server: https://127.0.0.1:{}", self.port),
+        );
+        let path = kubeconfig.with_extension("gated.yaml");
+        fs::write(&path, text).expect("write gated kubeconfig");
+        path
+    }
+
+    fn open(&self) {
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).expect("bind the gate port");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let (target, stop) = (self.target, self.stop.clone());
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let _ = client.set_nonblocking(false);
+                        let Ok(upstream) = TcpStream::connect(("127.0.0.1", target)) else {
+                            continue;
+                        };
+                        pipe(&client, &upstream);
+                        pipe(&upstream, &client);
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn pipe(from: &TcpStream, to: &TcpStream) {
+    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
+        return;
+    };
+    thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    });
+}
+
+/// One container as the CRI reports it.
+#[derive(Debug, Clone)]
+struct CriContainer {
+    id: String,
+    pod_name: String,
+    pod_uid: String,
+    name: String,
+    running: bool,
+}
+
+/// The containers containerd holds, read through the CRI as the kubelet does.
+fn cri_containers(containerd: &Containerd) -> Vec<CriContainer> {
+    let endpoint = containerd.endpoint();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        let runtime = kubelet::cri::Runtime::new(&endpoint).expect("cri client");
+        let listed = runtime
+            .list_containers(None)
+            .await
+            .expect("list containers");
+        listed
+            .into_iter()
+            .map(|c| {
+                let label = |k: &str| c.labels.get(k).cloned().unwrap_or_default();
+                CriContainer {
+                    id: c.id.clone(),
+                    pod_name: label("io.kubernetes.pod.name"),
+                    pod_uid: label("io.kubernetes.pod.uid"),
+                    name: label("io.kubernetes.container.name"),
+                    running: c.state == kubelet::cri::api::ContainerState::ContainerRunning as i32,
+                }
+            })
+            .collect()
+    })
+}
+
+fn running_in(containerd: &Containerd, pod_name: &str) -> Vec<CriContainer> {
+    cri_containers(containerd)
+        .into_iter()
+        .filter(|c| c.pod_name == pod_name && c.running)
+        .collect()
+}
+
+fn static_manifest(name: &str, marker: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  namespace: kube-system
+  labels:
+    tier: control-plane
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {BUSYBOX_IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "trap 'exit 0' TERM; echo {marker}; while true; do sleep 1; done"]
+"#
+    )
+}
+
+fn annotation<'a>(pod: &'a serde_json::Value, key: &str) -> &'a str {
+    pod["metadata"]["annotations"][key]
+        .as_str()
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_static_pod_runs_with_no_apiserver_then_gets_a_mirror_pod_that_follows_edits_and_deletion() {
+    let server = ApiServer::start();
+    let containerd = Containerd::start();
+    let gate = Gate::new(server.port);
+    let manifests = containerd.dir().join("manifests");
+    fs::create_dir_all(&manifests).expect("manifest dir");
+    let manifest = manifests.join("static-web.yaml");
+    fs::write(&manifest, static_manifest("static-web", "v1")).expect("write manifest");
+    // Editors leave dot files behind; they are not manifests.
+    fs::write(manifests.join(".static-web.yaml.swp"), "garbage").expect("swap file");
+
+    let kubelet = Kubelet::start(
+        &containerd,
+        "kl-static",
+        |node| {
+            let direct =
+                server.kubeconfig_for_cert(&format!("system:node:{node}"), &["system:nodes"]);
+            gate.kubeconfig(&server, &direct)
+        },
+        &[format!("--pod-manifest-path={}", manifests.display())],
+    );
+    let node = kubelet.node.clone();
+    let pod_name = format!("static-web-{node}");
+
+    // No apiserver is reachable, yet the static pod runs, under a 32-hex-digit content UID.
+    let first = eventually(
+        "static pod running in containerd",
+        WAIT,
+        || match running_in(&containerd, &pod_name).as_slice() {
+            [c] => Ok(c.clone()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    assert_eq!(first.name, "main");
+    assert_eq!(first.pod_uid.len(), 32, "{}", first.pod_uid);
+    assert!(first.pod_uid.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert!(
+        !server.kubectl(&["get", "node", &node]).success(),
+        "the node cannot have registered through a closed gate"
+    );
+
+    // The apiserver becomes reachable: the node registers and the mirror pod shows the status.
+    gate.open();
+    let mirror = eventually("mirror pod Running", WAIT, || {
+        let out = server.kubectl(&["get", "pod", &pod_name, "-n", "kube-system", "-o", "json"]);
+        if !out.success() {
+            return Err(out.to_string());
+        }
+        let pod = out.json();
+        if pod["status"]["phase"] == "Running"
+            && pod["status"]["containerStatuses"][0]["ready"] == true
+        {
+            Ok(pod)
+        } else {
+            Err(pod["status"].to_string())
+        }
+    });
+    assert_eq!(
+        annotation(&mirror, "kubernetes.io/config.mirror"),
+        first.pod_uid
+    );
+    assert_eq!(
+        annotation(&mirror, "kubernetes.io/config.hash"),
+        first.pod_uid
+    );
+    assert_eq!(annotation(&mirror, "kubernetes.io/config.source"), "file");
+    assert!(!annotation(&mirror, "kubernetes.io/config.seen").is_empty());
+    assert_ne!(mirror["metadata"]["uid"], first.pod_uid.as_str());
+    let owner = &mirror["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "Node");
+    assert_eq!(owner["name"], node.as_str());
+    assert_eq!(owner["controller"], true);
+    let node_uid = server.json(&["get", "node", &node])["metadata"]["uid"].clone();
+    assert_eq!(owner["uid"], node_uid);
+    assert_eq!(mirror["spec"]["nodeName"], node.as_str());
+    assert_eq!(mirror["metadata"]["labels"]["tier"], "control-plane");
+    assert_eq!(
+        mirror["status"]["containerStatuses"][0]["containerID"],
+        format!("containerd://{}", first.id)
+    );
+
+    // Deleting the mirror pod does not stop the static pod: a new mirror appears.
+    server.ok(&[
+        "delete",
+        "pod",
+        &pod_name,
+        "-n",
+        "kube-system",
+        "--wait=false",
+    ]);
+    let old_mirror_uid = mirror["metadata"]["uid"].clone();
+    eventually("a new mirror pod", WAIT, || {
+        let out = server.kubectl(&["get", "pod", &pod_name, "-n", "kube-system", "-o", "json"]);
+        if !out.success() {
+            return Err(out.to_string());
+        }
+        let pod = out.json();
+        if pod["metadata"]["uid"] != old_mirror_uid
+            && pod["metadata"]["deletionTimestamp"].is_null()
+            && pod["status"]["phase"] == "Running"
+        {
+            Ok(())
+        } else {
+            Err(pod["metadata"].to_string())
+        }
+    });
+    let still: Vec<String> = running_in(&containerd, &pod_name)
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(still, vec![first.id.clone()], "the container kept running");
+
+    // Editing the manifest replaces the pod: new hash and UID, new container, old one gone.
+    fs::write(&manifest, static_manifest("static-web", "v2")).expect("edit manifest");
+    let second = eventually(
+        "the edited static pod replaces the first",
+        WAIT,
+        || match running_in(&containerd, &pod_name).as_slice() {
+            [c] if c.pod_uid != first.pod_uid => Ok(c.clone()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    eventually("mirror pod of the new version", WAIT, || {
+        let out = server.kubectl(&["get", "pod", &pod_name, "-n", "kube-system", "-o", "json"]);
+        if !out.success() {
+            return Err(out.to_string());
+        }
+        let pod = out.json();
+        let id = format!("containerd://{}", second.id);
+        if annotation(&pod, "kubernetes.io/config.mirror") == second.pod_uid
+            && pod["status"]["containerStatuses"][0]["containerID"] == id.as_str()
+        {
+            Ok(())
+        } else {
+            Err(pod.to_string())
+        }
+    });
+
+    // Removing the manifest stops the pod and deletes its mirror.
+    fs::remove_file(&manifest).expect("remove manifest");
+    eventually("static pod stopped", WAIT, || {
+        match running_in(&containerd, &pod_name).as_slice() {
+            [] => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    eventually("mirror pod deleted", WAIT, || {
+        let out = server.kubectl(&["get", "pod", &pod_name, "-n", "kube-system"]);
+        if !out.success() && out.stderr.contains("NotFound") {
+            Ok(())
+        } else {
+            Err(out.to_string())
+        }
+    });
+    drop(kubelet);
+}
