@@ -7,6 +7,7 @@ pub mod node;
 pub mod options;
 pub mod pod;
 pub mod static_pods;
+pub mod volumes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,6 +106,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
             pod_logs_dir: config.pod_logs_dir.clone(),
             cgroup_root: config.cgroup_root.clone(),
             memory_capacity: node::memory_capacity(),
+            root_dir: config.root_dir.clone(),
         },
         runtime_name: version.runtime_name.clone(),
     });

@@ -60,7 +60,7 @@ pub struct Options {
     /// IP address of the node (reported as InternalIP and used as the pods' hostIP).
     #[arg(long)]
     pub node_ip: Option<IpAddr>,
-    /// Directory of static pod manifests (not implemented yet: accepted and ignored).
+    /// Directory of static pod manifests, run without the apiserver (kubeadm: /etc/kubernetes/manifests).
     #[arg(long)]
     pub pod_manifest_path: Option<String>,
     /// Directory for the kubelet's files (pod directories, plugin state).

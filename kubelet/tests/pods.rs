@@ -98,7 +98,7 @@ impl Kubelet {
     fn spawn(&mut self) {
         self.runs += 1;
         let log = File::create(self.dir.join(format!("kubelet-{}.log", self.runs))).expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_kubelet"))
+        let child = Command::new(kubelet_binary())
             .args(&self.args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -147,6 +147,14 @@ impl Drop for Kubelet {
             );
         }
     }
+}
+
+/// The kubelet under test: $KUBELET_BIN if set (a copy, so that another checkout building into
+/// a shared target dir cannot swap the binary mid-run), else the one cargo built.
+fn kubelet_binary() -> PathBuf {
+    std::env::var_os("KUBELET_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kubelet")))
 }
 
 /// A plain HTTP/1.0 GET; the body on 200.
@@ -471,4 +479,389 @@ fn a_static_pod_runs_with_no_apiserver_then_gets_a_mirror_pod_that_follows_edits
         }
     });
     drop(kubelet);
+}
+
+/// Apiserver, containerd and one kubelet whose node is Ready, and a namespace to work in.
+struct Stack {
+    // Field order is drop order: the kubelet stops before containerd and the apiserver.
+    kubelet: Kubelet,
+    containerd: Containerd,
+    server: ApiServer,
+    ns: String,
+}
+
+impl Stack {
+    fn start(name: &str) -> Self {
+        let server = ApiServer::start();
+        let containerd = Containerd::start();
+        let kubelet = Kubelet::start(
+            &containerd,
+            name,
+            |node| server.kubeconfig_for_cert(&format!("system:node:{node}"), &["system:nodes"]),
+            &[],
+        );
+        let ns = server.namespace(name);
+        // No controller-manager here: the ServiceAccount admission wants the default account.
+        let _ = server.kubectl(&["create", "serviceaccount", "default", "-n", &ns]);
+        let stack = Stack {
+            kubelet,
+            containerd,
+            server,
+            ns,
+        };
+        eventually("node Ready=True", WAIT, || {
+            let node = stack
+                .server
+                .kubectl(&["get", "node", &stack.kubelet.node, "-o", "json"]);
+            if !node.success() {
+                return Err(node.to_string());
+            }
+            let ready = node.json()["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            if ready {
+                Ok(())
+            } else {
+                Err("not ready".into())
+            }
+        });
+        stack
+    }
+
+    fn apply(&self, yaml: &str) {
+        self.server
+            .ok_stdin(&["apply", "-n", &self.ns, "-f", "-"], yaml);
+    }
+
+    fn pod(&self, name: &str) -> serde_json::Value {
+        self.server.json(&["get", "pod", name, "-n", &self.ns])
+    }
+
+    fn wait_running(&self, name: &str) -> serde_json::Value {
+        eventually(&format!("pod {name} Running"), WAIT, || {
+            let pod = self.pod(name);
+            if pod["status"]["phase"] == "Running"
+                && pod["status"]["containerStatuses"][0]["state"]["running"].is_object()
+            {
+                Ok(pod)
+            } else {
+                Err(pod["status"].to_string())
+            }
+        })
+    }
+
+    /// The content of a container's current log (CRI format stripped) on the host.
+    fn container_log(&self, pod: &serde_json::Value, container: &str) -> String {
+        let uid = pod["metadata"]["uid"].as_str().unwrap_or_default();
+        let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+        let restarts = pod["status"]["containerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"] == container)
+            .and_then(|c| c["restartCount"].as_u64())
+            .unwrap_or(0);
+        let path = self
+            .kubelet
+            .dir
+            .join("logs")
+            .join(format!("{}_{name}_{uid}", self.ns))
+            .join(container)
+            .join(format!("{restarts}.log"));
+        fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.splitn(4, ' ').nth(3).map(str::to_string))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn root(&self) -> PathBuf {
+        self.kubelet.dir.join("root")
+    }
+}
+
+/// `KEY=value` lines a container printed, as a map.
+fn printed(log: &str) -> std::collections::BTreeMap<String, String> {
+    log.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn volumes_bring_config_maps_secrets_pod_info_tokens_and_directories_into_the_container() {
+    let s = Stack::start("kl-vol");
+    let ns = s.ns.clone();
+    s.server.ok(&[
+        "create",
+        "configmap",
+        "cfg",
+        "-n",
+        &ns,
+        "--from-literal=color=blue",
+        "--from-literal=size=L",
+    ]);
+    s.server.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "sec",
+        "-n",
+        &ns,
+        "--from-literal=password=hunter2",
+    ]);
+    // What the root-ca-cert-publisher would publish (no controller-manager runs here).
+    let ca = s.server.pki.ca_cert.display().to_string();
+    s.server.ok(&[
+        "create",
+        "configmap",
+        "kube-root-ca.crt",
+        "-n",
+        &ns,
+        &format!("--from-file=ca.crt={ca}"),
+    ]);
+    s.server
+        .ok(&["create", "serviceaccount", "reader", "-n", &ns]);
+    s.server.ok(&[
+        "create",
+        "role",
+        "pod-reader",
+        "-n",
+        &ns,
+        "--verb=get,list",
+        "--resource=pods",
+    ]);
+    s.server.ok(&[
+        "create",
+        "rolebinding",
+        "reader",
+        "-n",
+        &ns,
+        "--role=pod-reader",
+        &format!("--serviceaccount={ns}:reader"),
+    ]);
+    let host_dir = s.containerd.dir().join("host-volume");
+    let script = [
+        "echo COLOR=$(cat /etc/cfg/colors/favourite)",
+        "echo COLOR_MODE=$(stat -L -c %a /etc/cfg/colors/favourite)",
+        "echo SIZE_PRESENT=$(test -e /etc/cfg/size && echo yes || echo no)",
+        "echo PASSWORD=$(cat /etc/sec/password)",
+        "echo SECRET_MODE=$(stat -L -c %a /etc/sec/password)",
+        "echo POD_NAME=$(cat /etc/podinfo/name)",
+        "echo POD_LABELS=$(cat /etc/podinfo/labels)",
+        "echo MEM_LIMIT=$(cat /etc/podinfo/mem)",
+        "echo OPTIONAL_FILES=$(ls /etc/optional | wc -l)",
+        "echo SA_NAMESPACE=$(cat /var/run/secrets/kubernetes.io/serviceaccount/namespace)",
+        "echo SA_CA=$(head -c 27 /var/run/secrets/kubernetes.io/serviceaccount/ca.crt)",
+        "echo SA_TOKEN=$(cat /var/run/secrets/kubernetes.io/serviceaccount/token)",
+        "echo CFG_WRITABLE=$(touch /etc/cfg/new 2>/dev/null && echo yes || echo no)",
+        "echo sub > /sub/file && echo SUB_WRITTEN=yes",
+        "echo from-pod > /host/out.txt",
+        "echo MEM_FS=$(grep ' /scratch-mem ' /proc/mounts | cut -d' ' -f3)",
+        "echo SERVICE_HOST=$KUBERNETES_SERVICE_HOST",
+        "echo SERVICE_PORT=$KUBERNETES_SERVICE_PORT",
+        "echo DONE=1",
+        "exec sleep 3600",
+    ]
+    .join("; ");
+    s.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: vol
+  labels:
+    app: vol
+spec:
+  nodeName: {node}
+  serviceAccountName: reader
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {BUSYBOX_IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", {script:?}]
+    resources:
+      limits:
+        memory: 64Mi
+    volumeMounts:
+    - {{name: cfg, mountPath: /etc/cfg}}
+    - {{name: sec, mountPath: /etc/sec}}
+    - {{name: podinfo, mountPath: /etc/podinfo}}
+    - {{name: optional, mountPath: /etc/optional}}
+    - {{name: scratch, mountPath: /sub, subPath: sub}}
+    - {{name: mem, mountPath: /scratch-mem}}
+    - {{name: host, mountPath: /host}}
+  volumes:
+  - name: cfg
+    configMap:
+      name: cfg
+      items:
+      - {{key: color, path: colors/favourite, mode: 0400}}
+  - name: sec
+    secret:
+      secretName: sec
+      defaultMode: 0440
+  - name: podinfo
+    downwardAPI:
+      items:
+      - path: name
+        fieldRef: {{fieldPath: metadata.name}}
+      - path: labels
+        fieldRef: {{fieldPath: metadata.labels}}
+      - path: mem
+        resourceFieldRef: {{containerName: main, resource: limits.memory, divisor: 1Mi}}
+  - name: optional
+    configMap:
+      name: does-not-exist
+      optional: true
+  - name: scratch
+    emptyDir: {{}}
+  - name: mem
+    emptyDir:
+      medium: Memory
+  - name: host
+    hostPath:
+      path: {host}
+      type: DirectoryOrCreate
+"#,
+        node = s.kubelet.node,
+        host = host_dir.display(),
+    ));
+    let pod = s.wait_running("vol");
+    let log = eventually("the container printed its volumes", WAIT, || {
+        let log = s.container_log(&pod, "main");
+        if log.contains("DONE=1") {
+            Ok(log)
+        } else {
+            Err(log)
+        }
+    });
+    let out = printed(&log);
+    let want = [
+        ("COLOR", "blue"),
+        ("COLOR_MODE", "400"),
+        ("SIZE_PRESENT", "no"),
+        ("PASSWORD", "hunter2"),
+        ("SECRET_MODE", "440"),
+        ("POD_NAME", "vol"),
+        ("POD_LABELS", "app=\"vol\""),
+        ("MEM_LIMIT", "64"),
+        ("OPTIONAL_FILES", "0"),
+        ("SA_NAMESPACE", ns.as_str()),
+        ("SA_CA", "-----BEGIN CERTIFICATE-----"),
+        ("CFG_WRITABLE", "no"),
+        ("SUB_WRITTEN", "yes"),
+        ("MEM_FS", "tmpfs"),
+        ("SERVICE_PORT", "443"),
+    ];
+    for (k, v) in want {
+        assert_eq!(out.get(k).map(String::as_str), Some(v), "{k} in\n{log}");
+    }
+    let service_ip = s
+        .server
+        .json(&["get", "service", "kubernetes", "-n", "default"])["spec"]["clusterIP"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(out["SERVICE_HOST"], service_ip);
+
+    // The volumes live under <root-dir>/pods/<uid>/volumes/<plugin>/<name>.
+    let uid = pod["metadata"]["uid"].as_str().expect("uid").to_string();
+    let pod_dir = s.root().join("pods").join(&uid);
+    let volumes = pod_dir.join("volumes");
+    assert!(volumes.join("kubernetes.io~configmap/cfg/..data").exists());
+    assert!(volumes
+        .join("kubernetes.io~empty-dir/scratch/sub/file")
+        .is_file());
+    assert_eq!(
+        fs::read_to_string(host_dir.join("out.txt")).expect("hostPath file"),
+        "from-pod\n"
+    );
+
+    // The token the pod sees is a bound service-account token the apiserver accepts: it lists
+    // pods (the Role allows it) and is forbidden to list secrets.
+    let access = fs::read_dir(volumes.join("kubernetes.io~projected"))
+        .expect("projected volumes")
+        .flatten()
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("kube-api-access-")
+        })
+        .expect("the admission-injected kube-api-access volume")
+        .path();
+    let token = fs::read_to_string(access.join("token")).expect("token file");
+    assert_eq!(
+        out["SA_TOKEN"], token,
+        "the pod sees the token the kubelet wrote"
+    );
+    let pods = s.server.kubectl_cred(
+        common::Cred::Token(&token),
+        &["get", "pods", "-n", &ns, "-o", "name"],
+    );
+    assert!(pods.success(), "{pods}");
+    assert!(pods.stdout.contains("pod/vol"), "{pods}");
+    let secrets = s
+        .server
+        .kubectl_cred(common::Cred::Token(&token), &["get", "secrets", "-n", &ns]);
+    assert!(
+        !secrets.success() && secrets.stderr.contains("forbidden"),
+        "{secrets}"
+    );
+    let whoami = s.server.kubectl_cred(
+        common::Cred::Token(&token),
+        &["auth", "whoami", "-o", "json"],
+    );
+    if whoami.success() {
+        assert_eq!(
+            whoami.json()["status"]["userInfo"]["username"],
+            format!("system:serviceaccount:{ns}:reader")
+        );
+    }
+
+    // A failing hostPath type check keeps the pod's containers from being created.
+    s.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: bad-host-path
+spec:
+  nodeName: {node}
+  automountServiceAccountToken: false
+  containers:
+  - name: main
+    image: {BUSYBOX_IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    volumeMounts:
+    - {{name: host, mountPath: /host}}
+  volumes:
+  - name: host
+    hostPath:
+      path: {missing}
+      type: Directory
+"#,
+        node = s.kubelet.node,
+        missing = s.containerd.dir().join("no-such-dir").display(),
+    ));
+    thread::sleep(Duration::from_secs(3));
+    let bad = s.pod("bad-host-path");
+    assert_eq!(bad["status"]["phase"], "Pending", "{}", bad["status"]);
+    assert!(running_in(&s.containerd, "bad-host-path").is_empty());
+
+    // Deleting the pod removes its directory with the volumes (and unmounts the tmpfs ones).
+    s.server
+        .ok(&["delete", "pod", "vol", "-n", &ns, "--wait=false"]);
+    eventually("pod directory removed", WAIT, || {
+        if pod_dir.exists() {
+            Err(format!("{} still exists", pod_dir.display()))
+        } else {
+            Ok(())
+        }
+    });
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    assert!(!mounts.contains(&uid), "no mount of the pod is left");
 }

@@ -2,6 +2,7 @@
 
 pub mod backoff;
 pub mod resources;
+pub mod service_env;
 pub mod spec;
 pub mod status;
 pub mod worker;
@@ -244,11 +245,13 @@ async fn remove_orphans(
         }
         let runtime = shared.runtime.clone();
         let cgroup_root = shared.node.cgroup_root.clone();
+        let root_dir = shared.node.root_dir.clone();
         let in_flight = in_flight.clone();
         tokio::spawn(async move {
             tracing::info!(pod_uid = %uid, "removing orphaned pod");
-            if let Err(e) = kill_pod(&runtime, &uid, ORPHAN_GRACE, &cgroup_root).await {
-                tracing::warn!(pod_uid = %uid, error = %e, "remove orphaned pod");
+            match kill_pod(&runtime, &uid, ORPHAN_GRACE, &cgroup_root).await {
+                Ok(()) => crate::volumes::teardown(&root_dir, &uid),
+                Err(e) => tracing::warn!(pod_uid = %uid, error = %e, "remove orphaned pod"),
             }
             in_flight.lock().expect("orphan set lock").remove(&uid);
         });

@@ -74,6 +74,8 @@ pub struct NodeContext {
     pub pod_logs_dir: PathBuf,
     pub cgroup_root: String,
     pub memory_capacity: i64,
+    /// --root-dir: pod directories (volumes) live under `<root>/pods/<uid>`.
+    pub root_dir: PathBuf,
 }
 
 /// `/var/log/pods/<ns>_<name>_<uid>`.
@@ -333,7 +335,12 @@ pub fn expand(input: &str, env: &HashMap<String, String>) -> String {
     out
 }
 
-fn field_value(pod: &Pod, path: &str, pod_ip: &str, host_ip: &str) -> Result<String, ConfigError> {
+pub(crate) fn field_value(
+    pod: &Pod,
+    path: &str,
+    pod_ip: &str,
+    host_ip: &str,
+) -> Result<String, ConfigError> {
     let m = &pod.metadata;
     let spec = pod.spec.as_ref();
     let keyed = |prefix: &str, map: Option<&BTreeMap<String, String>>| {
@@ -361,7 +368,7 @@ fn field_value(pod: &Pod, path: &str, pod_ip: &str, host_ip: &str) -> Result<Str
     })
 }
 
-fn resource_value(
+pub(crate) fn resource_value(
     container: &Container,
     resource: &str,
     divisor: Option<&str>,
@@ -644,6 +651,7 @@ mod tests {
             pod_logs_dir: PathBuf::from("/var/log/pods"),
             cgroup_root: String::new(),
             memory_capacity: 1 << 30,
+            root_dir: PathBuf::from("/var/lib/kubelet"),
         }
     }
 

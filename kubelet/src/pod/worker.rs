@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::chrono::Utc;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
@@ -12,9 +12,11 @@ use tokio::sync::watch;
 
 use crate::cri::{api, CriError, Runtime};
 use crate::pod::backoff::Backoff;
+use crate::pod::service_env;
 use crate::pod::spec::{self, NodeContext, POD_UID_LABEL};
 use crate::pod::status::{self, is_exited, is_running, Observed, Waiting};
 use crate::static_pods::{self, Mirrors};
+use crate::volumes::{self, PodVolumes};
 
 /// How often a worker re-examines its pod without being told of a change (the relist period).
 pub const RESYNC: Duration = Duration::from_secs(1);
@@ -164,6 +166,9 @@ pub struct Worker {
     mirrors: Option<watch::Receiver<Mirrors>>,
     /// The status last patched onto a mirror pod, by the mirror's UID.
     mirror_status: Option<(String, serde_json::Value)>,
+    volumes: PodVolumes,
+    /// Every volume has been set up once (containers may start).
+    volumes_ready: bool,
 }
 
 impl Worker {
@@ -180,6 +185,8 @@ impl Worker {
             gone: false,
             mirrors: None,
             mirror_status: None,
+            volumes: PodVolumes::default(),
+            volumes_ready: false,
         }
     }
 
@@ -238,6 +245,7 @@ impl Worker {
                 self.grace_period()
             };
             kill_pod(&runtime, &self.uid, grace, &self.shared.node.cgroup_root).await?;
+            crate::volumes::teardown(&self.shared.node.root_dir, &self.uid);
             if !self.gone && self.mirrors.is_none() {
                 self.delete_pod_object().await?;
             }
@@ -311,6 +319,23 @@ impl Worker {
     /// Returns whether anything was changed in the runtime.
     async fn act(&mut self, state: &RuntimeState) -> Result<bool, SyncError> {
         let runtime = self.shared.runtime.clone();
+        if self.volumes.needs_sync() {
+            let client = self.shared.client.clone();
+            match self
+                .volumes
+                .sync(&client, &self.shared.node.root_dir, &self.pod)
+                .await
+            {
+                Ok(()) => self.volumes_ready = true,
+                Err(e) => {
+                    // Upstream's FailedMount: containers wait in ContainerCreating.
+                    tracing::warn!(pod_uid = %self.uid, error = %format!("{e:#}"), "MountVolume failed");
+                    if !self.volumes_ready {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
         let sandbox_config;
         let sandbox_id = match state.ready_sandbox() {
             Some(s) => {
@@ -500,7 +525,14 @@ impl Worker {
         let sources = self.env_sources(c).await?;
         let host_ip = self.shared.node.node_ip.to_string();
         let env = match spec::build_env(&self.pod, c, &sources, ctx.pod_ip, &host_ip) {
-            Ok(env) => env,
+            Ok(mut env) => {
+                for (k, v) in self.service_env().await? {
+                    if !env.iter().any(|(name, _)| *name == k) {
+                        env.push((k, v));
+                    }
+                }
+                env
+            }
             Err(e) => {
                 self.waiting.insert(
                     c.name.clone(),
@@ -512,7 +544,23 @@ impl Worker {
                 return Ok(false);
             }
         };
-        let config = spec::container_config(&self.pod, c, attempt, env, &image, &self.shared.node);
+        let env_map: HashMap<String, String> = env.iter().cloned().collect();
+        let mounts = match volumes::container_mounts(c, &self.volumes.mounted, &env_map) {
+            Ok(m) => m,
+            Err(e) => {
+                self.waiting.insert(
+                    c.name.clone(),
+                    Waiting {
+                        reason: "CreateContainerConfigError".into(),
+                        message: e.to_string(),
+                    },
+                );
+                return Ok(false);
+            }
+        };
+        let mut config =
+            spec::container_config(&self.pod, c, attempt, env, &image, &self.shared.node);
+        config.mounts = mounts;
         let log_dir = std::path::Path::new(&ctx.sandbox_config.log_directory).join(&c.name);
         if let Err(e) = tokio::fs::create_dir_all(&log_dir).await {
             tracing::warn!(dir = %log_dir.display(), error = %e, "create container log directory");
@@ -590,6 +638,41 @@ impl Worker {
                 message: e.to_string(),
             }),
         }
+    }
+
+    /// The service variables; static pods get none while the apiserver is unreachable.
+    async fn service_env(&self) -> Result<Vec<(String, String)>, SyncError> {
+        let ns = self.pod.metadata.namespace.as_deref().unwrap_or("default");
+        let links = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.enable_service_links)
+            .unwrap_or(true);
+        let client = self.shared.client.clone();
+        let mut services = Vec::new();
+        let fetched = async {
+            let default: Api<Service> = Api::namespaced(client.clone(), "default");
+            services.extend(default.get_opt("kubernetes").await?);
+            if links && ns != "default" {
+                let api: Api<Service> = Api::namespaced(client.clone(), ns);
+                services.extend(api.list(&Default::default()).await?.items);
+            } else if links {
+                services = default.list(&Default::default()).await?.items;
+            }
+            Ok::<_, kube::Error>(())
+        }
+        .await;
+        match fetched {
+            Ok(()) => {}
+            Err(e) if self.mirrors.is_some() => {
+                tracing::debug!(error = %e, "no service variables for a static pod");
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let visible = service_env::visible(&services, ns, links);
+        Ok(service_env::service_env(&visible))
     }
 
     async fn env_sources(&self, c: &Container) -> Result<spec::EnvSources, SyncError> {
