@@ -6,6 +6,7 @@ pub mod cri;
 pub mod node;
 pub mod options;
 pub mod pod;
+pub mod probes;
 pub mod static_pods;
 pub mod volumes;
 

@@ -865,3 +865,230 @@ spec:
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     assert!(!mounts.contains(&uid), "no mount of the pod is left");
 }
+
+fn condition(pod: &serde_json::Value, type_: &str) -> String {
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == type_)
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+fn container<'a>(pod: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    pod["status"]["containerStatuses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == name))
+        .unwrap_or(&serde_json::Value::Null)
+}
+
+#[test]
+fn a_failing_liveness_probe_restarts_the_container_with_a_growing_restart_count() {
+    let s = Stack::start("kl-live");
+    s.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: live
+spec:
+  nodeName: {node}
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: dying
+    image: {BUSYBOX_IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+    livenessProbe:
+      exec:
+        command: ["test", "-f", "/tmp/alive"]
+      initialDelaySeconds: 1
+      periodSeconds: 1
+      failureThreshold: 2
+  - name: healthy
+    image: {BUSYBOX_IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["httpd", "-f", "-p", "8081", "-h", "/tmp"]
+    ports:
+    - {{name: web, containerPort: 8081}}
+    livenessProbe:
+      tcpSocket:
+        port: web
+      periodSeconds: 1
+      failureThreshold: 1
+"#,
+        node = s.kubelet.node
+    ));
+    let pod = eventually("the dying container restarted twice", WAIT, || {
+        let pod = s.pod("live");
+        let restarts = container(&pod, "dying")["restartCount"]
+            .as_i64()
+            .unwrap_or(0);
+        if restarts >= 2 {
+            Ok(pod)
+        } else {
+            Err(pod["status"].to_string())
+        }
+    });
+    let dying = container(&pod, "dying");
+    let last = &dying["lastState"]["terminated"];
+    assert!(last.is_object(), "lastState.terminated: {dying}");
+    assert!(last["finishedAt"].is_string(), "{dying}");
+    let healthy = container(&pod, "healthy");
+    assert_eq!(
+        healthy["restartCount"], 0,
+        "tcpSocket liveness passes: {healthy}"
+    );
+    assert!(healthy["state"]["running"].is_object(), "{healthy}");
+    // Restarts after the first wait out CrashLoopBackOff.
+    eventually("CrashLoopBackOff between restarts", WAIT, || {
+        let pod = s.pod("live");
+        let dying = container(&pod, "dying");
+        if dying["state"]["waiting"]["reason"] == "CrashLoopBackOff" {
+            Ok(())
+        } else {
+            Err(dying.to_string())
+        }
+    });
+}
+
+#[test]
+fn readiness_flips_the_ready_condition_and_startup_probes_gate_it() {
+    let s = Stack::start("kl-ready");
+    // httpd serves /healthz only between 4 s and 12 s after start.
+    let script = "mkdir -p /www && httpd -p 8080 -h /www && sleep 4 && echo ok > /www/healthz \
+                  && sleep 8 && rm /www/healthz && exec sleep 3600";
+    s.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: ready
+spec:
+  nodeName: {node}
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: {BUSYBOX_IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", {script:?}]
+    readinessProbe:
+      httpGet:
+        path: /healthz
+        port: 8080
+      periodSeconds: 1
+      failureThreshold: 1
+  - name: slow
+    image: {BUSYBOX_IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "sleep 2; touch /tmp/started; exec sleep 3600"]
+    startupProbe:
+      exec:
+        command: ["test", "-f", "/tmp/started"]
+      periodSeconds: 1
+      failureThreshold: 30
+"#,
+        node = s.kubelet.node
+    ));
+    // Running but not ready: the readiness probe has not passed and the startup probe gates.
+    let pod = eventually("running, not ready", WAIT, || {
+        let pod = s.pod("ready");
+        let web = container(&pod, "web");
+        if web["state"]["running"].is_object() {
+            Ok(pod)
+        } else {
+            Err(pod["status"].to_string())
+        }
+    });
+    assert_eq!(container(&pod, "web")["ready"], false, "{}", pod["status"]);
+    assert_eq!(condition(&pod, "Ready"), "False");
+    assert_eq!(condition(&pod, "ContainersReady"), "False");
+
+    let pod = eventually(
+        "Ready=True once /healthz answers and startup passed",
+        WAIT,
+        || {
+            let pod = s.pod("ready");
+            if condition(&pod, "Ready") == "True" {
+                Ok(pod)
+            } else {
+                Err(pod["status"].to_string())
+            }
+        },
+    );
+    assert_eq!(container(&pod, "web")["ready"], true);
+    assert_eq!(container(&pod, "slow")["ready"], true);
+    assert_eq!(container(&pod, "slow")["started"], true);
+    assert_eq!(condition(&pod, "ContainersReady"), "True");
+
+    let pod = eventually("Ready=False once /healthz is gone", WAIT, || {
+        let pod = s.pod("ready");
+        if condition(&pod, "Ready") == "False" {
+            Ok(pod)
+        } else {
+            Err(pod["status"].to_string())
+        }
+    });
+    assert_eq!(container(&pod, "web")["ready"], false);
+    assert_eq!(
+        container(&pod, "web")["restartCount"],
+        0,
+        "readiness never restarts"
+    );
+    assert!(container(&pod, "web")["state"]["running"].is_object());
+}
+
+#[test]
+fn a_container_stays_unstarted_and_unready_until_its_startup_probe_passes() {
+    let s = Stack::start("kl-start");
+    s.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: start
+spec:
+  nodeName: {node}
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {BUSYBOX_IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "sleep 5; touch /tmp/started; exec sleep 3600"]
+    startupProbe:
+      exec:
+        command: ["test", "-f", "/tmp/started"]
+      periodSeconds: 1
+      failureThreshold: 60
+    livenessProbe:
+      exec:
+        command: ["test", "-f", "/tmp/started"]
+      periodSeconds: 1
+      failureThreshold: 1
+"#,
+        node = s.kubelet.node
+    ));
+    let pod = eventually("running", WAIT, || {
+        let pod = s.pod("start");
+        if container(&pod, "main")["state"]["running"].is_object() {
+            Ok(pod)
+        } else {
+            Err(pod["status"].to_string())
+        }
+    });
+    // The liveness probe would fail now, but it does not run before startup passed.
+    let main = container(&pod, "main");
+    assert_eq!(main["started"], false, "{main}");
+    assert_eq!(main["ready"], false, "{main}");
+    let pod = eventually("started and ready", WAIT, || {
+        let pod = s.pod("start");
+        if container(&pod, "main")["started"] == true && condition(&pod, "Ready") == "True" {
+            Ok(pod)
+        } else {
+            Err(pod["status"].to_string())
+        }
+    });
+    assert_eq!(container(&pod, "main")["restartCount"], 0);
+}

@@ -15,6 +15,7 @@ use crate::pod::backoff::Backoff;
 use crate::pod::service_env;
 use crate::pod::spec::{self, NodeContext, POD_UID_LABEL};
 use crate::pod::status::{self, is_exited, is_running, Observed, Waiting};
+use crate::probes::{self, Prober};
 use crate::static_pods::{self, Mirrors};
 use crate::volumes::{self, PodVolumes};
 
@@ -167,6 +168,7 @@ pub struct Worker {
     /// The status last patched onto a mirror pod, by the mirror's UID.
     mirror_status: Option<(String, serde_json::Value)>,
     volumes: PodVolumes,
+    prober: Prober,
     /// Every volume has been set up once (containers may start).
     volumes_ready: bool,
 }
@@ -186,6 +188,7 @@ impl Worker {
             mirrors: None,
             mirror_status: None,
             volumes: PodVolumes::default(),
+            prober: Prober::default(),
             volumes_ready: false,
         }
     }
@@ -266,9 +269,60 @@ impl Worker {
         if self.act(&state).await? {
             state = runtime_state(&runtime, &self.uid).await?;
         }
+        if self.probe(&state).await? {
+            state = runtime_state(&runtime, &self.uid).await?;
+        }
         self.gc_old_instances(&state).await;
         self.report(&state).await?;
         Ok(Next::Continue)
+    }
+
+    /// Runs due probes; kills containers whose liveness or startup probe failed. Returns
+    /// whether it killed any.
+    async fn probe(&mut self, state: &RuntimeState) -> Result<bool, SyncError> {
+        let containers = spec_containers(&self.pod);
+        let running: Vec<probes::Running> = containers
+            .iter()
+            .filter_map(|c| {
+                let latest = state.latest(&c.name).filter(|l| is_running(l))?;
+                Some(probes::Running {
+                    name: c.name.clone(),
+                    id: latest.id.clone(),
+                    started: SystemTime::UNIX_EPOCH
+                        + Duration::from_nanos(latest.started_at.max(0) as u64),
+                })
+            })
+            .collect();
+        if running.is_empty()
+            || containers.iter().all(|c| {
+                c.liveness_probe.is_none()
+                    && c.readiness_probe.is_none()
+                    && c.startup_probe.is_none()
+            })
+        {
+            return Ok(false);
+        }
+        let host_network = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let pod_ip = match state.ready_sandbox() {
+            _ if host_network => self.shared.node.node_ip.to_string(),
+            Some(s) => self.sandbox_ip(&s.id).await,
+            None => return Ok(false),
+        };
+        let kills = self
+            .prober
+            .tick(&self.shared.runtime, &containers, &running, &pod_ip)
+            .await;
+        for kill in &kills {
+            tracing::info!(pod_uid = %self.uid, container = %kill.name, "{}", kill.message);
+            let grace = self.grace_period();
+            ignore_not_found(self.shared.runtime.stop_container(&kill.id, grace).await)?;
+        }
+        Ok(!kills.is_empty())
     }
 
     async fn stop_terminal(&self, state: &RuntimeState) -> Result<(), CriError> {
@@ -727,6 +781,16 @@ impl Worker {
             instances: state.containers.clone(),
             waiting: self.waiting.clone(),
             runtime_name: self.shared.runtime_name.clone(),
+            unready: spec_containers(&self.pod)
+                .iter()
+                .filter(|c| !self.prober.ready(c))
+                .map(|c| c.name.clone())
+                .collect(),
+            not_started: spec_containers(&self.pod)
+                .iter()
+                .filter(|c| !self.prober.started(c))
+                .map(|c| c.name.clone())
+                .collect(),
         };
         let now = Time(Utc::now());
         let start = self.start_time.clone().unwrap_or_else(|| now.clone());
@@ -837,6 +901,13 @@ struct StartCtx<'a> {
     sandbox_id: &'a str,
     sandbox_config: &'a api::PodSandboxConfig,
     pod_ip: &'a str,
+}
+
+fn spec_containers(pod: &Pod) -> Vec<Container> {
+    pod.spec
+        .as_ref()
+        .map(|s| s.containers.clone())
+        .unwrap_or_default()
 }
 
 fn attempt_of(c: &api::ContainerStatus) -> u32 {
