@@ -1092,3 +1092,119 @@ spec:
     });
     assert_eq!(container(&pod, "main")["restartCount"], 0);
 }
+
+#[test]
+fn post_start_and_pre_stop_hooks_run_by_exec_and_http_get() {
+    let s = Stack::start("kl-hook");
+    // The httpGet preStop hook goes from the kubelet to this listener on the host.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        if let Ok((mut conn, _)) = listener.accept() {
+            let mut buf = [0u8; 1024];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    });
+    let host_dir = s.containerd.dir().join("hook-out");
+    s.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: hooks
+spec:
+  nodeName: {node}
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 10
+  containers:
+  - name: main
+    image: {BUSYBOX_IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+    volumeMounts:
+    - {{name: out, mountPath: /out}}
+    lifecycle:
+      postStart:
+        exec:
+          command: ["sh", "-c", "echo post-start > /out/post-start"]
+      preStop:
+        exec:
+          command: ["sh", "-c", "echo pre-stop > /out/pre-stop"]
+  - name: web
+    image: {BUSYBOX_IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+    lifecycle:
+      preStop:
+        httpGet:
+          host: 127.0.0.1
+          port: {port}
+          path: /pre-stop
+  volumes:
+  - name: out
+    hostPath:
+      path: {out}
+      type: DirectoryOrCreate
+"#,
+        node = s.kubelet.node,
+        out = host_dir.display(),
+    ));
+    s.wait_running("hooks");
+    assert_eq!(
+        fs::read_to_string(host_dir.join("post-start")).expect("postStart wrote its file"),
+        "post-start\n"
+    );
+    assert!(!host_dir.join("pre-stop").exists());
+    s.server
+        .ok(&["delete", "pod", "hooks", "-n", &s.ns, "--wait=false"]);
+    let request = rx
+        .recv_timeout(WAIT)
+        .expect("the httpGet preStop hook reached the host");
+    assert!(request.starts_with("GET /pre-stop HTTP/1.1"), "{request}");
+    assert!(request.contains("User-Agent: kube-probe/"), "{request}");
+    eventually("the exec preStop hook ran", WAIT, || {
+        fs::read_to_string(host_dir.join("pre-stop")).map_err(|e| e.to_string())
+    });
+    eventually("pod removed", WAIT, || {
+        let out = s.server.kubectl(&["get", "pod", "hooks", "-n", &s.ns]);
+        if out.success() {
+            Err(out.to_string())
+        } else {
+            Ok(())
+        }
+    });
+
+    // A failing postStart hook kills the container and shows PostStartHookError.
+    s.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: bad-hook
+spec:
+  nodeName: {node}
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {BUSYBOX_IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+    lifecycle:
+      postStart:
+        exec:
+          command: ["false"]
+"#,
+        node = s.kubelet.node,
+    ));
+    eventually("the container was killed and restarted", WAIT, || {
+        let pod = s.pod("bad-hook");
+        let c = container(&pod, "main");
+        if c["restartCount"].as_i64().unwrap_or(0) >= 1 {
+            Ok(())
+        } else {
+            Err(pod["status"].to_string())
+        }
+    });
+}

@@ -1,6 +1,7 @@
 //! The pods bound to this node: a watch on them, one worker per pod, and orphan cleanup.
 
 pub mod backoff;
+pub mod hooks;
 pub mod resources;
 pub mod service_env;
 pub mod spec;

@@ -12,9 +12,9 @@ use tokio::sync::watch;
 
 use crate::cri::{api, CriError, Runtime};
 use crate::pod::backoff::Backoff;
-use crate::pod::service_env;
 use crate::pod::spec::{self, NodeContext, POD_UID_LABEL};
 use crate::pod::status::{self, is_exited, is_running, Observed, Waiting};
+use crate::pod::{hooks, service_env};
 use crate::probes::{self, Prober};
 use crate::static_pods::{self, Mirrors};
 use crate::volumes::{self, PodVolumes};
@@ -169,6 +169,8 @@ pub struct Worker {
     mirror_status: Option<(String, serde_json::Value)>,
     volumes: PodVolumes,
     prober: Prober,
+    /// The preStop hooks ran for this pod's deletion.
+    pre_stop_done: bool,
     /// Every volume has been set up once (containers may start).
     volumes_ready: bool,
 }
@@ -189,6 +191,7 @@ impl Worker {
             mirror_status: None,
             volumes: PodVolumes::default(),
             prober: Prober::default(),
+            pre_stop_done: false,
             volumes_ready: false,
         }
     }
@@ -246,6 +249,12 @@ impl Worker {
                 Duration::ZERO
             } else {
                 self.grace_period()
+            };
+            let grace = if grace.is_zero() || self.pre_stop_done {
+                grace
+            } else {
+                self.pre_stop_done = true;
+                self.run_pre_stop_hooks(grace).await
             };
             kill_pod(&runtime, &self.uid, grace, &self.shared.node.cgroup_root).await?;
             crate::volumes::teardown(&self.shared.node.root_dir, &self.uid);
@@ -308,7 +317,7 @@ impl Worker {
             .as_ref()
             .and_then(|s| s.host_network)
             .unwrap_or(false);
-        let pod_ip = match state.ready_sandbox() {
+        let pod_ip: String = match state.ready_sandbox() {
             _ if host_network => self.shared.node.node_ip.to_string(),
             Some(s) => self.sandbox_ip(&s.id).await,
             None => return Ok(false),
@@ -319,7 +328,10 @@ impl Worker {
             .await;
         for kill in &kills {
             tracing::info!(pod_uid = %self.uid, container = %kill.name, "{}", kill.message);
-            let grace = self.grace_period();
+            let mut grace = self.grace_period();
+            if let Some(c) = containers.iter().find(|c| c.name == kill.name) {
+                grace = hooks::pre_stop(&self.shared.runtime, c, &kill.id, &pod_ip, grace).await;
+            }
             ignore_not_found(self.shared.runtime.stop_container(&kill.id, grace).await)?;
         }
         Ok(!kills.is_empty())
@@ -647,7 +659,78 @@ impl Worker {
         }
         tracing::info!(pod_uid = %self.uid, container = %c.name, id = %id, attempt, "started container");
         self.waiting.remove(&c.name);
+        if let Some(handler) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+            let pod_ip = self.probe_ip(ctx.pod_ip);
+            let limit = Duration::from_secs(120);
+            if let Err(message) = hooks::run(&runtime, handler, c, &id, &pod_ip, limit).await {
+                let m = &self.pod.metadata;
+                let message = format!(
+                    "PostStartHook failed for Container {:?} in Pod \"{}_{}({})\": {message}",
+                    c.name,
+                    m.name.as_deref().unwrap_or_default(),
+                    m.namespace.as_deref().unwrap_or_default(),
+                    self.uid
+                );
+                tracing::warn!(pod_uid = %self.uid, container = %c.name, %message, "FailedPostStartHook");
+                ignore_not_found(runtime.stop_container(&id, self.grace_period()).await)?;
+                self.waiting.insert(
+                    c.name.clone(),
+                    Waiting {
+                        reason: "PostStartHookError".into(),
+                        message,
+                    },
+                );
+            }
+        }
         Ok(true)
+    }
+
+    /// Where probes and hooks reach the pod: the node's IP for host-network pods.
+    fn probe_ip(&self, sandbox_ip: &str) -> String {
+        let host_network = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        if host_network {
+            self.shared.node.node_ip.to_string()
+        } else {
+            sandbox_ip.to_string()
+        }
+    }
+
+    /// Runs the preStop hooks of the running containers concurrently within `grace`; returns
+    /// the grace left for stopping them.
+    async fn run_pre_stop_hooks(&self, grace: Duration) -> Duration {
+        let containers = spec_containers(&self.pod);
+        if containers.iter().all(|c| {
+            c.lifecycle
+                .as_ref()
+                .and_then(|l| l.pre_stop.as_ref())
+                .is_none()
+        }) {
+            return grace;
+        }
+        let runtime = &self.shared.runtime;
+        let Ok(state) = runtime_state(runtime, &self.uid).await else {
+            return grace;
+        };
+        let sandbox_ip = match state.ready_sandbox() {
+            Some(s) => self.sandbox_ip(&s.id).await,
+            None => String::new(),
+        };
+        let pod_ip = self.probe_ip(&sandbox_ip);
+        let hooks = containers.iter().filter_map(|c| {
+            let id = state.latest(&c.name).filter(|l| is_running(l))?.id.clone();
+            let pod_ip = pod_ip.clone();
+            Some(async move { hooks::pre_stop(runtime, c, &id, &pod_ip, grace).await })
+        });
+        futures::future::join_all(hooks)
+            .await
+            .into_iter()
+            .min()
+            .unwrap_or(grace)
     }
 
     /// Applies the pull policy; returns the image to create the container from.
