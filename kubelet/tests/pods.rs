@@ -121,6 +121,14 @@ impl Kubelet {
         });
     }
 
+    /// SIGKILL, as a crash would.
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     fn logs(&self) -> String {
         (1..=self.runs)
             .map(|i| {
@@ -133,10 +141,7 @@ impl Kubelet {
 
 impl Drop for Kubelet {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.kill9();
         if thread::panicking() {
             let logs = self.logs();
             let lines: Vec<&str> = logs.lines().collect();
@@ -404,6 +409,19 @@ fn a_static_pod_runs_with_no_apiserver_then_gets_a_mirror_pod_that_follows_edits
         mirror["status"]["containerStatuses"][0]["containerID"],
         format!("containerd://{}", first.id)
     );
+    // Nothing changes, so the kubelet does not keep patching the mirror's status.
+    let version = |pod: &serde_json::Value| pod["metadata"]["resourceVersion"].clone();
+    let settled = eventually("mirror status settles", WAIT, || {
+        let before = server.json(&["get", "pod", &pod_name, "-n", "kube-system"]);
+        thread::sleep(Duration::from_secs(3));
+        let after = server.json(&["get", "pod", &pod_name, "-n", "kube-system"]);
+        if version(&before) == version(&after) {
+            Ok(after)
+        } else {
+            Err(format!("{} -> {}", version(&before), version(&after)))
+        }
+    });
+    let mirror = settled;
 
     // Deleting the mirror pod does not stop the static pod: a new mirror appears.
     server.ok(&[
@@ -479,6 +497,79 @@ fn a_static_pod_runs_with_no_apiserver_then_gets_a_mirror_pod_that_follows_edits
         }
     });
     drop(kubelet);
+}
+
+#[test]
+fn a_restarted_kubelet_adopts_its_static_pods_while_the_apiserver_is_unreachable() {
+    let server = ApiServer::start();
+    let containerd = Containerd::start();
+    // The gate is never opened: this kubelet never reaches an apiserver.
+    let gate = Gate::new(server.port);
+    let manifests = containerd.dir().join("manifests");
+    fs::create_dir_all(&manifests).expect("manifest dir");
+    let manifest = manifests.join("etcd.json");
+    // JSON manifests work too.
+    let json = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "etcd", "namespace": "kube-system"},
+        "spec": {
+            "hostNetwork": true,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "etcd",
+                "image": BUSYBOX_IMAGE,
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"],
+            }],
+        },
+    });
+    fs::write(&manifest, json.to_string()).expect("write manifest");
+    let mut kubelet = Kubelet::start(
+        &containerd,
+        "kl-sadopt",
+        |node| {
+            let direct =
+                server.kubeconfig_for_cert(&format!("system:node:{node}"), &["system:nodes"]);
+            gate.kubeconfig(&server, &direct)
+        },
+        &[format!("--pod-manifest-path={}", manifests.display())],
+    );
+    let pod_name = format!("etcd-{}", kubelet.node);
+    let first = eventually("static pod running", WAIT, || {
+        match running_in(&containerd, &pod_name).as_slice() {
+            [c] => Ok(c.clone()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+
+    kubelet.kill9();
+    kubelet.spawn();
+    // The new kubelet finds the same UID in the same manifest and keeps the container.
+    for _ in 0..6 {
+        let now: Vec<String> = running_in(&containerd, &pod_name)
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(
+            now,
+            vec![first.id.clone()],
+            "the static pod was not restarted"
+        );
+        thread::sleep(Duration::from_millis(500));
+    }
+    // And it is managing it: an edit replaces the pod.
+    let mut edited = json.clone();
+    edited["spec"]["containers"][0]["env"] = serde_json::json!([{"name": "V", "value": "2"}]);
+    fs::write(&manifest, edited.to_string()).expect("edit manifest");
+    eventually(
+        "the edited static pod replaces the first",
+        WAIT,
+        || match running_in(&containerd, &pod_name).as_slice() {
+            [c] if c.pod_uid != first.pod_uid => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
 }
 
 /// Apiserver, containerd and one kubelet whose node is Ready, and a namespace to work in.

@@ -213,6 +213,12 @@ impl Worker {
         );
         loop {
             match rx.borrow_and_update().clone() {
+                // A static pod's status exists only here (its mirror pod holds a copy).
+                Some(pod) if self.mirrors.is_some() => {
+                    let status = self.pod.status.take();
+                    self.pod = pod;
+                    self.pod.status = status;
+                }
                 Some(pod) => self.pod = pod,
                 None => self.gone = true,
             }
