@@ -1299,3 +1299,146 @@ spec:
         }
     });
 }
+
+/// A control-plane daemon (the controller-manager here) under its own identity; killed on
+/// drop, its log printed if the test fails.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(server: &ApiServer, binary: &str, env: &str, user: &str, extra: &[&str]) -> Self {
+        let binary = std::env::var_os(env)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| common::sibling_binary(binary));
+        let kubeconfig = server.kubeconfig_for_cert(user, &[]);
+        let port = free_port();
+        let log = server.dir().join(format!("daemon-{port}.log"));
+        let file = File::create(&log).expect("log file");
+        let mut args = vec![
+            format!("--kubeconfig={}", kubeconfig.display()),
+            "--bind-address=127.0.0.1".to_string(),
+            format!("--secure-port={port}"),
+            format!(
+                "--cert-dir={}",
+                server.dir().join(format!("certs-{port}")).display()
+            ),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let child = Command::new(&binary)
+            .args(&args)
+            .env("RUST_LOG", "info,kube=warn")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log fd"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
+        Daemon { child, log }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            let text = fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let start = lines.len().saturating_sub(40);
+            eprintln!(
+                "---- {} (last 40 lines)\n{}",
+                self.log.display(),
+                lines[start..].join("\n")
+            );
+        }
+    }
+}
+
+#[test]
+fn readiness_moves_the_pod_between_ready_and_not_ready_endpoints_of_its_service() {
+    let s = Stack::start("kl-ep");
+    let ca = format!("--root-ca-file={}", s.server.pki.ca_cert.display());
+    let _kcm = Daemon::start(
+        &s.server,
+        "kube-controller-manager",
+        "KUBE_CONTROLLER_MANAGER_BIN",
+        "system:kube-controller-manager",
+        &[&ca, "--use-service-account-credentials=true"],
+    );
+    s.server.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "flip",
+        "-n",
+        &s.ns,
+        "--tcp=80:8080",
+    ]);
+    // The service selects app=flip; ready between 3 s and 20 s after start.
+    s.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: flip
+  labels:
+    app: flip
+spec:
+  nodeName: {node}
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {BUSYBOX_IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "sleep 3; touch /tmp/ready; sleep 17; rm /tmp/ready; exec sleep 3600"]
+    ports:
+    - containerPort: 8080
+    readinessProbe:
+      exec:
+        command: ["test", "-f", "/tmp/ready"]
+      periodSeconds: 1
+      failureThreshold: 1
+"#,
+        node = s.kubelet.node
+    ));
+    let pod = s.wait_running("flip");
+    let ip = pod["status"]["podIP"].as_str().expect("podIP").to_string();
+    let endpoints = |field: &str| -> Vec<String> {
+        let out = s
+            .server
+            .kubectl(&["get", "endpoints", "flip", "-n", &s.ns, "-o", "json"]);
+        if !out.success() {
+            return Vec::new();
+        }
+        out.json()["subsets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|sub| sub[field].as_array().cloned().unwrap_or_default())
+            .filter_map(|a| a["ip"].as_str().map(str::to_string))
+            .collect()
+    };
+    eventually("the pod is a ready endpoint", WAIT, || {
+        let ready = endpoints("addresses");
+        if ready.contains(&ip) {
+            Ok(())
+        } else {
+            Err(format!(
+                "ready {ready:?}, not ready {:?}",
+                endpoints("notReadyAddresses")
+            ))
+        }
+    });
+    eventually("the pod is a not-ready endpoint", WAIT, || {
+        let not_ready = endpoints("notReadyAddresses");
+        if not_ready.contains(&ip) && !endpoints("addresses").contains(&ip) {
+            Ok(())
+        } else {
+            Err(format!(
+                "ready {:?}, not ready {not_ready:?}",
+                endpoints("addresses")
+            ))
+        }
+    });
+}

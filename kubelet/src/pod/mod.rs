@@ -236,6 +236,20 @@ async fn remove_orphans(
         .filter_map(|s| s.labels.get(POD_UID_LABEL).cloned())
         .filter(|uid| !known.contains(uid) && !workers.contains_key(uid))
         .collect();
+    // Directories (volumes) of pods that are gone and have nothing left in the runtime, e.g.
+    // deleted while the kubelet was down.
+    let with_sandbox: HashSet<&String> = sandboxes
+        .iter()
+        .filter_map(|s| s.labels.get(POD_UID_LABEL))
+        .collect();
+    let pods_dir = shared.node.root_dir.join("pods");
+    for entry in std::fs::read_dir(&pods_dir).into_iter().flatten().flatten() {
+        let uid = entry.file_name().to_string_lossy().into_owned();
+        if !known.contains(&uid) && !workers.contains_key(&uid) && !with_sandbox.contains(&uid) {
+            tracing::info!(pod_uid = %uid, "removing the directory of an orphaned pod");
+            crate::volumes::teardown(&shared.node.root_dir, &uid);
+        }
+    }
     for uid in orphans {
         if !in_flight
             .lock()

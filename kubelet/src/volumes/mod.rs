@@ -722,6 +722,25 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     #[test]
+    fn tokens_are_refreshed_at_eighty_percent_of_their_lifetime() {
+        let token = |age: u64, lifetime: u64| Token {
+            token: "t".into(),
+            fetched: Instant::now() - Duration::from_secs(age),
+            lifetime: Duration::from_secs(lifetime),
+        };
+        assert!(!token(0, 3607).due());
+        assert!(!token(2800, 3607).due());
+        assert!(token(2890, 3607).due());
+        assert!(token(90_000, 200_000).due(), "at most a day old");
+        let mut volumes = PodVolumes::default();
+        assert!(volumes.needs_sync(), "never synced");
+        volumes.last_sync = Some(Instant::now());
+        assert!(!volumes.needs_sync());
+        volumes.tokens.insert(("".into(), 3607), token(2890, 3607));
+        assert!(volumes.needs_sync(), "a token is due");
+    }
+
+    #[test]
     fn labels_and_annotations_are_formatted_as_upstream() {
         let map: BTreeMap<String, String> = [
             ("b".to_string(), "two \"2\"".to_string()),
