@@ -366,11 +366,14 @@ pub async fn manage_mirrors(
                                 }
                             };
                         }
-                        let (Some(node_uid), Some(s)) = (node_uid.as_deref(), current.get(&uid))
+                        let (Some(owner_uid), Some(s)) = (node_uid.clone(), current.get(&uid))
                         else {
                             continue;
                         };
-                        create_mirror(&client, &node, node_uid, s).await;
+                        if !create_mirror(&client, &node, &owner_uid, s).await {
+                            // The Node may have been re-created with a new UID.
+                            node_uid = None;
+                        }
                     }
                     MirrorAction::Delete(ns, name, uid) => {
                         delete_mirror(&client, &ns, &name, &uid).await;
@@ -387,16 +390,23 @@ pub async fn manage_mirrors(
     }
 }
 
-async fn create_mirror(client: &kube::Client, node: &str, node_uid: &str, s: &Pod) {
+/// Creates the mirror pod; false when the apiserver refused it.
+async fn create_mirror(client: &kube::Client, node: &str, node_uid: &str, s: &Pod) -> bool {
     let mirror = mirror_pod(s, node, node_uid);
     let ns = mirror.metadata.namespace.clone().unwrap_or_default();
     let name = mirror.metadata.name.clone().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
     match api.create(&PostParams::default(), &mirror).await {
-        Ok(_) => tracing::info!(pod = %format!("{ns}/{name}"), "created mirror pod"),
+        Ok(_) => {
+            tracing::info!(pod = %format!("{ns}/{name}"), "created mirror pod");
+            true
+        }
         // The watch has not shown it yet.
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "create mirror pod"),
+        Err(kube::Error::Api(e)) if e.code == 409 => true,
+        Err(e) => {
+            tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "create mirror pod");
+            false
+        }
     }
 }
 

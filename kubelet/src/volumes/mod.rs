@@ -106,6 +106,8 @@ pub struct PodVolumes {
 
 /// How often API-backed volume contents are re-read.
 const RESYNC: Duration = Duration::from_secs(60);
+/// How soon a failed refresh of set-up volumes is retried.
+const RETRY: Duration = Duration::from_secs(10);
 
 impl PodVolumes {
     /// Whether [`PodVolumes::sync`] has work: never ran, contents are stale, or a token is due.
@@ -125,10 +127,19 @@ impl PodVolumes {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let mut mounted = HashMap::new();
         for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-            let m = self
-                .sync_one(client, root, &uid, &namespace, pod, v)
-                .await?;
-            mounted.insert(v.name.clone(), m);
+            match self.sync_one(client, root, &uid, &namespace, pod, v).await {
+                Ok(m) => {
+                    mounted.insert(v.name.clone(), m);
+                }
+                Err(e) => {
+                    if !self.mounted.is_empty() {
+                        // Set up before: keep serving the old contents, retry a little later
+                        // rather than on every resync (e.g. while the apiserver is down).
+                        self.last_sync = Instant::now().checked_sub(RESYNC - RETRY);
+                    }
+                    return Err(e);
+                }
+            }
         }
         self.mounted = mounted;
         self.last_sync = Some(Instant::now());
