@@ -108,6 +108,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
             cgroup_root: config.cgroup_root.clone(),
             memory_capacity: node::memory_capacity(),
             root_dir: config.root_dir.clone(),
+            sync_frequency: config.sync_frequency,
         },
         runtime_name: version.runtime_name.clone(),
     });

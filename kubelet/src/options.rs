@@ -119,6 +119,10 @@ pub struct Options {
     /// How often the node status is computed and posted when it changed.
     #[arg(long)]
     pub node_status_update_frequency: Option<String>,
+    /// Max period between synchronizing running pods and their config (volume contents from
+    /// ConfigMaps, Secrets and the downward API).
+    #[arg(long)]
+    pub sync_frequency: Option<String>,
 }
 
 /// The KubeletConfiguration fields this kubelet reads; unknown fields are ignored.
@@ -141,6 +145,7 @@ struct KubeletConfiguration {
     container_runtime_endpoint: Option<String>,
     register_with_taints: Option<Vec<Taint>>,
     node_status_update_frequency: Option<String>,
+    sync_frequency: Option<String>,
     resolv_conf: Option<String>,
     node_labels: Option<BTreeMap<String, String>>,
 }
@@ -169,6 +174,7 @@ pub struct Config {
     pub cni_conf_dir: PathBuf,
     pub cni_bridge_name: String,
     pub node_status_update_frequency: Duration,
+    pub sync_frequency: Duration,
 }
 
 impl Options {
@@ -281,6 +287,13 @@ impl Options {
         let node_status_update_frequency = component_base::duration::parse_go_duration(&frequency)
             .map_err(|e| invalid("--node-status-update-frequency", &frequency, e))?;
 
+        let sync = self
+            .sync_frequency
+            .or(file.sync_frequency)
+            .unwrap_or_else(|| "1m".into());
+        let sync_frequency = component_base::duration::parse_go_duration(&sync)
+            .map_err(|e| invalid("--sync-frequency", &sync, e))?;
+
         let pod_cidr = self.pod_cidr.or(file.pod_cidr).filter(|s| !s.is_empty());
         if let Some(cidr) = &pod_cidr {
             crate::cni::parse_ipv4_cidr(cidr).ok_or_else(|| {
@@ -348,6 +361,7 @@ impl Options {
             cni_conf_dir: self.cni_conf_dir,
             cni_bridge_name: self.cni_bridge_name,
             node_status_update_frequency,
+            sync_frequency,
         })
     }
 }
@@ -423,6 +437,7 @@ mod tests {
         assert_eq!(c.healthz, Some("127.0.0.1:10248".parse().expect("addr")));
         assert_eq!(c.runtime_endpoint, "unix:///run/containerd/containerd.sock");
         assert_eq!(c.node_status_update_frequency, Duration::from_secs(10));
+        assert_eq!(c.sync_frequency, Duration::from_secs(60));
     }
 
     #[test]

@@ -583,13 +583,17 @@ struct Stack {
 
 impl Stack {
     fn start(name: &str) -> Self {
+        Self::start_with(name, &[])
+    }
+
+    fn start_with(name: &str, kubelet_flags: &[String]) -> Self {
         let server = ApiServer::start();
         let containerd = Containerd::start();
         let kubelet = Kubelet::start(
             &containerd,
             name,
             |node| server.kubeconfig_for_cert(&format!("system:node:{node}"), &["system:nodes"]),
-            &[],
+            kubelet_flags,
         );
         let ns = server.namespace(name);
         // No controller-manager here: the ServiceAccount admission wants the default account.
@@ -1441,4 +1445,71 @@ spec:
             ))
         }
     });
+}
+
+#[test]
+fn config_map_updates_reach_mounted_files_within_the_sync_frequency() {
+    let s = Stack::start_with("kl-cmupd", &["--sync-frequency=2s".to_string()]);
+    s.server.ok(&[
+        "create",
+        "configmap",
+        "live",
+        "-n",
+        &s.ns,
+        "--from-literal=v=one",
+    ]);
+    s.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: watcher
+spec:
+  nodeName: {node}
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {BUSYBOX_IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "while true; do echo V=$(cat /etc/live/v); sleep 1; done"]
+    volumeMounts:
+    - {{name: live, mountPath: /etc/live}}
+  volumes:
+  - name: live
+    configMap:
+      name: live
+"#,
+        node = s.kubelet.node
+    ));
+    let pod = s.wait_running("watcher");
+    eventually("the pod reads the first value", WAIT, || {
+        let log = s.container_log(&pod, "main");
+        if log.lines().any(|l| l == "V=one") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
+    s.server.ok(&[
+        "patch",
+        "configmap",
+        "live",
+        "-n",
+        &s.ns,
+        "--type=merge",
+        "-p",
+        r#"{"data":{"v":"two"}}"#,
+    ]);
+    eventually("the pod reads the updated value", WAIT, || {
+        let log = s.container_log(&pod, "main");
+        if log.lines().last() == Some("V=two") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
+    assert_eq!(
+        s.pod("watcher")["status"]["containerStatuses"][0]["restartCount"],
+        0
+    );
 }

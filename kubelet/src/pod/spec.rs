@@ -76,6 +76,8 @@ pub struct NodeContext {
     pub memory_capacity: i64,
     /// --root-dir: pod directories (volumes) live under `<root>/pods/<uid>`.
     pub root_dir: PathBuf,
+    /// --sync-frequency: how often volume contents are refreshed from the API.
+    pub sync_frequency: std::time::Duration,
 }
 
 /// `/var/log/pods/<ns>_<name>_<uid>`.
@@ -652,6 +654,7 @@ mod tests {
             cgroup_root: String::new(),
             memory_capacity: 1 << 30,
             root_dir: PathBuf::from("/var/lib/kubelet"),
+            sync_frequency: std::time::Duration::from_secs(60),
         }
     }
 

@@ -177,6 +177,7 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(shared: Arc<Shared>, pod: Pod) -> Self {
+        let volumes = PodVolumes::new(shared.node.sync_frequency);
         let start_time = pod.status.as_ref().and_then(|s| s.start_time.clone());
         Self {
             shared,
@@ -189,7 +190,7 @@ impl Worker {
             gone: false,
             mirrors: None,
             mirror_status: None,
-            volumes: PodVolumes::default(),
+            volumes,
             prober: Prober::default(),
             pre_stop_done: false,
             volumes_ready: false,

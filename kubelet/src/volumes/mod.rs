@@ -97,22 +97,37 @@ impl Token {
 }
 
 /// One pod's volumes and the tokens fetched for them; kept by the pod's worker.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PodVolumes {
     pub mounted: HashMap<String, Mounted>,
     tokens: HashMap<(String, i64), Token>,
     last_sync: Option<Instant>,
+    /// How often API-backed contents are re-read (--sync-frequency).
+    resync: Duration,
 }
 
-/// How often API-backed volume contents are re-read.
-const RESYNC: Duration = Duration::from_secs(60);
+impl Default for PodVolumes {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(60))
+    }
+}
 /// How soon a failed refresh of set-up volumes is retried.
 const RETRY: Duration = Duration::from_secs(10);
 
 impl PodVolumes {
+    pub fn new(resync: Duration) -> Self {
+        PodVolumes {
+            mounted: HashMap::new(),
+            tokens: HashMap::new(),
+            last_sync: None,
+            resync,
+        }
+    }
+
     /// Whether [`PodVolumes::sync`] has work: never ran, contents are stale, or a token is due.
     pub fn needs_sync(&self) -> bool {
-        self.last_sync.is_none_or(|t| t.elapsed() >= RESYNC) || self.tokens.values().any(Token::due)
+        self.last_sync.is_none_or(|t| t.elapsed() >= self.resync)
+            || self.tokens.values().any(Token::due)
     }
 
     /// Sets up (idempotently) every volume of `pod`; contents from the API are written only
@@ -135,7 +150,8 @@ impl PodVolumes {
                     if !self.mounted.is_empty() {
                         // Set up before: keep serving the old contents, retry a little later
                         // rather than on every resync (e.g. while the apiserver is down).
-                        self.last_sync = Instant::now().checked_sub(RESYNC - RETRY);
+                        self.last_sync =
+                            Instant::now().checked_sub(self.resync.saturating_sub(RETRY));
                     }
                     return Err(e);
                 }
