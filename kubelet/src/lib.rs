@@ -3,6 +3,7 @@
 
 pub mod cni;
 pub mod cri;
+pub mod events;
 pub mod node;
 pub mod options;
 pub mod pod;
@@ -111,6 +112,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
             sync_frequency: config.sync_frequency,
         },
         runtime_name: version.runtime_name.clone(),
+        events: events::Recorder::start(client.clone(), config.node_name.clone()),
     });
 
     let client_for_mirrors = client.clone();

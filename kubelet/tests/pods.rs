@@ -1047,6 +1047,59 @@ spec:
             Err(dying.to_string())
         }
     });
+    // The kubelet recorded what happened as events on the pod.
+    let events = eventually("the kubelet's events", WAIT, || {
+        let list = s.server.json(&[
+            "get",
+            "events",
+            "-n",
+            &s.ns,
+            "--field-selector",
+            "involvedObject.name=live",
+        ]);
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        let has = |reason: &str| items.iter().any(|e| e["reason"] == reason);
+        if [
+            "Pulled",
+            "Created",
+            "Started",
+            "Unhealthy",
+            "Killing",
+            "BackOff",
+        ]
+        .iter()
+        .all(|r| has(r))
+        {
+            Ok(items)
+        } else {
+            Err(serde_json::to_string_pretty(&items).unwrap_or_default())
+        }
+    });
+    let unhealthy = events
+        .iter()
+        .find(|e| e["reason"] == "Unhealthy")
+        .expect("Unhealthy");
+    assert_eq!(unhealthy["type"], "Warning");
+    assert!(
+        unhealthy["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Liveness probe failed")),
+        "{unhealthy}"
+    );
+    assert_eq!(
+        unhealthy["involvedObject"]["fieldPath"],
+        "spec.containers{dying}"
+    );
+    assert_eq!(unhealthy["source"]["component"], "kubelet");
+    assert_eq!(unhealthy["source"]["host"], s.kubelet.node.as_str());
+    let killing = events
+        .iter()
+        .find(|e| e["reason"] == "Killing")
+        .expect("Killing");
+    assert_eq!(
+        killing["message"],
+        "Container dying failed liveness probe, will be restarted"
+    );
 }
 
 #[test]

@@ -11,6 +11,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use tokio::sync::watch;
 
 use crate::cri::{api, CriError, Runtime};
+use crate::events::{Recorder, Type};
 use crate::pod::backoff::Backoff;
 use crate::pod::spec::{self, NodeContext, POD_UID_LABEL};
 use crate::pod::status::{self, is_exited, is_running, Observed, Waiting};
@@ -29,6 +30,7 @@ pub struct Shared {
     pub node: NodeContext,
     /// Prefix of container IDs in pod status (the CRI runtime name, e.g. `containerd`).
     pub runtime_name: String,
+    pub events: Recorder,
 }
 
 /// Why a sync step failed; logged, and the next resync tries again.
@@ -261,6 +263,19 @@ impl Worker {
                 grace
             } else {
                 self.pre_stop_done = true;
+                if let Ok(state) = runtime_state(&runtime, &self.uid).await {
+                    for c in spec_containers(&self.pod) {
+                        if state.latest(&c.name).is_some_and(is_running) {
+                            self.shared.events.pod(
+                                &self.pod,
+                                Some(&c.name),
+                                Type::Normal,
+                                "Killing",
+                                format!("Stopping container {}", c.name),
+                            );
+                        }
+                    }
+                }
                 self.run_pre_stop_hooks(grace).await
             };
             kill_pod(&runtime, &self.uid, grace, &self.shared.node.cgroup_root).await?;
@@ -329,12 +344,29 @@ impl Worker {
             Some(s) => self.sandbox_ip(&s.id).await,
             None => return Ok(false),
         };
-        let kills = self
+        let tick = self
             .prober
             .tick(&self.shared.runtime, &containers, &running, &pod_ip)
             .await;
+        for failure in &tick.failures {
+            self.shared.events.pod(
+                &self.pod,
+                Some(&failure.name),
+                Type::Warning,
+                "Unhealthy",
+                format!("{} probe failed: {}", failure.kind.name(), failure.message),
+            );
+        }
+        let kills = tick.kills;
         for kill in &kills {
             tracing::info!(pod_uid = %self.uid, container = %kill.name, "{}", kill.message);
+            self.shared.events.pod(
+                &self.pod,
+                Some(&kill.name),
+                Type::Normal,
+                "Killing",
+                kill.message.clone(),
+            );
             let mut grace = self.grace_period();
             if let Some(c) = containers.iter().find(|c| c.name == kill.name) {
                 grace = hooks::pre_stop(&self.shared.runtime, c, &kill.id, &pod_ip, grace).await;
@@ -403,6 +435,13 @@ impl Worker {
                 Err(e) => {
                     // Upstream's FailedMount: containers wait in ContainerCreating.
                     tracing::warn!(pod_uid = %self.uid, error = %format!("{e:#}"), "MountVolume failed");
+                    self.shared.events.pod(
+                        &self.pod,
+                        None,
+                        Type::Warning,
+                        "FailedMount",
+                        format!("MountVolume.SetUp failed: {e}"),
+                    );
                     if !self.volumes_ready {
                         return Ok(false);
                     }
@@ -559,6 +598,19 @@ impl Worker {
         if let Some(remaining) = self.backoff.remaining(&c.name, finished, now) {
             let delay = self.backoff.delay(&c.name).unwrap_or(remaining);
             let m = &self.pod.metadata;
+            self.shared.events.pod(
+                &self.pod,
+                Some(&c.name),
+                Type::Warning,
+                "BackOff",
+                format!(
+                    "Back-off restarting failed container {} in pod {}_{}({})",
+                    c.name,
+                    m.name.as_deref().unwrap_or_default(),
+                    m.namespace.as_deref().unwrap_or_default(),
+                    self.uid
+                ),
+            );
             self.waiting.insert(
                 c.name.clone(),
                 Waiting {
@@ -591,6 +643,18 @@ impl Worker {
         let image = match self.ensure_image(c, ctx.sandbox_config).await {
             Ok(image) => image,
             Err(waiting) => {
+                let reason = if waiting.reason == "ErrImagePull" {
+                    "Failed"
+                } else {
+                    waiting.reason.as_str()
+                };
+                self.shared.events.pod(
+                    &self.pod,
+                    Some(&c.name),
+                    Type::Warning,
+                    reason,
+                    waiting.message.clone(),
+                );
                 self.waiting.insert(c.name.clone(), waiting);
                 return Ok(false);
             }
@@ -607,6 +671,13 @@ impl Worker {
                 env
             }
             Err(e) => {
+                self.shared.events.pod(
+                    &self.pod,
+                    Some(&c.name),
+                    Type::Warning,
+                    "Failed",
+                    format!("Error: {e}"),
+                );
                 self.waiting.insert(
                     c.name.clone(),
                     Waiting {
@@ -644,6 +715,13 @@ impl Worker {
         {
             Ok(id) => id,
             Err(e) => {
+                self.shared.events.pod(
+                    &self.pod,
+                    Some(&c.name),
+                    Type::Warning,
+                    "Failed",
+                    format!("Error: {e}"),
+                );
                 self.waiting.insert(
                     c.name.clone(),
                     Waiting {
@@ -654,7 +732,21 @@ impl Worker {
                 return Ok(false);
             }
         };
+        self.shared.events.pod(
+            &self.pod,
+            Some(&c.name),
+            Type::Normal,
+            "Created",
+            format!("Created container {}", c.name),
+        );
         if let Err(e) = runtime.start_container(&id).await {
+            self.shared.events.pod(
+                &self.pod,
+                Some(&c.name),
+                Type::Warning,
+                "Failed",
+                format!("Error: {e}"),
+            );
             self.waiting.insert(
                 c.name.clone(),
                 Waiting {
@@ -665,6 +757,13 @@ impl Worker {
             return Ok(true);
         }
         tracing::info!(pod_uid = %self.uid, container = %c.name, id = %id, attempt, "started container");
+        self.shared.events.pod(
+            &self.pod,
+            Some(&c.name),
+            Type::Normal,
+            "Started",
+            format!("Started container {}", c.name),
+        );
         self.waiting.remove(&c.name);
         if let Some(handler) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
             let pod_ip = self.probe_ip(ctx.pod_ip);
@@ -679,6 +778,13 @@ impl Worker {
                     self.uid
                 );
                 tracing::warn!(pod_uid = %self.uid, container = %c.name, %message, "FailedPostStartHook");
+                self.shared.events.pod(
+                    &self.pod,
+                    Some(&c.name),
+                    Type::Warning,
+                    "FailedPostStartHook",
+                    message.clone(),
+                );
                 ignore_not_found(runtime.stop_container(&id, self.grace_period()).await)?;
                 self.waiting.insert(
                     c.name.clone(),
@@ -761,7 +867,15 @@ impl Worker {
                 })
             }
         };
+        let events = &self.shared.events;
         if present && policy != "Always" {
+            events.pod(
+                &self.pod,
+                Some(&c.name),
+                Type::Normal,
+                "Pulled",
+                format!("Container image {image:?} already present on machine"),
+            );
             return Ok(image);
         }
         if policy == "Never" {
@@ -772,11 +886,27 @@ impl Worker {
                 ),
             });
         }
+        events.pod(
+            &self.pod,
+            Some(&c.name),
+            Type::Normal,
+            "Pulling",
+            format!("Pulling image {image:?}"),
+        );
         match runtime
             .pull_image(&image, Some(sandbox_config.clone()))
             .await
         {
-            Ok(_) => Ok(image),
+            Ok(_) => {
+                events.pod(
+                    &self.pod,
+                    Some(&c.name),
+                    Type::Normal,
+                    "Pulled",
+                    format!("Successfully pulled image {image:?}"),
+                );
+                Ok(image)
+            }
             Err(e) => Err(Waiting {
                 reason: "ErrImagePull".into(),
                 message: e.to_string(),

@@ -133,6 +133,21 @@ pub struct Kill {
     pub message: String,
 }
 
+/// A failed probe run (upstream records it as an `Unhealthy` event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub name: String,
+    pub kind: Kind,
+    pub message: String,
+}
+
+/// What one round of probing found.
+#[derive(Debug, Default)]
+pub struct Tick {
+    pub kills: Vec<Kill>,
+    pub failures: Vec<Failure>,
+}
+
 /// The probes of one pod's containers; kept by the pod's worker.
 #[derive(Debug, Default)]
 pub struct Prober {
@@ -164,14 +179,15 @@ impl Prober {
                     == Some(true))
     }
 
-    /// Runs the probes that are due for `running` containers; returns those to kill.
+    /// Runs the probes that are due for `running` containers; returns the failures and the
+    /// containers to kill.
     pub async fn tick(
         &mut self,
         runtime: &Runtime,
         containers: &[Container],
         running: &[Running],
         pod_ip: &str,
-    ) -> Vec<Kill> {
+    ) -> Tick {
         self.containers
             .retain(|name, p| running.iter().any(|r| &r.name == name && r.id == p.id));
         let now = SystemTime::now();
@@ -211,7 +227,7 @@ impl Prober {
             },
         ))
         .await;
-        let mut kills = Vec::new();
+        let mut tick = Tick::default();
         for (r, kind, timing, outcome) in outcomes {
             let Some(probes) = self.containers.get_mut(&r.name) else {
                 continue;
@@ -221,6 +237,11 @@ impl Prober {
             if let Err(message) = &outcome {
                 state.last_message = message.clone();
                 tracing::info!(container = %r.name, probe = kind.name(), %message, "probe failed");
+                tick.failures.push(Failure {
+                    name: r.name.clone(),
+                    kind,
+                    message: message.clone(),
+                });
             }
             let failed_for_good = !ok && state.failures + 1 >= timing.failure_threshold;
             let verdict = state.record(ok, &timing, clock);
@@ -230,7 +251,7 @@ impl Prober {
                 Kind::Readiness => false,
             };
             if kill {
-                kills.push(Kill {
+                tick.kills.push(Kill {
                     name: r.name.clone(),
                     id: r.id.clone(),
                     message: format!(
@@ -241,7 +262,7 @@ impl Prober {
                 });
             }
         }
-        kills
+        tick
     }
 }
 
