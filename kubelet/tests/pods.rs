@@ -1566,3 +1566,117 @@ spec:
         0
     );
 }
+
+/// An HTTPS server on the host with a self-signed certificate: 200 for `path`, 404 otherwise.
+/// Returns its port and the number of requests for `path` it answered.
+fn https_server(path: &'static str) -> (u16, Arc<AtomicU32>) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let cert = rustls::pki_types::CertificateDer::from(ck.cert.der().to_vec());
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        ck.signing_key.serialize_der(),
+    ));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .expect("server config"),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let hits = Arc::new(AtomicU32::new(0));
+    let counter = hits.clone();
+    thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let (config, counter) = (config.clone(), counter.clone());
+            thread::spawn(move || {
+                let Ok(conn) = rustls::ServerConnection::new(config) else {
+                    return;
+                };
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let mut buf = [0u8; 2048];
+                let n = tls.read(&mut buf).unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]);
+                let ok = request.starts_with(&format!("GET {path} "));
+                if ok {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                let status = if ok { "200 OK" } else { "404 Not Found" };
+                let _ = write!(
+                    tls,
+                    "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = tls.flush();
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            });
+        }
+    });
+    (port, hits)
+}
+
+#[test]
+fn https_probes_speak_tls_without_verifying_the_certificate() {
+    let s = Stack::start("kl-https");
+    let (port, hits) = https_server("/readyz");
+    s.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: https
+spec:
+  nodeName: {node}
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: good
+    image: {BUSYBOX_IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    readinessProbe:
+      httpGet: {{scheme: HTTPS, host: 127.0.0.1, port: {port}, path: /readyz}}
+      periodSeconds: 1
+  - name: bad
+    image: {BUSYBOX_IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    readinessProbe:
+      httpGet: {{scheme: HTTPS, host: 127.0.0.1, port: {port}, path: /nope}}
+      periodSeconds: 1
+"#,
+        node = s.kubelet.node
+    ));
+    let pod = eventually("the good container is ready", WAIT, || {
+        let pod = s.pod("https");
+        if container(&pod, "good")["ready"] == true {
+            Ok(pod)
+        } else {
+            Err(pod["status"].to_string())
+        }
+    });
+    assert!(hits.load(Ordering::Relaxed) >= 1);
+    assert_eq!(container(&pod, "bad")["ready"], false);
+    assert_eq!(condition(&pod, "Ready"), "False");
+    eventually("an Unhealthy event with the status code", WAIT, || {
+        let list = s.server.json(&[
+            "get",
+            "events",
+            "-n",
+            &s.ns,
+            "--field-selector",
+            "involvedObject.name=https,reason=Unhealthy",
+        ]);
+        let found = list["items"].as_array().into_iter().flatten().any(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Readiness probe failed") && m.contains("404"))
+        });
+        if found {
+            Ok(())
+        } else {
+            Err(list.to_string())
+        }
+    });
+}

@@ -12,6 +12,8 @@ use tokio::net::TcpStream;
 
 use crate::cri::Runtime;
 
+mod tls;
+
 /// Which probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -295,9 +297,8 @@ pub async fn run(
             .clone()
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| pod_ip.to_string());
-        if http.scheme.as_deref() == Some("HTTPS") {
-            return Err("HTTPS probes are not supported by this kubelet".into());
-        }
+        let https = http.scheme.as_deref() == Some("HTTPS");
+        let scheme = if https { "https" } else { "http" };
         let path = http.path.clone().unwrap_or_else(|| "/".into());
         let headers: Vec<(String, String)> = http
             .http_headers
@@ -306,34 +307,24 @@ pub async fn run(
             .map(|h| (h.name.clone(), h.value.clone()))
             .collect();
         let request = http_request(&host, port, &path, &headers);
+        let url = format!("{scheme}://{host}:{port}{path}");
         let result = tokio::time::timeout(timeout, async {
-            let mut stream = TcpStream::connect((host.as_str(), port))
+            let tcp = TcpStream::connect((host.as_str(), port))
                 .await
-                .map_err(|e| format!("Get \"http://{host}:{port}{path}\": {e}"))?;
-            stream
-                .write_all(request.as_bytes())
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut buf = vec![0u8; 1024];
-            let mut got = 0;
-            while got < buf.len() {
-                let n = stream
-                    .read(&mut buf[got..])
+                .map_err(|e| format!("Get \"{url}\": {e}"))?;
+            if https {
+                let tls = tls::connector()?
+                    .connect(tls::server_name(&host)?, tcp)
                     .await
-                    .map_err(|e| e.to_string())?;
-                if n == 0 || buf[..got + n].windows(2).any(|w| w == b"\r\n") {
-                    got += n;
-                    break;
-                }
-                got += n;
+                    .map_err(|e| format!("Get \"{url}\": {e}"))?;
+                exchange(tls, &request).await
+            } else {
+                exchange(tcp, &request).await
             }
-            status_code(&buf[..got]).ok_or_else(|| "malformed HTTP response".to_string())
         })
         .await;
         return match result {
-            Err(_) => Err(format!(
-                "Get \"http://{host}:{port}{path}\": context deadline exceeded"
-            )),
+            Err(_) => Err(format!("Get \"{url}\": context deadline exceeded")),
             Ok(Err(e)) => Err(e),
             Ok(Ok(code)) if (200..400).contains(&code) => Ok(()),
             Ok(Ok(code)) => Err(format!("HTTP probe failed with statuscode: {code}")),
@@ -354,6 +345,30 @@ pub async fn run(
         };
     }
     Err("probe has no handler this kubelet supports".into())
+}
+
+/// Sends `request` and reads the status line of the answer.
+async fn exchange<S>(mut stream: S, request: &str) -> Result<u16, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; 1024];
+    let mut got = 0;
+    while got < buf.len() {
+        let n = stream
+            .read(&mut buf[got..])
+            .await
+            .map_err(|e| e.to_string())?;
+        got += n;
+        if n == 0 || buf[..got].windows(2).any(|w| w == b"\r\n") {
+            break;
+        }
+    }
+    status_code(&buf[..got]).ok_or_else(|| "malformed HTTP response".to_string())
 }
 
 /// A port number, or a named container port.
