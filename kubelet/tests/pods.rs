@@ -789,7 +789,12 @@ spec:
     - {{name: scratch, mountPath: /sub, subPath: sub}}
     - {{name: mem, mountPath: /scratch-mem}}
     - {{name: host, mountPath: /host}}
+    - {{name: vault-token, mountPath: /var/run/vault}}
   volumes:
+  - name: vault-token
+    projected:
+      sources:
+      - serviceAccountToken: {{audience: vault, expirationSeconds: 1200, path: token}}
   - name: cfg
     configMap:
       name: cfg
@@ -906,6 +911,27 @@ spec:
         !secrets.success() && secrets.stderr.contains("forbidden"),
         "{secrets}"
     );
+    // A token for another audience, bound to the pod, with the lifetime asked for; the
+    // apiserver does not accept it.
+    let vault = fs::read_to_string(volumes.join("kubernetes.io~projected/vault-token/token"))
+        .expect("vault token");
+    let claims = jwt_claims(&vault);
+    assert_eq!(claims["aud"], serde_json::json!(["vault"]), "{claims}");
+    assert_eq!(
+        claims["exp"].as_i64().unwrap_or(0) - claims["iat"].as_i64().unwrap_or(0),
+        1200,
+        "{claims}"
+    );
+    assert_eq!(claims["kubernetes.io"]["pod"]["name"], "vol", "{claims}");
+    assert_eq!(
+        claims["kubernetes.io"]["pod"]["uid"],
+        uid.as_str(),
+        "{claims}"
+    );
+    let rejected = s
+        .server
+        .kubectl_cred(common::Cred::Token(&vault), &["get", "pods", "-n", &ns]);
+    assert!(!rejected.success(), "{rejected}");
     let whoami = s.server.kubectl_cred(
         common::Cred::Token(&token),
         &["auth", "whoami", "-o", "json"],
@@ -1679,4 +1705,18 @@ spec:
             Err(list.to_string())
         }
     });
+}
+
+/// The claims of a JWT (its payload, not verified).
+fn jwt_claims(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let payload = token
+        .trim()
+        .split('.')
+        .nth(1)
+        .expect("a JWT has three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url payload");
+    serde_json::from_slice(&bytes).expect("JSON claims")
 }
