@@ -3,10 +3,14 @@
 
 pub mod cni;
 pub mod cri;
+pub mod events;
 pub mod node;
 pub mod options;
 pub mod pod;
+pub mod probes;
 pub mod server;
+pub mod static_pods;
+pub mod volumes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,10 +123,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
             pod_logs_dir: config.pod_logs_dir.clone(),
             cgroup_root: config.cgroup_root.clone(),
             memory_capacity: node::memory_capacity(),
+            root_dir: config.root_dir.clone(),
+            sync_frequency: config.sync_frequency,
         },
         runtime_name: version.runtime_name.clone(),
+        events: events::Recorder::start(client.clone(), config.node_name.clone()),
     });
 
+    let client_for_mirrors = client.clone();
     let agent = Arc::new(node::NodeAgent {
         config: config.clone(),
         client,
@@ -132,10 +140,32 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     });
     let (registered_tx, _registered_rx) = tokio::sync::watch::channel(false);
     let node_task = tokio::spawn(agent.run(registered_tx, shutdown.clone()));
-    if config.static_pod_path.is_some() {
-        tracing::warn!("--pod-manifest-path is not implemented yet; static pods are ignored");
-    }
-    pod::run(shared, config.node_name.clone(), shutdown.clone()).await;
+    // Static pods start from the manifests alone; nothing here waits for the apiserver.
+    let statics = match &config.static_pod_path {
+        Some(dir) => {
+            let (rx, task) =
+                static_pods::watch_dir(dir.clone(), config.node_name.clone(), shutdown.clone());
+            tokio::spawn(task);
+            rx
+        }
+        None => tokio::sync::watch::channel(static_pods::StaticPods::new()).1,
+    };
+    let (mirrors_tx, mirrors_rx) = tokio::sync::watch::channel(None);
+    tokio::spawn(static_pods::manage_mirrors(
+        client_for_mirrors,
+        config.node_name.clone(),
+        statics.clone(),
+        mirrors_rx,
+        shutdown.clone(),
+    ));
+    pod::run(
+        shared,
+        config.node_name.clone(),
+        statics,
+        mirrors_tx,
+        shutdown.clone(),
+    )
+    .await;
     shutdown.wait().await;
     let _ = node_task.await;
     for task in servers {

@@ -60,7 +60,7 @@ pub struct Options {
     /// IP address of the node (reported as InternalIP and used as the pods' hostIP).
     #[arg(long)]
     pub node_ip: Option<IpAddr>,
-    /// Directory of static pod manifests (not implemented yet: accepted and ignored).
+    /// Directory of static pod manifests, run without the apiserver (kubeadm: /etc/kubernetes/manifests).
     #[arg(long)]
     pub pod_manifest_path: Option<String>,
     /// Directory for the kubelet's files (pod directories, plugin state).
@@ -143,6 +143,10 @@ pub struct Options {
     /// AlwaysAllow or Webhook (SubjectAccessReview to the apiserver).
     #[arg(long)]
     pub authorization_mode: Option<String>,
+    /// Max period between synchronizing running pods and their config (volume contents from
+    /// ConfigMaps, Secrets and the downward API).
+    #[arg(long)]
+    pub sync_frequency: Option<String>,
 }
 
 /// The KubeletConfiguration fields this kubelet reads; unknown fields are ignored.
@@ -165,6 +169,7 @@ struct KubeletConfiguration {
     container_runtime_endpoint: Option<String>,
     register_with_taints: Option<Vec<Taint>>,
     node_status_update_frequency: Option<String>,
+    sync_frequency: Option<String>,
     resolv_conf: Option<String>,
     node_labels: Option<BTreeMap<String, String>>,
     address: Option<String>,
@@ -227,6 +232,7 @@ pub struct Config {
     pub cni_bridge_name: String,
     pub node_status_update_frequency: Duration,
     pub server: crate::server::ServerConfig,
+    pub sync_frequency: Duration,
 }
 
 impl Options {
@@ -341,6 +347,13 @@ impl Options {
         let node_status_update_frequency = component_base::duration::parse_go_duration(&frequency)
             .map_err(|e| invalid("--node-status-update-frequency", &frequency, e))?;
 
+        let sync = self
+            .sync_frequency
+            .or(file.sync_frequency)
+            .unwrap_or_else(|| "1m".into());
+        let sync_frequency = component_base::duration::parse_go_duration(&sync)
+            .map_err(|e| invalid("--sync-frequency", &sync, e))?;
+
         let pod_cidr = self.pod_cidr.or(file.pod_cidr).filter(|s| !s.is_empty());
         if let Some(cidr) = &pod_cidr {
             crate::cni::parse_ipv4_cidr(cidr).ok_or_else(|| {
@@ -409,6 +422,7 @@ impl Options {
             cni_bridge_name: self.cni_bridge_name,
             node_status_update_frequency,
             server,
+            sync_frequency,
         })
     }
 }
@@ -557,6 +571,7 @@ mod tests {
         assert_eq!(c.healthz, Some("127.0.0.1:10248".parse().expect("addr")));
         assert_eq!(c.runtime_endpoint, "unix:///run/containerd/containerd.sock");
         assert_eq!(c.node_status_update_frequency, Duration::from_secs(10));
+        assert_eq!(c.sync_frequency, Duration::from_secs(60));
     }
 
     #[test]

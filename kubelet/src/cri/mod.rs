@@ -364,3 +364,5 @@ mod tests {
         assert!(socket_path("npipe:////./pipe/x").is_err());
     }
 }
+
+mod exec_sync;

@@ -74,6 +74,10 @@ pub struct NodeContext {
     pub pod_logs_dir: PathBuf,
     pub cgroup_root: String,
     pub memory_capacity: i64,
+    /// --root-dir: pod directories (volumes) live under `<root>/pods/<uid>`.
+    pub root_dir: PathBuf,
+    /// --sync-frequency: how often volume contents are refreshed from the API.
+    pub sync_frequency: std::time::Duration,
 }
 
 /// `/var/log/pods/<ns>_<name>_<uid>`.
@@ -170,10 +174,11 @@ fn pod_labels(pod: &Pod) -> HashMap<String, String> {
 }
 
 /// The hostname a pod's sandbox gets: spec.hostname or the pod name, at most 63 characters.
-fn hostname(pod: &Pod, node: &NodeContext) -> String {
+/// Host-network pods get none: they share the node's UTS namespace, where runc refuses to set one.
+fn hostname(pod: &Pod) -> String {
     let spec = pod.spec.as_ref();
     if spec.and_then(|s| s.host_network).unwrap_or(false) {
-        return node.node_name.clone();
+        return String::new();
     }
     let name = spec
         .and_then(|s| s.hostname.clone())
@@ -223,7 +228,7 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, node: &NodeContext) -> api::PodSa
             namespace: m.namespace.clone().unwrap_or_default(),
             attempt,
         }),
-        hostname: hostname(pod, node),
+        hostname: hostname(pod),
         log_directory: pod_log_dir(&node.pod_logs_dir, pod)
             .to_string_lossy()
             .into_owned(),
@@ -332,7 +337,12 @@ pub fn expand(input: &str, env: &HashMap<String, String>) -> String {
     out
 }
 
-fn field_value(pod: &Pod, path: &str, pod_ip: &str, host_ip: &str) -> Result<String, ConfigError> {
+pub(crate) fn field_value(
+    pod: &Pod,
+    path: &str,
+    pod_ip: &str,
+    host_ip: &str,
+) -> Result<String, ConfigError> {
     let m = &pod.metadata;
     let spec = pod.spec.as_ref();
     let keyed = |prefix: &str, map: Option<&BTreeMap<String, String>>| {
@@ -360,7 +370,7 @@ fn field_value(pod: &Pod, path: &str, pod_ip: &str, host_ip: &str) -> Result<Str
     })
 }
 
-fn resource_value(
+pub(crate) fn resource_value(
     container: &Container,
     resource: &str,
     divisor: Option<&str>,
@@ -643,6 +653,8 @@ mod tests {
             pod_logs_dir: PathBuf::from("/var/log/pods"),
             cgroup_root: String::new(),
             memory_capacity: 1 << 30,
+            root_dir: PathBuf::from("/var/lib/kubelet"),
+            sync_frequency: std::time::Duration::from_secs(60),
         }
     }
 

@@ -31,6 +31,10 @@ pub struct Observed {
     pub waiting: HashMap<String, Waiting>,
     /// Prefix of container IDs, e.g. `containerd`.
     pub runtime_name: String,
+    /// Running containers that are not ready (readiness probe, or startup not yet passed).
+    pub unready: std::collections::HashSet<String>,
+    /// Running containers whose startup probe has not succeeded yet.
+    pub not_started: std::collections::HashSet<String>,
 }
 
 fn time(ns: i64) -> Option<Time> {
@@ -276,6 +280,15 @@ pub fn pod_status(
                 &obs.runtime_name,
                 default,
             )
+        })
+        .map(|mut s| {
+            if obs.unready.contains(&s.name) {
+                s.ready = false;
+            }
+            if obs.not_started.contains(&s.name) {
+                s.started = Some(false);
+            }
+            s
         })
         .collect();
     let phase = phase(pod, &init, &main);

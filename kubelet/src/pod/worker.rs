@@ -4,16 +4,21 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::chrono::Utc;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use tokio::sync::watch;
 
 use crate::cri::{api, CriError, Runtime};
+use crate::events::{Recorder, Type};
 use crate::pod::backoff::Backoff;
 use crate::pod::spec::{self, NodeContext, POD_UID_LABEL};
 use crate::pod::status::{self, is_exited, is_running, Observed, Waiting};
+use crate::pod::{hooks, service_env};
+use crate::probes::{self, Prober};
+use crate::static_pods::{self, Mirrors};
+use crate::volumes::{self, PodVolumes};
 
 /// How often a worker re-examines its pod without being told of a change (the relist period).
 pub const RESYNC: Duration = Duration::from_secs(1);
@@ -25,6 +30,7 @@ pub struct Shared {
     pub node: NodeContext,
     /// Prefix of container IDs in pod status (the CRI runtime name, e.g. `containerd`).
     pub runtime_name: String,
+    pub events: Recorder,
 }
 
 /// Why a sync step failed; logged, and the next resync tries again.
@@ -159,10 +165,21 @@ pub struct Worker {
     start_time: Option<Time>,
     /// The pod object is gone from the apiserver (deleted without us, or force-deleted).
     gone: bool,
+    /// For static pods: the mirror pods in the apiserver, where status is reported.
+    mirrors: Option<watch::Receiver<Mirrors>>,
+    /// The status last patched onto a mirror pod, by the mirror's UID.
+    mirror_status: Option<(String, serde_json::Value)>,
+    volumes: PodVolumes,
+    prober: Prober,
+    /// The preStop hooks ran for this pod's deletion.
+    pre_stop_done: bool,
+    /// Every volume has been set up once (containers may start).
+    volumes_ready: bool,
 }
 
 impl Worker {
     pub fn new(shared: Arc<Shared>, pod: Pod) -> Self {
+        let volumes = PodVolumes::new(shared.node.sync_frequency);
         let start_time = pod.status.as_ref().and_then(|s| s.start_time.clone());
         Self {
             shared,
@@ -173,7 +190,21 @@ impl Worker {
             last_status: None,
             start_time,
             gone: false,
+            mirrors: None,
+            mirror_status: None,
+            volumes,
+            prober: Prober::default(),
+            pre_stop_done: false,
+            volumes_ready: false,
         }
+    }
+
+    /// A worker for a static pod: it never deletes pod objects and reports status to the pod's
+    /// mirror pod (when there is one in `mirrors`).
+    pub fn new_static(shared: Arc<Shared>, pod: Pod, mirrors: watch::Receiver<Mirrors>) -> Self {
+        let mut worker = Self::new(shared, pod);
+        worker.mirrors = Some(mirrors);
+        worker
     }
 
     /// Syncs on every change of `rx` and every [`RESYNC`] until the pod is gone and torn down.
@@ -185,6 +216,12 @@ impl Worker {
         );
         loop {
             match rx.borrow_and_update().clone() {
+                // A static pod's status exists only here (its mirror pod holds a copy).
+                Some(pod) if self.mirrors.is_some() => {
+                    let status = self.pod.status.take();
+                    self.pod = pod;
+                    self.pod.status = status;
+                }
                 Some(pod) => self.pod = pod,
                 None => self.gone = true,
             }
@@ -222,8 +259,28 @@ impl Worker {
             } else {
                 self.grace_period()
             };
+            let grace = if grace.is_zero() || self.pre_stop_done {
+                grace
+            } else {
+                self.pre_stop_done = true;
+                if let Ok(state) = runtime_state(&runtime, &self.uid).await {
+                    for c in spec_containers(&self.pod) {
+                        if state.latest(&c.name).is_some_and(is_running) {
+                            self.shared.events.pod(
+                                &self.pod,
+                                Some(&c.name),
+                                Type::Normal,
+                                "Killing",
+                                format!("Stopping container {}", c.name),
+                            );
+                        }
+                    }
+                }
+                self.run_pre_stop_hooks(grace).await
+            };
             kill_pod(&runtime, &self.uid, grace, &self.shared.node.cgroup_root).await?;
-            if !self.gone {
+            crate::volumes::teardown(&self.shared.node.root_dir, &self.uid);
+            if !self.gone && self.mirrors.is_none() {
                 self.delete_pod_object().await?;
             }
             return Ok(Next::Done);
@@ -243,9 +300,80 @@ impl Worker {
         if self.act(&state).await? {
             state = runtime_state(&runtime, &self.uid).await?;
         }
+        if self.probe(&state).await? {
+            state = runtime_state(&runtime, &self.uid).await?;
+        }
         self.gc_old_instances(&state).await;
         self.report(&state).await?;
         Ok(Next::Continue)
+    }
+
+    /// Runs due probes; kills containers whose liveness or startup probe failed. Returns
+    /// whether it killed any.
+    async fn probe(&mut self, state: &RuntimeState) -> Result<bool, SyncError> {
+        let containers = spec_containers(&self.pod);
+        let running: Vec<probes::Running> = containers
+            .iter()
+            .filter_map(|c| {
+                let latest = state.latest(&c.name).filter(|l| is_running(l))?;
+                Some(probes::Running {
+                    name: c.name.clone(),
+                    id: latest.id.clone(),
+                    started: SystemTime::UNIX_EPOCH
+                        + Duration::from_nanos(latest.started_at.max(0) as u64),
+                })
+            })
+            .collect();
+        if running.is_empty()
+            || containers.iter().all(|c| {
+                c.liveness_probe.is_none()
+                    && c.readiness_probe.is_none()
+                    && c.startup_probe.is_none()
+            })
+        {
+            return Ok(false);
+        }
+        let host_network = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let pod_ip: String = match state.ready_sandbox() {
+            _ if host_network => self.shared.node.node_ip.to_string(),
+            Some(s) => self.sandbox_ip(&s.id).await,
+            None => return Ok(false),
+        };
+        let tick = self
+            .prober
+            .tick(&self.shared.runtime, &containers, &running, &pod_ip)
+            .await;
+        for failure in &tick.failures {
+            self.shared.events.pod(
+                &self.pod,
+                Some(&failure.name),
+                Type::Warning,
+                "Unhealthy",
+                format!("{} probe failed: {}", failure.kind.name(), failure.message),
+            );
+        }
+        let kills = tick.kills;
+        for kill in &kills {
+            tracing::info!(pod_uid = %self.uid, container = %kill.name, "{}", kill.message);
+            self.shared.events.pod(
+                &self.pod,
+                Some(&kill.name),
+                Type::Normal,
+                "Killing",
+                kill.message.clone(),
+            );
+            let mut grace = self.grace_period();
+            if let Some(c) = containers.iter().find(|c| c.name == kill.name) {
+                grace = hooks::pre_stop(&self.shared.runtime, c, &kill.id, &pod_ip, grace).await;
+            }
+            ignore_not_found(self.shared.runtime.stop_container(&kill.id, grace).await)?;
+        }
+        Ok(!kills.is_empty())
     }
 
     async fn stop_terminal(&self, state: &RuntimeState) -> Result<(), CriError> {
@@ -296,6 +424,30 @@ impl Worker {
     /// Returns whether anything was changed in the runtime.
     async fn act(&mut self, state: &RuntimeState) -> Result<bool, SyncError> {
         let runtime = self.shared.runtime.clone();
+        if self.volumes.needs_sync() {
+            let client = self.shared.client.clone();
+            match self
+                .volumes
+                .sync(&client, &self.shared.node.root_dir, &self.pod)
+                .await
+            {
+                Ok(()) => self.volumes_ready = true,
+                Err(e) => {
+                    // Upstream's FailedMount: containers wait in ContainerCreating.
+                    tracing::warn!(pod_uid = %self.uid, error = %format!("{e:#}"), "MountVolume failed");
+                    self.shared.events.pod(
+                        &self.pod,
+                        None,
+                        Type::Warning,
+                        "FailedMount",
+                        format!("MountVolume.SetUp failed: {e}"),
+                    );
+                    if !self.volumes_ready {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
         let sandbox_config;
         let sandbox_id = match state.ready_sandbox() {
             Some(s) => {
@@ -446,6 +598,19 @@ impl Worker {
         if let Some(remaining) = self.backoff.remaining(&c.name, finished, now) {
             let delay = self.backoff.delay(&c.name).unwrap_or(remaining);
             let m = &self.pod.metadata;
+            self.shared.events.pod(
+                &self.pod,
+                Some(&c.name),
+                Type::Warning,
+                "BackOff",
+                format!(
+                    "Back-off restarting failed container {} in pod {}_{}({})",
+                    c.name,
+                    m.name.as_deref().unwrap_or_default(),
+                    m.namespace.as_deref().unwrap_or_default(),
+                    self.uid
+                ),
+            );
             self.waiting.insert(
                 c.name.clone(),
                 Waiting {
@@ -478,6 +643,18 @@ impl Worker {
         let image = match self.ensure_image(c, ctx.sandbox_config).await {
             Ok(image) => image,
             Err(waiting) => {
+                let reason = if waiting.reason == "ErrImagePull" {
+                    "Failed"
+                } else {
+                    waiting.reason.as_str()
+                };
+                self.shared.events.pod(
+                    &self.pod,
+                    Some(&c.name),
+                    Type::Warning,
+                    reason,
+                    waiting.message.clone(),
+                );
                 self.waiting.insert(c.name.clone(), waiting);
                 return Ok(false);
             }
@@ -485,7 +662,35 @@ impl Worker {
         let sources = self.env_sources(c).await?;
         let host_ip = self.shared.node.node_ip.to_string();
         let env = match spec::build_env(&self.pod, c, &sources, ctx.pod_ip, &host_ip) {
-            Ok(env) => env,
+            Ok(mut env) => {
+                for (k, v) in self.service_env().await? {
+                    if !env.iter().any(|(name, _)| *name == k) {
+                        env.push((k, v));
+                    }
+                }
+                env
+            }
+            Err(e) => {
+                self.shared.events.pod(
+                    &self.pod,
+                    Some(&c.name),
+                    Type::Warning,
+                    "Failed",
+                    format!("Error: {e}"),
+                );
+                self.waiting.insert(
+                    c.name.clone(),
+                    Waiting {
+                        reason: "CreateContainerConfigError".into(),
+                        message: e.to_string(),
+                    },
+                );
+                return Ok(false);
+            }
+        };
+        let env_map: HashMap<String, String> = env.iter().cloned().collect();
+        let mounts = match volumes::container_mounts(c, &self.volumes.mounted, &env_map) {
+            Ok(m) => m,
             Err(e) => {
                 self.waiting.insert(
                     c.name.clone(),
@@ -497,7 +702,9 @@ impl Worker {
                 return Ok(false);
             }
         };
-        let config = spec::container_config(&self.pod, c, attempt, env, &image, &self.shared.node);
+        let mut config =
+            spec::container_config(&self.pod, c, attempt, env, &image, &self.shared.node);
+        config.mounts = mounts;
         let log_dir = std::path::Path::new(&ctx.sandbox_config.log_directory).join(&c.name);
         if let Err(e) = tokio::fs::create_dir_all(&log_dir).await {
             tracing::warn!(dir = %log_dir.display(), error = %e, "create container log directory");
@@ -508,6 +715,13 @@ impl Worker {
         {
             Ok(id) => id,
             Err(e) => {
+                self.shared.events.pod(
+                    &self.pod,
+                    Some(&c.name),
+                    Type::Warning,
+                    "Failed",
+                    format!("Error: {e}"),
+                );
                 self.waiting.insert(
                     c.name.clone(),
                     Waiting {
@@ -518,7 +732,21 @@ impl Worker {
                 return Ok(false);
             }
         };
+        self.shared.events.pod(
+            &self.pod,
+            Some(&c.name),
+            Type::Normal,
+            "Created",
+            format!("Created container {}", c.name),
+        );
         if let Err(e) = runtime.start_container(&id).await {
+            self.shared.events.pod(
+                &self.pod,
+                Some(&c.name),
+                Type::Warning,
+                "Failed",
+                format!("Error: {e}"),
+            );
             self.waiting.insert(
                 c.name.clone(),
                 Waiting {
@@ -529,8 +757,93 @@ impl Worker {
             return Ok(true);
         }
         tracing::info!(pod_uid = %self.uid, container = %c.name, id = %id, attempt, "started container");
+        self.shared.events.pod(
+            &self.pod,
+            Some(&c.name),
+            Type::Normal,
+            "Started",
+            format!("Started container {}", c.name),
+        );
         self.waiting.remove(&c.name);
+        if let Some(handler) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+            let pod_ip = self.probe_ip(ctx.pod_ip);
+            let limit = Duration::from_secs(120);
+            if let Err(message) = hooks::run(&runtime, handler, c, &id, &pod_ip, limit).await {
+                let m = &self.pod.metadata;
+                let message = format!(
+                    "PostStartHook failed for Container {:?} in Pod \"{}_{}({})\": {message}",
+                    c.name,
+                    m.name.as_deref().unwrap_or_default(),
+                    m.namespace.as_deref().unwrap_or_default(),
+                    self.uid
+                );
+                tracing::warn!(pod_uid = %self.uid, container = %c.name, %message, "FailedPostStartHook");
+                self.shared.events.pod(
+                    &self.pod,
+                    Some(&c.name),
+                    Type::Warning,
+                    "FailedPostStartHook",
+                    message.clone(),
+                );
+                ignore_not_found(runtime.stop_container(&id, self.grace_period()).await)?;
+                self.waiting.insert(
+                    c.name.clone(),
+                    Waiting {
+                        reason: "PostStartHookError".into(),
+                        message,
+                    },
+                );
+            }
+        }
         Ok(true)
+    }
+
+    /// Where probes and hooks reach the pod: the node's IP for host-network pods.
+    fn probe_ip(&self, sandbox_ip: &str) -> String {
+        let host_network = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        if host_network {
+            self.shared.node.node_ip.to_string()
+        } else {
+            sandbox_ip.to_string()
+        }
+    }
+
+    /// Runs the preStop hooks of the running containers concurrently within `grace`; returns
+    /// the grace left for stopping them.
+    async fn run_pre_stop_hooks(&self, grace: Duration) -> Duration {
+        let containers = spec_containers(&self.pod);
+        if containers.iter().all(|c| {
+            c.lifecycle
+                .as_ref()
+                .and_then(|l| l.pre_stop.as_ref())
+                .is_none()
+        }) {
+            return grace;
+        }
+        let runtime = &self.shared.runtime;
+        let Ok(state) = runtime_state(runtime, &self.uid).await else {
+            return grace;
+        };
+        let sandbox_ip = match state.ready_sandbox() {
+            Some(s) => self.sandbox_ip(&s.id).await,
+            None => String::new(),
+        };
+        let pod_ip = self.probe_ip(&sandbox_ip);
+        let hooks = containers.iter().filter_map(|c| {
+            let id = state.latest(&c.name).filter(|l| is_running(l))?.id.clone();
+            let pod_ip = pod_ip.clone();
+            Some(async move { hooks::pre_stop(runtime, c, &id, &pod_ip, grace).await })
+        });
+        futures::future::join_all(hooks)
+            .await
+            .into_iter()
+            .min()
+            .unwrap_or(grace)
     }
 
     /// Applies the pull policy; returns the image to create the container from.
@@ -554,7 +867,15 @@ impl Worker {
                 })
             }
         };
+        let events = &self.shared.events;
         if present && policy != "Always" {
+            events.pod(
+                &self.pod,
+                Some(&c.name),
+                Type::Normal,
+                "Pulled",
+                format!("Container image {image:?} already present on machine"),
+            );
             return Ok(image);
         }
         if policy == "Never" {
@@ -565,16 +886,67 @@ impl Worker {
                 ),
             });
         }
+        events.pod(
+            &self.pod,
+            Some(&c.name),
+            Type::Normal,
+            "Pulling",
+            format!("Pulling image {image:?}"),
+        );
         match runtime
             .pull_image(&image, Some(sandbox_config.clone()))
             .await
         {
-            Ok(_) => Ok(image),
+            Ok(_) => {
+                events.pod(
+                    &self.pod,
+                    Some(&c.name),
+                    Type::Normal,
+                    "Pulled",
+                    format!("Successfully pulled image {image:?}"),
+                );
+                Ok(image)
+            }
             Err(e) => Err(Waiting {
                 reason: "ErrImagePull".into(),
                 message: e.to_string(),
             }),
         }
+    }
+
+    /// The service variables; static pods get none while the apiserver is unreachable.
+    async fn service_env(&self) -> Result<Vec<(String, String)>, SyncError> {
+        let ns = self.pod.metadata.namespace.as_deref().unwrap_or("default");
+        let links = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.enable_service_links)
+            .unwrap_or(true);
+        let client = self.shared.client.clone();
+        let mut services = Vec::new();
+        let fetched = async {
+            let default: Api<Service> = Api::namespaced(client.clone(), "default");
+            services.extend(default.get_opt("kubernetes").await?);
+            if links && ns != "default" {
+                let api: Api<Service> = Api::namespaced(client.clone(), ns);
+                services.extend(api.list(&Default::default()).await?.items);
+            } else if links {
+                services = default.list(&Default::default()).await?.items;
+            }
+            Ok::<_, kube::Error>(())
+        }
+        .await;
+        match fetched {
+            Ok(()) => {}
+            Err(e) if self.mirrors.is_some() => {
+                tracing::debug!(error = %e, "no service variables for a static pod");
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let visible = service_env::visible(&services, ns, links);
+        Ok(service_env::service_env(&visible))
     }
 
     async fn env_sources(&self, c: &Container) -> Result<spec::EnvSources, SyncError> {
@@ -629,6 +1001,16 @@ impl Worker {
             instances: state.containers.clone(),
             waiting: self.waiting.clone(),
             runtime_name: self.shared.runtime_name.clone(),
+            unready: spec_containers(&self.pod)
+                .iter()
+                .filter(|c| !self.prober.ready(c))
+                .map(|c| c.name.clone())
+                .collect(),
+            not_started: spec_containers(&self.pod)
+                .iter()
+                .filter(|c| !self.prober.started(c))
+                .map(|c| c.name.clone())
+                .collect(),
         };
         let now = Time(Utc::now());
         let start = self.start_time.clone().unwrap_or_else(|| now.clone());
@@ -640,6 +1022,10 @@ impl Worker {
             &now,
         );
         let value = serde_json::to_value(&status).unwrap_or_default();
+        if self.mirrors.is_some() {
+            self.pod.status = Some(status);
+            return self.report_to_mirror(value).await;
+        }
         let current = self
             .pod
             .status
@@ -679,10 +1065,69 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// Patches the static pod's status onto its current mirror pod (the one of this manifest
+    /// version that is not being deleted); without one, the status stays local.
+    async fn report_to_mirror(&mut self, value: serde_json::Value) -> Result<(), SyncError> {
+        let Some(mirrors) = self.mirrors.as_ref().and_then(|rx| rx.borrow().clone()) else {
+            return Ok(());
+        };
+        let m = &self.pod.metadata;
+        let key = (
+            m.namespace.clone().unwrap_or_default(),
+            m.name.clone().unwrap_or_default(),
+        );
+        let Some(mirror) = mirrors.get(&key) else {
+            return Ok(());
+        };
+        if mirror.metadata.deletion_timestamp.is_some()
+            || static_pods::mirror_hash(mirror) != static_pods::config_hash(&self.pod)
+        {
+            return Ok(());
+        }
+        let mirror_uid = mirror.metadata.uid.clone().unwrap_or_default();
+        let last = Some((mirror_uid.clone(), value.clone()));
+        if self.mirror_status == last {
+            return Ok(());
+        }
+        let current = mirror
+            .status
+            .as_ref()
+            .and_then(|s| serde_json::to_value(s).ok());
+        if current.as_ref() == Some(&value) {
+            self.mirror_status = last;
+            return Ok(());
+        }
+        let api: Api<Pod> = Api::namespaced(self.shared.client.clone(), &key.0);
+        let patch = serde_json::json!({
+            "metadata": {"uid": mirror_uid},
+            "status": value,
+        });
+        match api
+            .patch_status(&key.1, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                self.mirror_status = last;
+                Ok(())
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 struct StartCtx<'a> {
     sandbox_id: &'a str,
     sandbox_config: &'a api::PodSandboxConfig,
     pod_ip: &'a str,
+}
+
+fn spec_containers(pod: &Pod) -> Vec<Container> {
+    pod.spec
+        .as_ref()
+        .map(|s| s.containers.clone())
+        .unwrap_or_default()
 }
 
 fn attempt_of(c: &api::ContainerStatus) -> u32 {
