@@ -48,7 +48,7 @@ bench-apiserver: ## kube-apiserver under kube-rs load: 20/200 req/s latency, LIS
 	$(CARGO) bench -p apiserver --bench apiserver
 
 bench-scheduler: ## kube-scheduler pods/s end to end (scheduler_perf SchedulingBasic shape, 1,000 and 5,000 nodes) vs goal and upstream
-	$(CARGO) build --release -p apiserver --bin kube-apiserver
+	$(CARGO) build --release -p apiserver --bin kube-apiserver -p controller-manager --bin kube-controller-manager
 	$(CARGO) bench -p scheduler --bench scheduler
 
 up: deps ## Build and start the control plane (apiserver with embedded store on :6443, scheduler, controller-manager); kubeconfig in _out/admin.conf

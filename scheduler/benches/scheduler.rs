@@ -14,6 +14,12 @@
 //!   no controller-manager here, so the benchmark creates them directly, as a ReplicaSet scaled
 //!   to 10,000 at once would), then the scheduler starts; measured from its start (informer
 //!   LIST included) until every pod is bound.
+//! - **Deployment (controller-manager)**: one Deployment of 10,000 replicas with the real
+//!   release `kube-controller-manager` (deployment, replicaset and serviceaccount controllers,
+//!   each under its ServiceAccount) and the scheduler both running; measured from the
+//!   Deployment's creation until every pod is bound. The manager gets the scheduler's client
+//!   limits (`--kube-api-qps=5000 --kube-api-burst=5000`); with upstream's defaults (20/30) the
+//!   ReplicaSet's creates alone would take over eight minutes.
 //!
 //! The scheduler runs with `--kube-api-qps=5000 --kube-api-burst=5000`, the client limits
 //! scheduler_perf gives its scheduler. Goal: >= 1,000 pods/s with 1,000 nodes; upstream's
@@ -21,9 +27,11 @@
 //! average (on CI machines, not this VM).
 //!
 //! Env: BENCH_NODES (default "1000,5000"), BENCH_PODS (10000), BENCH_INIT_PODS (1000),
-//! BENCH_CONCURRENCY (creates in flight, 64), BENCH_ONLY ("basic", "backlog"; default both),
+//! BENCH_CONCURRENCY (creates in flight, 64), BENCH_ONLY ("basic", "backlog", "deployment";
+//! default all),
 //! BENCH_PARALLELISM (the scheduler configuration's `parallelism`; unset: default),
-//! KUBE_SCHEDULER_BIN / KUBE_APISERVER_BIN (override the binaries).
+//! KUBE_SCHEDULER_BIN / KUBE_APISERVER_BIN / KUBE_CONTROLLER_MANAGER_BIN (override the
+//! binaries).
 
 #[path = "../../apiserver/tests/common/mod.rs"]
 #[allow(unused_imports)]
@@ -39,8 +47,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
 use kube::api::{Api, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -160,6 +168,52 @@ impl Scheduler {
 }
 
 impl Drop for Scheduler {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The release kube-controller-manager, as kubeadm runs it (own identity, a ServiceAccount per
+/// controller), with only the controllers a Deployment needs.
+struct ControllerManager {
+    child: Child,
+}
+
+impl ControllerManager {
+    fn start(server: &ApiServer, dir: &Path) -> anyhow::Result<Self> {
+        let kubeconfig = server.kubeconfig_for_cert("system:kube-controller-manager", &[]);
+        let binary = std::env::var_os("KUBE_CONTROLLER_MANAGER_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| common::sibling_binary("kube-controller-manager"));
+        let child = Command::new(&binary)
+            .args([
+                format!("--kubeconfig={}", kubeconfig.display()),
+                "--bind-address=127.0.0.1".to_string(),
+                format!("--secure-port={}", free_port()),
+                "--leader-elect=false".to_string(),
+                "--controllers=deployment,replicaset,serviceaccount".to_string(),
+                "--use-service-account-credentials=true".to_string(),
+                "--kube-api-qps=5000".to_string(),
+                "--kube-api-burst=5000".to_string(),
+                format!("--root-ca-file={}", server.pki.ca_cert.display()),
+                format!("--cert-dir={}", dir.join("kcm-certs").display()),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(dir.join("kube-controller-manager.log"))?)
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .with_context(|| format!("spawn {}", binary.display()))?;
+        Ok(Self { child })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ControllerManager {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -478,6 +532,65 @@ async fn run_nodes(nodes: usize, rows: &Arc<Mutex<Vec<Row>>>) -> anyhow::Result<
         );
         rows.lock().expect("rows").push(row);
         w.abort();
+        drop(sched);
+    }
+    if enabled("deployment") {
+        let ns = server.namespace("sched-kcm");
+        let sched = Scheduler::start(&server, &dir)?;
+        let kcm = ControllerManager::start(&server, &dir)?;
+        // The ReplicaSet's pods need the namespace's default ServiceAccount first.
+        let sa = Api::<ServiceAccount>::namespaced(admin.clone(), &ns);
+        let deadline = Instant::now() + PHASE_TIMEOUT;
+        while sa.get_opt("default").await?.is_none() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "no default ServiceAccount in {ns}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let bound = Arc::new(AtomicUsize::new(0));
+        let w = tokio::spawn(count_bound(admin.clone(), ns.clone(), bound.clone()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (s0, a0, k0) = (
+            cpu_secs(sched.pid()),
+            api_pid.map(cpu_secs).unwrap_or(0.0),
+            cpu_secs(kcm.pid()),
+        );
+        let labels = json!({"app": "bench-deploy"});
+        let deploy: Deployment = serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "bench"},
+            "spec": {"replicas": pods_n, "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels}, "spec": {"containers": [{
+                    "name": "pause", "image": "registry.k8s.io/pause:3.10",
+                    "resources": {"requests": {"cpu": "100m", "memory": "500Mi"}}}]}}},
+        }))?;
+        let start = Instant::now();
+        Api::<Deployment>::namespaced(admin.clone(), &ns)
+            .create(&PostParams::default(), &deploy)
+            .await?;
+        let (samples, took, complete) = sample_until(&bound, pods_n, start).await;
+        let row = Row {
+            nodes,
+            case: "Deployment (controller-manager)",
+            pods: bound.load(Ordering::Relaxed),
+            secs: took.as_secs_f64(),
+            complete,
+            samples,
+            sched_cpu: cpu_secs(sched.pid()) - s0,
+            api_cpu: api_pid.map(cpu_secs).unwrap_or(0.0) - a0,
+        };
+        eprintln!(
+            "[{nodes} nodes] Deployment (controller-manager): {} pods in {:.1}s = {:.0} pods/s, \
+             controller-manager CPU {:.1}s",
+            row.pods,
+            row.secs,
+            row.avg(),
+            cpu_secs(kcm.pid()) - k0,
+        );
+        rows.lock().expect("rows").push(row);
+        w.abort();
+        drop(kcm);
         drop(sched);
     }
     drop(server);
