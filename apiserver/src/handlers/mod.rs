@@ -1,6 +1,7 @@
 //! The REST verbs on one resource, in upstream's order of steps: decode, admit (defaults,
 //! strategy, validation), write with a resourceVersion guard, and encode for the client.
 
+pub mod binding;
 pub mod delete;
 pub mod list;
 pub mod reviews;

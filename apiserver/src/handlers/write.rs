@@ -57,7 +57,7 @@ fn check_type_meta(ctx: &Ctx, obj: &Value) -> Result<()> {
 }
 
 /// fieldValidation: unknown fields fail the request (Strict), warn (Warn, the default) or
-/// are dropped silently (Ignore); they never reach the store.
+/// are dropped silently (Ignore); they never reach the store: `obj` comes back pruned.
 pub fn field_validation(ctx: &mut Ctx, obj: &mut Value) -> Result<()> {
     let mode = ctx
         .query
@@ -69,7 +69,7 @@ pub fn field_validation(ctx: &mut Ctx, obj: &mut Value) -> Result<()> {
             "fieldValidation parameter unsupported: {mode}"
         )));
     }
-    let unknown = ctx.api.unknown_fields(&ctx.entry, obj);
+    let unknown = ctx.api.prune_reporting(&ctx.entry, obj);
     if unknown.is_empty() {
         return Ok(());
     }
@@ -100,15 +100,21 @@ pub async fn create(ctx: &mut Ctx) -> Result<Resp> {
     check_type_meta(ctx, &obj)?;
     field_validation(ctx, &mut obj)?;
     let manager = field_manager(ctx, "")?;
-    let created = create_object(ctx, obj, &manager).await?;
+    // field_validation pruned the body already.
+    let created = create_pruned(ctx, obj, &manager).await?;
     Ok(ctx.respond_object(201, created))
 }
 
 /// Fills server-set metadata, runs the strategy and stores a new object.
 pub async fn create_object(ctx: &mut Ctx, mut obj: Value, manager: &str) -> Result<Value> {
+    ctx.api.clone().prune(&ctx.entry, &mut obj);
+    create_pruned(ctx, obj, manager).await
+}
+
+/// [`create_object`] of an object without unknown fields.
+async fn create_pruned(ctx: &mut Ctx, mut obj: Value, manager: &str) -> Result<Value> {
     let info = ctx.entry.info.clone();
     let api = ctx.api.clone();
-    api.prune(&ctx.entry, &mut obj);
     let ns = ctx.info.namespace.clone();
     {
         let meta = object::metadata_mut(&mut obj);
