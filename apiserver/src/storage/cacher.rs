@@ -3,9 +3,10 @@
 //! touching the store.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use proto::etcdserverpb::{self as pb, watch_request::RequestUnion};
 use proto::mvccpb::event::EventType as StoreEventType;
 use serde_json::Value;
@@ -47,6 +48,41 @@ pub struct Event {
     pub object: Arc<Value>,
     pub prev: Option<Arc<Value>>,
     pub rv: i64,
+    /// `object` as JSON, serialized once for every watcher that sends it unchanged.
+    json: OnceLock<Bytes>,
+}
+
+impl Event {
+    pub fn new(
+        kind: EventType,
+        key: String,
+        object: Arc<Value>,
+        prev: Option<Arc<Value>>,
+        rv: i64,
+    ) -> Self {
+        Self {
+            kind,
+            key,
+            object,
+            prev,
+            rv,
+            json: OnceLock::new(),
+        }
+    }
+
+    /// The object's JSON when it is already in the served shape (its apiVersion and kind
+    /// are these), serialized on first use and shared by every watcher after that.
+    pub fn json_as(&self, api_version: &str, kind: &str) -> Option<Bytes> {
+        let obj = self.object.as_object()?;
+        let is = |field: &str, want: &str| obj.get(field).and_then(Value::as_str) == Some(want);
+        if !is("apiVersion", api_version) || !is("kind", kind) {
+            return None;
+        }
+        let bytes = self.json.get_or_init(|| {
+            Bytes::from(serde_json::to_vec(&*self.object).expect("JSON values always serialize"))
+        });
+        Some(bytes.clone())
+    }
 }
 
 /// What live watchers receive.
@@ -293,13 +329,7 @@ impl Cacher {
                         "resourceVersion",
                         Value::String(rv.to_string()),
                     );
-                    Event {
-                        kind: EventType::Deleted,
-                        key,
-                        object: Arc::new(obj),
-                        prev,
-                        rv,
-                    }
+                    Event::new(EventType::Deleted, key, Arc::new(obj), prev, rv)
                 } else {
                     let obj = match codec.decode(&kv.key, &kv.value, rv) {
                         Ok(o) => Arc::new(o),
@@ -309,17 +339,12 @@ impl Cacher {
                         }
                     };
                     st.objects.insert(key.clone(), obj.clone());
-                    Event {
-                        kind: if prev.is_some() {
-                            EventType::Modified
-                        } else {
-                            EventType::Added
-                        },
-                        key,
-                        object: obj,
-                        prev,
-                        rv,
-                    }
+                    let kind = if prev.is_some() {
+                        EventType::Modified
+                    } else {
+                        EventType::Added
+                    };
+                    Event::new(kind, key, obj, prev, rv)
                 };
                 let event = Arc::new(event);
                 st.history.push_back(event.clone());
