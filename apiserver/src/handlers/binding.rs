@@ -97,7 +97,11 @@ pub async fn bind_pod(ctx: &mut Ctx, name: &str, binding: &Binding<'_>) -> Resul
             return Ok(());
         }
         match api.storage.update(&key, &new, rev, &info.resource).await {
-            Ok(_) => return Ok(()),
+            Ok(rev) => {
+                object::set_meta(&mut new, "resourceVersion", json!(rev.to_string()));
+                ctx.entry.cacher.wrote(&key, rev, Arc::new(new));
+                return Ok(());
+            }
             Err(StorageError::Conflict(fresh)) => {
                 current = fresh.map(|b| {
                     let (obj, rev) = *b;

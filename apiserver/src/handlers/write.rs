@@ -1,5 +1,7 @@
 //! create, update and patch: the admission steps every write of an object goes through.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 
 use super::Ctx;
@@ -102,17 +104,19 @@ pub async fn create(ctx: &mut Ctx) -> Result<Resp> {
     let manager = field_manager(ctx, "")?;
     // field_validation pruned the body already.
     let created = create_pruned(ctx, obj, &manager).await?;
-    Ok(ctx.respond_object(201, created))
+    Ok(ctx.respond_shared(201, created))
 }
 
 /// Fills server-set metadata, runs the strategy and stores a new object.
 pub async fn create_object(ctx: &mut Ctx, mut obj: Value, manager: &str) -> Result<Value> {
     ctx.api.clone().prune(&ctx.entry, &mut obj);
-    create_pruned(ctx, obj, manager).await
+    let created = create_pruned(ctx, obj, manager).await?;
+    Ok(Arc::try_unwrap(created).unwrap_or_else(|shared| (*shared).clone()))
 }
 
-/// [`create_object`] of an object without unknown fields.
-async fn create_pruned(ctx: &mut Ctx, mut obj: Value, manager: &str) -> Result<Value> {
+/// [`create_object`] of an object without unknown fields; the stored object is shared with
+/// the watch cache.
+async fn create_pruned(ctx: &mut Ctx, mut obj: Value, manager: &str) -> Result<Arc<Value>> {
     let info = ctx.entry.info.clone();
     let api = ctx.api.clone();
     let ns = ctx.info.namespace.clone();
@@ -203,12 +207,14 @@ async fn create_pruned(ctx: &mut Ctx, mut obj: Value, manager: &str) -> Result<V
     let dry_run = ctx.dry_run();
     let allocated = api.allocate(&ctx.entry, &mut obj, None, dry_run).await?;
     if dry_run {
-        return Ok(obj);
+        return Ok(Arc::new(obj));
     }
     let key = ctx.key(&name);
     match api.storage.create(&key, &obj, &info.resource).await {
         Ok(rv) => {
             object::set_meta(&mut obj, "resourceVersion", json!(rv.to_string()));
+            let obj = Arc::new(obj);
+            ctx.entry.cacher.wrote(&key, rv, obj.clone());
             Ok(obj)
         }
         Err(e) => {
