@@ -407,15 +407,23 @@ impl ApiServer {
 
     /// Drops unknown fields: a decoded object only holds what its type has.
     pub fn prune(&self, entry: &Entry, obj: &mut Value) {
+        self.prune_reporting(entry, obj);
+    }
+
+    /// [`Self::prune`], returning the paths it dropped (what [`Self::unknown_fields`] reports),
+    /// so one walk serves both fieldValidation and pruning.
+    pub fn prune_reporting(&self, entry: &Entry, obj: &mut Value) -> Vec<String> {
         if let Some(cr) = &entry.custom {
-            if let Some(schema) = &cr.schema {
-                crate::openapi::validate::prune(schema, obj);
-            }
-            return;
+            return match &cr.schema {
+                Some(schema) => crate::openapi::validate::prune(schema, obj),
+                None => Vec::new(),
+            };
         }
-        for path in self.unknown_fields(entry, obj) {
-            remove_path(obj, &path);
+        let unknown = self.unknown_fields(entry, obj);
+        for path in &unknown {
+            remove_path(obj, path);
         }
+        unknown
     }
 
     /// Schema validation of custom resources.

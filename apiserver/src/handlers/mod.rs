@@ -1,6 +1,7 @@
 //! The REST verbs on one resource, in upstream's order of steps: decode, admit (defaults,
 //! strategy, validation), write with a resourceVersion guard, and encode for the client.
 
+pub mod binding;
 pub mod delete;
 pub mod list;
 pub mod reviews;
@@ -116,6 +117,24 @@ impl Ctx {
         };
         response::add_warnings(&mut r, &self.warnings);
         r
+    }
+
+    /// [`Self::respond_object`] of an object shared with the watch cache: plain JSON of an
+    /// object already in the served shape is written from it without a copy.
+    pub fn respond_shared(&self, status: u16, obj: Arc<Value>) -> Resp {
+        let info = &self.entry.info;
+        let is = |field: &str, want: &str| obj.get(field).and_then(Value::as_str) == Some(want);
+        if info.group != "events.k8s.io"
+            && is("apiVersion", &info.api_version())
+            && is("kind", &info.kind)
+            && matches!(self.output(), Ok(Output::Json))
+        {
+            let mut r = response::json(status, &obj);
+            response::add_warnings(&mut r, &self.warnings);
+            return r;
+        }
+        let obj = Arc::try_unwrap(obj).unwrap_or_else(|shared| (*shared).clone());
+        self.respond_object(status, obj)
     }
 
     /// `includeObject` of a Table request: the object, its metadata, or nothing.

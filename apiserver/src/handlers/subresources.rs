@@ -258,51 +258,12 @@ async fn binding(ctx: &mut Ctx) -> Result<Resp> {
             &[crate::error::FieldError::required("target.name", "")],
         ));
     }
-    bind_pod(ctx, &name, &target).await?;
+    let binding = super::binding::Binding::from_body(&body, &target);
+    super::binding::bind_pod(ctx, &name, &binding).await?;
     Ok(response::json(
         201,
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
     ))
-}
-
-/// Sets spec.nodeName and the PodScheduled condition, refusing a pod already bound.
-pub async fn bind_pod(ctx: &mut Ctx, name: &str, node: &str) -> Result<()> {
-    let node = node.to_string();
-    let pod_name = name.to_string();
-    let now = object::now_rfc3339();
-    // One write: spec.nodeName and the PodScheduled condition together.
-    update_object(ctx, name, "kube-scheduler", "binding", |cur| {
-        let Some(cur) = cur else { return Ok(None) };
-        if cur
-            .get("metadata")
-            .and_then(|m| m.get("deletionTimestamp"))
-            .is_some()
-        {
-            return Err(ApiError::conflict(
-                "",
-                "pods",
-                &pod_name,
-                "pod is being deleted, cannot be assigned to a host",
-            ));
-        }
-        if let Some(existing) = cur["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
-            return Err(ApiError::conflict(
-                "",
-                "pods",
-                &pod_name,
-                &format!("pod {pod_name} is already assigned to node \"{existing}\""),
-            ));
-        }
-        let mut out = cur.clone();
-        out["spec"]["nodeName"] = json!(node);
-        let conds = out["status"]["conditions"].as_array().cloned().unwrap_or_default();
-        let mut conds: Vec<Value> = conds.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
-        conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
-        out["status"]["conditions"] = json!(conds);
-        Ok(Some(out))
-    })
-    .await?;
-    Ok(())
 }
 
 /// POST pods/{name}/eviction: a graceful delete, subject to disruption budgets.

@@ -243,6 +243,16 @@ async fn deliver(
         EventType::Modified if before => "DELETED",
         _ => return true,
     };
+    // Plain JSON of an object already in the served shape: every watcher sends the same
+    // bytes, serialized once per event (`{"object":...,"type":...}`, serde_json's key order).
+    if !matches!(enc.output, Output::Table | Output::Metadata)
+        && ctx.entry.info.group != "events.k8s.io"
+    {
+        let info = &ctx.entry.info;
+        if let Some(json) = ev.json_as(&info.api_version(), &info.kind) {
+            return send_line(ctx, tx, event_line(&json, kind)).await;
+        }
+    }
     send(ctx, enc, tx, kind, &ev.object).await
 }
 
@@ -274,6 +284,26 @@ async fn send(
         _ => obj,
     };
     let line = line_bytes(&json!({"type": kind, "object": payload}));
+    send_line(ctx, tx, line).await
+}
+
+/// The line `line_bytes(&json!({"type": kind, "object": object}))` makes, from the object's
+/// JSON (`kind` is one of the event types, which need no escaping).
+fn event_line(object_json: &[u8], kind: &str) -> Bytes {
+    let mut line = Vec::with_capacity(object_json.len() + 32);
+    line.extend_from_slice(b"{\"object\":");
+    line.extend_from_slice(object_json);
+    line.extend_from_slice(b",\"type\":\"");
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(b"\"}\n");
+    Bytes::from(line)
+}
+
+async fn send_line(
+    ctx: &Ctx,
+    tx: &mpsc::Sender<Result<Frame<Bytes>, Infallible>>,
+    line: Bytes,
+) -> bool {
     ctx.api.metrics.watch_event_sent(
         &ctx.entry.info.group,
         &ctx.entry.info.version,
@@ -281,4 +311,24 @@ async fn send(
         line.len(),
     );
     tx.send(Ok(Frame::data(line))).await.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_event_lines_match_the_per_watcher_encoding() {
+        let obj = json!({"apiVersion": "v1", "kind": "Pod",
+                         "metadata": {"name": "p", "labels": {"a": "\"q\""}},
+                         "spec": {"nodeName": "n"}});
+        let json = serde_json::to_vec(&obj).expect("json");
+        for kind in ["ADDED", "MODIFIED", "DELETED"] {
+            assert_eq!(
+                event_line(&json, kind),
+                line_bytes(&json!({"type": kind, "object": obj})),
+                "{kind}"
+            );
+        }
+    }
 }

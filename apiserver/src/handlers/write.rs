@@ -1,5 +1,7 @@
 //! create, update and patch: the admission steps every write of an object goes through.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 
 use super::Ctx;
@@ -57,7 +59,7 @@ fn check_type_meta(ctx: &Ctx, obj: &Value) -> Result<()> {
 }
 
 /// fieldValidation: unknown fields fail the request (Strict), warn (Warn, the default) or
-/// are dropped silently (Ignore); they never reach the store.
+/// are dropped silently (Ignore); they never reach the store: `obj` comes back pruned.
 pub fn field_validation(ctx: &mut Ctx, obj: &mut Value) -> Result<()> {
     let mode = ctx
         .query
@@ -69,7 +71,7 @@ pub fn field_validation(ctx: &mut Ctx, obj: &mut Value) -> Result<()> {
             "fieldValidation parameter unsupported: {mode}"
         )));
     }
-    let unknown = ctx.api.unknown_fields(&ctx.entry, obj);
+    let unknown = ctx.api.prune_reporting(&ctx.entry, obj);
     if unknown.is_empty() {
         return Ok(());
     }
@@ -100,15 +102,23 @@ pub async fn create(ctx: &mut Ctx) -> Result<Resp> {
     check_type_meta(ctx, &obj)?;
     field_validation(ctx, &mut obj)?;
     let manager = field_manager(ctx, "")?;
-    let created = create_object(ctx, obj, &manager).await?;
-    Ok(ctx.respond_object(201, created))
+    // field_validation pruned the body already.
+    let created = create_pruned(ctx, obj, &manager).await?;
+    Ok(ctx.respond_shared(201, created))
 }
 
 /// Fills server-set metadata, runs the strategy and stores a new object.
 pub async fn create_object(ctx: &mut Ctx, mut obj: Value, manager: &str) -> Result<Value> {
+    ctx.api.clone().prune(&ctx.entry, &mut obj);
+    let created = create_pruned(ctx, obj, manager).await?;
+    Ok(Arc::try_unwrap(created).unwrap_or_else(|shared| (*shared).clone()))
+}
+
+/// [`create_object`] of an object without unknown fields; the stored object is shared with
+/// the watch cache.
+async fn create_pruned(ctx: &mut Ctx, mut obj: Value, manager: &str) -> Result<Arc<Value>> {
     let info = ctx.entry.info.clone();
     let api = ctx.api.clone();
-    api.prune(&ctx.entry, &mut obj);
     let ns = ctx.info.namespace.clone();
     {
         let meta = object::metadata_mut(&mut obj);
@@ -197,12 +207,14 @@ pub async fn create_object(ctx: &mut Ctx, mut obj: Value, manager: &str) -> Resu
     let dry_run = ctx.dry_run();
     let allocated = api.allocate(&ctx.entry, &mut obj, None, dry_run).await?;
     if dry_run {
-        return Ok(obj);
+        return Ok(Arc::new(obj));
     }
     let key = ctx.key(&name);
     match api.storage.create(&key, &obj, &info.resource).await {
         Ok(rv) => {
             object::set_meta(&mut obj, "resourceVersion", json!(rv.to_string()));
+            let obj = Arc::new(obj);
+            ctx.entry.cacher.wrote(&key, rv, obj.clone());
             Ok(obj)
         }
         Err(e) => {

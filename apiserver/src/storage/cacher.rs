@@ -2,10 +2,11 @@
 //! events in memory, so lists and watches are served at a consistent revision without
 //! touching the store.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use proto::etcdserverpb::{self as pb, watch_request::RequestUnion};
 use proto::mvccpb::event::EventType as StoreEventType;
 use serde_json::Value;
@@ -47,6 +48,41 @@ pub struct Event {
     pub object: Arc<Value>,
     pub prev: Option<Arc<Value>>,
     pub rv: i64,
+    /// `object` as JSON, serialized once for every watcher that sends it unchanged.
+    json: OnceLock<Bytes>,
+}
+
+impl Event {
+    pub fn new(
+        kind: EventType,
+        key: String,
+        object: Arc<Value>,
+        prev: Option<Arc<Value>>,
+        rv: i64,
+    ) -> Self {
+        Self {
+            kind,
+            key,
+            object,
+            prev,
+            rv,
+            json: OnceLock::new(),
+        }
+    }
+
+    /// The object's JSON when it is already in the served shape (its apiVersion and kind
+    /// are these), serialized on first use and shared by every watcher after that.
+    pub fn json_as(&self, api_version: &str, kind: &str) -> Option<Bytes> {
+        let obj = self.object.as_object()?;
+        let is = |field: &str, want: &str| obj.get(field).and_then(Value::as_str) == Some(want);
+        if !is("apiVersion", api_version) || !is("kind", kind) {
+            return None;
+        }
+        let bytes = self.json.get_or_init(|| {
+            Bytes::from(serde_json::to_vec(&*self.object).expect("JSON values always serialize"))
+        });
+        Some(bytes.clone())
+    }
 }
 
 /// What live watchers receive.
@@ -72,6 +108,10 @@ pub struct Cacher {
     pub resource: String,
     prefix: String,
     state: RwLock<State>,
+    /// Objects this server just wrote, by key, with the revision the store gave them: the
+    /// store's event for that revision takes the object from here instead of decoding the
+    /// bytes it was encoded to (the same value).
+    written: Mutex<HashMap<String, (i64, Arc<Value>)>>,
     notices: RwLock<broadcast::Sender<Notice>>,
     rv_tx: watch::Sender<i64>,
     progress_tx: mpsc::Sender<()>,
@@ -103,6 +143,7 @@ impl Cacher {
             resource: resource.to_string(),
             prefix,
             state: RwLock::new(State::default()),
+            written: Mutex::default(),
             notices: RwLock::new(notices),
             rv_tx,
             progress_tx,
@@ -121,6 +162,21 @@ impl Cacher {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn written(&self) -> std::sync::MutexGuard<'_, HashMap<String, (i64, Arc<Value>)>> {
+        self.written.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// This server stored `obj` at `key` with revision `rev` (`obj` carries that
+    /// resourceVersion, so it equals what decoding the stored bytes gives). Kept until the
+    /// store's event for it arrives, unless that event was applied already.
+    pub fn wrote(&self, key: &str, rev: i64, obj: Arc<Value>) {
+        // Under the state lock, so `apply` cannot take the event in between.
+        let st = self.state();
+        if rev > st.rv {
+            self.written().insert(key.to_string(), (rev, obj));
+        }
+    }
+
     async fn relist(&self, storage: &Storage) -> Result<i64, StorageError> {
         let (items, rv) = storage.list(&self.prefix, 0, &self.resource).await?;
         let mut objects = BTreeMap::new();
@@ -131,6 +187,7 @@ impl Cacher {
         let count = objects.len();
         {
             let mut st = self.state_mut();
+            self.written().clear();
             st.objects = objects;
             st.history.clear();
             st.rv = rv;
@@ -293,33 +350,29 @@ impl Cacher {
                         "resourceVersion",
                         Value::String(rv.to_string()),
                     );
-                    Event {
-                        kind: EventType::Deleted,
-                        key,
-                        object: Arc::new(obj),
-                        prev,
-                        rv,
-                    }
+                    Event::new(EventType::Deleted, key, Arc::new(obj), prev, rv)
                 } else {
-                    let obj = match codec.decode(&kv.key, &kv.value, rv) {
-                        Ok(o) => Arc::new(o),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "skipping undecodable object");
-                            continue;
-                        }
+                    let known = match self.written().remove(&key) {
+                        Some((at, obj)) if at == rv => Some(obj),
+                        _ => None,
+                    };
+                    let obj = match known {
+                        Some(obj) => obj,
+                        None => match codec.decode(&kv.key, &kv.value, rv) {
+                            Ok(o) => Arc::new(o),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "skipping undecodable object");
+                                continue;
+                            }
+                        },
                     };
                     st.objects.insert(key.clone(), obj.clone());
-                    Event {
-                        kind: if prev.is_some() {
-                            EventType::Modified
-                        } else {
-                            EventType::Added
-                        },
-                        key,
-                        object: obj,
-                        prev,
-                        rv,
-                    }
+                    let kind = if prev.is_some() {
+                        EventType::Modified
+                    } else {
+                        EventType::Added
+                    };
+                    Event::new(kind, key, obj, prev, rv)
                 };
                 let event = Arc::new(event);
                 st.history.push_back(event.clone());
@@ -333,6 +386,12 @@ impl Cacher {
                 let _ = sender.send(Notice::Event(event));
             }
             count = st.objects.len();
+            // Writes whose events came before their `wrote` (or never will) are dropped.
+            let rv = st.rv;
+            let mut written = self.written();
+            if !written.is_empty() {
+                written.retain(|_, (at, _)| *at > rv);
+            }
         }
         for _ in events {
             self.metrics.watch_cache_event_received(&self.resource);

@@ -189,11 +189,45 @@ pub fn decode(key: &[u8], value: &[u8], mod_revision: i64) -> Result<Value, Stor
 
 /// The stored bytes: the object without its resourceVersion (the store's revision is it).
 pub fn encode(obj: &Value) -> Vec<u8> {
-    let mut o = obj.clone();
-    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
+    serde_json::to_vec(&WithoutResourceVersion(obj)).expect("JSON values always serialize")
+}
+
+/// Serializes an object as if metadata.resourceVersion were removed, without copying it.
+struct WithoutResourceVersion<'a>(&'a Value);
+
+impl serde::Serialize for WithoutResourceVersion<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(root) = self.0 else {
+            return self.0.serialize(s);
+        };
+        let mut map = s.serialize_map(Some(root.len()))?;
+        for (k, v) in root {
+            match v {
+                Value::Object(meta) if k == "metadata" && meta.contains_key("resourceVersion") => {
+                    map.serialize_key(k)?;
+                    map.serialize_value(&MetaWithout(meta))?;
+                }
+                _ => map.serialize_entry(k, v)?,
+            }
+        }
+        map.end()
     }
-    serde_json::to_vec(&o).expect("JSON values always serialize")
+}
+
+struct MetaWithout<'a>(&'a serde_json::Map<String, Value>);
+
+impl serde::Serialize for MetaWithout<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len() - 1))?;
+        for (k, v) in self.0 {
+            if k != "resourceVersion" {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        map.end()
+    }
 }
 
 fn put_op(key: &str, value: Vec<u8>) -> RequestOp {
@@ -533,6 +567,10 @@ mod codec_tests {
         // Plain text written before encryption was configured reads, and is stale.
         let plain = encode(&obj);
         assert!(rotated.is_stale(key.as_bytes(), &plain));
+        // Encoding drops only the resourceVersion, exactly as removing it would.
+        let mut with_rv = obj.clone();
+        object::set_meta(&mut with_rv, "resourceVersion", json!("9"));
+        assert_eq!(encode(&with_rv), serde_json::to_vec(&obj).expect("json"));
         // Resources the config does not name stay plain.
         let cm = "/registry/configmaps/ns/c";
         assert_eq!(rotated.encode(cm, &obj).expect("encode"), plain);
