@@ -671,20 +671,7 @@ impl Worker {
                 env
             }
             Err(e) => {
-                self.shared.events.pod(
-                    &self.pod,
-                    Some(&c.name),
-                    Type::Warning,
-                    "Failed",
-                    format!("Error: {e}"),
-                );
-                self.waiting.insert(
-                    c.name.clone(),
-                    Waiting {
-                        reason: "CreateContainerConfigError".into(),
-                        message: e.to_string(),
-                    },
-                );
+                self.create_failed(c, "CreateContainerConfigError", e);
                 return Ok(false);
             }
         };
@@ -692,13 +679,7 @@ impl Worker {
         let mounts = match volumes::container_mounts(c, &self.volumes.mounted, &env_map) {
             Ok(m) => m,
             Err(e) => {
-                self.waiting.insert(
-                    c.name.clone(),
-                    Waiting {
-                        reason: "CreateContainerConfigError".into(),
-                        message: e.to_string(),
-                    },
-                );
+                self.create_failed(c, "CreateContainerConfigError", e);
                 return Ok(false);
             }
         };
@@ -715,20 +696,7 @@ impl Worker {
         {
             Ok(id) => id,
             Err(e) => {
-                self.shared.events.pod(
-                    &self.pod,
-                    Some(&c.name),
-                    Type::Warning,
-                    "Failed",
-                    format!("Error: {e}"),
-                );
-                self.waiting.insert(
-                    c.name.clone(),
-                    Waiting {
-                        reason: "CreateContainerError".into(),
-                        message: e.to_string(),
-                    },
-                );
+                self.create_failed(c, "CreateContainerError", e);
                 return Ok(false);
             }
         };
@@ -799,6 +767,25 @@ impl Worker {
     }
 
     /// Where probes and hooks reach the pod: the node's IP for host-network pods.
+    /// A container that could not be created: upstream's `Failed` event ("Error: ...") and the
+    /// waiting reason the status reports until the next attempt.
+    fn create_failed(&mut self, c: &Container, reason: &str, e: impl std::fmt::Display) {
+        self.shared.events.pod(
+            &self.pod,
+            Some(&c.name),
+            Type::Warning,
+            "Failed",
+            format!("Error: {e}"),
+        );
+        self.waiting.insert(
+            c.name.clone(),
+            Waiting {
+                reason: reason.into(),
+                message: e.to_string(),
+            },
+        );
+    }
+
     fn probe_ip(&self, sandbox_ip: &str) -> String {
         let host_network = self
             .pod
