@@ -8,8 +8,10 @@ CARGO ?= cargo
 export ETCDCTL_API := 3
 # Where `make up` keeps the PKI, kubeconfigs, data, logs and pid files.
 export OUT ?= _out
+# Where cargo puts the debug binaries `make up` starts (CARGO_TARGET_DIR is honoured).
+export BIN_DIR ?= $(or $(CARGO_TARGET_DIR),target)/debug
 # `make up` runs this binary; STORE_BIN=/usr/bin/etcd brings up real etcd with the same flags.
-STORE_BIN ?= target/debug/kube-store
+STORE_BIN ?= $(BIN_DIR)/kube-store
 export STORE_BIN
 
 .PHONY: help deps build test verify fix bench bench-store bench-apiserver bench-scheduler up up-store down e2e e2e-kubelet
@@ -56,7 +58,7 @@ up: deps ## Build and start the control plane (apiserver with embedded store on 
 	@scripts/up.sh
 
 up-store: deps ## Start only a standalone kube-store member (etcd ports 2379/2380/2381, data in _out/store)
-	@if [ "$(STORE_BIN)" = "target/debug/kube-store" ]; then $(CARGO) build -p store --bin kube-store; fi
+	@if [ "$(STORE_BIN)" = "$(BIN_DIR)/kube-store" ]; then $(CARGO) build -p store --bin kube-store; fi
 	@scripts/store-up.sh
 
 down: ## Stop what `make up` / `make up-store` started (data is kept)
