@@ -11,178 +11,20 @@ mod containerd;
 #[path = "common/daemon.rs"]
 mod daemon;
 
-use std::fs::{self, File};
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+#[path = "common/kubelet.rs"]
+mod kubelet_process;
+
+use std::fs::{self};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{eventually, free_port, ApiServer};
-use containerd::{Containerd, BUSYBOX_IMAGE, PAUSE_IMAGE};
+use common::{eventually, ApiServer};
+use containerd::{Containerd, BUSYBOX_IMAGE};
 use daemon::Daemon;
+use kubelet_process::{http_get, Kubelet};
 
 /// Deadline for pods and nodes to reach a state.
 const WAIT: Duration = Duration::from_secs(60);
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-/// One kubelet process; dropping it kills the process (its pods stay for containerd's drop).
-struct Kubelet {
-    child: Option<Child>,
-    args: Vec<String>,
-    dir: PathBuf,
-    node: String,
-    healthz: u16,
-    pod_cidr: String,
-    runs: u32,
-}
-
-impl Kubelet {
-    fn start(server: &ApiServer, containerd: &Containerd, name: &str) -> Self {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let pid = std::process::id();
-        let node = format!("{name}-{pid}-{n}");
-        // A distinct /24 and bridge per kubelet, so tests in parallel do not share a network.
-        let pod_cidr = format!("10.{}.{}.0/24", 200 + (pid % 50), n % 250);
-        let bridge = format!("kbt{}x{n}", pid % 100_000);
-        containerd
-            .bridges
-            .lock()
-            .expect("bridges lock")
-            .push(bridge.clone());
-        let dir = containerd.dir().join(format!("kubelet-{n}"));
-        fs::create_dir_all(dir.join("logs")).expect("kubelet dir");
-        let config = dir.join("config.yaml");
-        fs::write(
-            &config,
-            format!(
-                "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
-                 podCIDR: {pod_cidr}\npodLogsDir: {logs}\nclusterDomain: cluster.local\n",
-                logs = dir.join("logs").display()
-            ),
-        )
-        .expect("kubelet config");
-        let kubeconfig =
-            server.kubeconfig_for_cert(&format!("system:node:{node}"), &["system:nodes"]);
-        let healthz = free_port();
-        let args = vec![
-            format!("--kubeconfig={}", kubeconfig.display()),
-            format!("--config={}", config.display()),
-            format!("--hostname-override={node}"),
-            "--node-ip=127.0.0.1".to_string(),
-            format!("--root-dir={}", dir.join("root").display()),
-            format!("--cert-dir={}", dir.join("pki").display()),
-            format!("--container-runtime-endpoint={}", containerd.endpoint()),
-            format!("--healthz-port={healthz}"),
-            // The kubelet API (10250) on a port of its own, so parallel tests do not collide.
-            format!("--port={}", free_port()),
-            "--address=127.0.0.1".to_string(),
-            format!("--cni-conf-dir={}", containerd.cni_conf_dir.display()),
-            format!("--cni-bridge-name={bridge}"),
-            format!("--pod-infra-container-image={PAUSE_IMAGE}"),
-            "--node-status-update-frequency=2s".to_string(),
-            "--node-labels=kubelet-e2e=yes".to_string(),
-        ];
-        let mut kubelet = Kubelet {
-            child: None,
-            args,
-            dir,
-            node,
-            healthz,
-            pod_cidr,
-            runs: 0,
-        };
-        kubelet.spawn();
-        kubelet
-    }
-
-    fn spawn(&mut self) {
-        self.runs += 1;
-        let log = File::create(self.dir.join(format!("kubelet-{}.log", self.runs))).expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_kubelet"))
-            .args(&self.args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log fd"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn kubelet");
-        self.child = Some(child);
-        eventually("kubelet /healthz", WAIT, || {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("kubelet exited with {status}:\n{}", self.logs());
-            }
-            http_get("127.0.0.1", self.healthz, "/healthz").and_then(|body| {
-                if body.contains("ok") {
-                    Ok(())
-                } else {
-                    Err(body)
-                }
-            })
-        });
-    }
-
-    /// SIGKILL, as a crash would.
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn logs(&self) -> String {
-        (1..=self.runs)
-            .map(|i| {
-                fs::read_to_string(self.dir.join(format!("kubelet-{i}.log"))).unwrap_or_default()
-            })
-            .collect::<Vec<_>>()
-            .join("\n--- restarted ---\n")
-    }
-}
-
-impl Drop for Kubelet {
-    fn drop(&mut self) {
-        self.kill9();
-        if thread::panicking() {
-            let logs = self.logs();
-            let lines: Vec<&str> = logs.lines().collect();
-            let start = lines.len().saturating_sub(80);
-            eprintln!(
-                "--- kubelet log (last 80 lines) ---\n{}",
-                lines[start..].join("\n")
-            );
-        }
-    }
-}
-
-/// A plain HTTP/1.0 GET; the body on 200.
-fn http_get(host: &str, port: u16, path: &str) -> Result<String, String> {
-    let mut stream = TcpStream::connect_timeout(
-        &format!("{host}:{port}")
-            .parse()
-            .map_err(|e| format!("{e}"))?,
-        Duration::from_secs(2),
-    )
-    .map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| e.to_string())?;
-    if !response.starts_with("HTTP/1.") || !response.contains(" 200 ") {
-        return Err(response);
-    }
-    Ok(response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default())
-}
 
 /// Apiserver, containerd and one kubelet whose node is Ready, and a namespace to work in.
 struct Stack {
@@ -197,7 +39,13 @@ impl Stack {
     fn start(name: &str) -> Self {
         let server = ApiServer::start();
         let containerd = Containerd::start();
-        let kubelet = Kubelet::start(&server, &containerd, name);
+        let kubelet = Kubelet::start(
+            &containerd,
+            name,
+            (200, "kbt"),
+            |node| server.kubeconfig_for_cert(&format!("system:node:{node}"), &["system:nodes"]),
+            &["--node-labels=kubelet-e2e=yes".to_string()],
+        );
         let ns = server.namespace(name);
         // No controller-manager here: the ServiceAccount admission wants the default account.
         let _ = server.kubectl(&["create", "serviceaccount", "default", "-n", &ns]);
