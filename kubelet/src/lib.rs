@@ -4,6 +4,7 @@
 pub mod cni;
 pub mod cri;
 pub mod events;
+pub mod hollow;
 pub mod node;
 pub mod options;
 pub mod pod;

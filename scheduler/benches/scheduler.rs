@@ -97,26 +97,6 @@ fn cpu_secs(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// The pid of the kube-apiserver serving `port`.
-fn server_pid(port: &str) -> Option<u32> {
-    let flag = format!("--secure-port={port}");
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let mut args = cmdline.split(|b| *b == 0);
-        if args.next().is_some_and(|a| a.ends_with(b"kube-apiserver"))
-            && args.any(|a| a == flag.as_bytes())
-        {
-            return Some(pid);
-        }
-    }
-    None
-}
-
 struct Scheduler {
     child: Child,
 }
@@ -398,13 +378,7 @@ async fn run_nodes(nodes: usize, rows: &Arc<Mutex<Vec<Row>>>) -> anyhow::Result<
     let init_n: usize = env_num("BENCH_INIT_PODS", 1_000);
     let concurrency: usize = env_num("BENCH_CONCURRENCY", 64);
     let server = ApiServer::start();
-    let port = server
-        .url()
-        .rsplit(':')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let api_pid = server_pid(&port);
+    let api_pid = server.pid();
     let dir = server.dir().to_path_buf();
     let admin = client(&server.kubeconfig(User::Admin)).await?;
     let t = Instant::now();

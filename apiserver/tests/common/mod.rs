@@ -603,6 +603,14 @@ impl ApiServer {
         self.dir.as_ref().expect("temp dir present").path()
     }
 
+    /// The server process's pid (benchmarks read its CPU time and memory from /proc).
+    pub fn pid(&self) -> Option<u32> {
+        self.child
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(|c| c.id()))
+    }
+
     /// `https://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)

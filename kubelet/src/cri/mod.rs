@@ -15,6 +15,8 @@ pub mod api {
     tonic::include_proto!("runtime.v1");
 }
 
+pub mod fake;
+
 use api::image_service_client::ImageServiceClient;
 use api::runtime_service_client::RuntimeServiceClient;
 
