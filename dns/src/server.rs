@@ -276,6 +276,16 @@ fn rand_id() -> u16 {
     (nanos ^ (nanos >> 16)) as u16
 }
 
+/// Counts a query task that panicked (the listener itself keeps serving).
+fn count_panic(handler: &Handler, done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        if e.is_panic() {
+            tracing::error!(error = %e, "a query task panicked");
+            handler.metrics.panics.inc();
+        }
+    }
+}
+
 /// Serves UDP on `socket` until shutdown.
 pub async fn serve_udp(socket: UdpSocket, handler: Arc<Handler>, shutdown: Shutdown) {
     let socket = Arc::new(socket);
@@ -286,7 +296,10 @@ pub async fn serve_udp(socket: UdpSocket, handler: Arc<Handler>, shutdown: Shutd
         let received = tokio::select! {
             _ = shutdown.wait() => break,
             r = socket.recv_from(&mut buf) => r,
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                count_panic(&handler, done);
+                continue;
+            }
         };
         let (n, peer) = match received {
             Ok(r) => r,
@@ -323,7 +336,10 @@ pub async fn serve_tcp(listener: TcpListener, handler: Arc<Handler>, shutdown: S
         let accepted = tokio::select! {
             _ = shutdown.wait() => break,
             a = listener.accept() => a,
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                count_panic(&handler, done);
+                continue;
+            }
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
