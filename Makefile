@@ -20,7 +20,7 @@ help: ## List the targets
 	@echo "Targets:"
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
-deps: ## Install missing tools (apt: etcd-server etcd-client prometheus containerd runc CNI plugins busybox-static); idempotent, needs root
+deps: ## Install missing tools (apt: etcd-server etcd-client prometheus containerd runc CNI plugins busybox-static bind9-dnsutils); idempotent, needs root
 	@scripts/deps.sh
 	@scripts/pyenv.sh
 

@@ -15,8 +15,10 @@ set -euo pipefail
 #                drives; the tests start their own containerd
 #   busybox-static
 #                the one static binary the pause and busybox test images are built from
+#   bind9-dnsutils
+#                dig: the kube-dns suite queries the server with it over UDP and TCP
 # protoc is not needed: the proto crate builds with the vendored protoc (protoc-bin-vendored).
-PACKAGES=(etcd-server etcd-client prometheus curl python3-venv openssl containerd runc containernetworking-plugins busybox-static)
+PACKAGES=(etcd-server etcd-client prometheus curl python3-venv openssl containerd runc containernetworking-plugins busybox-static bind9-dnsutils)
 
 if ! command -v cargo >/dev/null 2>&1; then
 	echo "deps: cargo not found; install the Rust toolchain pinned in rust-toolchain.toml (rustup)" >&2
@@ -58,7 +60,7 @@ apt_opts=(-o DPkg::Lock::Timeout=600 -q)
 apt-get "${apt_opts[@]}" update
 apt-get "${apt_opts[@]}" install -y --no-install-recommends "${missing[@]}"
 
-for tool in etcd etcdctl promtool containerd ctr runc /usr/lib/cni/bridge /bin/busybox; do
+for tool in etcd etcdctl promtool containerd ctr runc /usr/lib/cni/bridge /bin/busybox dig; do
 	command -v "$tool" >/dev/null 2>&1 || { echo "deps: $tool still missing after install" >&2; exit 1; }
 done
 echo "deps: done"
