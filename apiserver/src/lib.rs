@@ -15,6 +15,7 @@ pub mod error;
 pub mod fieldmanager;
 pub mod handlers;
 pub mod http;
+pub mod impersonation;
 pub mod kubelet;
 pub mod limits;
 pub mod metrics;

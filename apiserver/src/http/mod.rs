@@ -275,6 +275,12 @@ async fn route(
     if user.name == crate::authn::ANONYMOUS_USER {
         return (response::error(&ApiError::unauthorized()), verb);
     }
+    // `kubectl --as`: the request runs as the impersonated user once the requester may be it.
+    let (user, requester) = match crate::impersonation::apply(api, &user, &parts.headers) {
+        Ok(Some(impersonated)) => (impersonated, Some(user)),
+        Ok(None) => (user, None),
+        Err(e) => return (response::error(&e), verb),
+    };
     let decision = authorize(api, &user, &parts.method, path, &query, info.as_ref());
     if let Some(auditor) = &api.audit {
         let attrs = match &info {
@@ -304,7 +310,10 @@ async fn route(
                 .is_some_and(|i| i.verb == "watch" || i.verb == "connect"),
             ..Default::default()
         };
-        if let Some(mut ctx) = auditor.begin(&attrs, &user, &meta) {
+        if let Some(mut ctx) = auditor.begin(&attrs, requester.as_ref().unwrap_or(&user), &meta) {
+            if requester.is_some() {
+                ctx.set_impersonated_user(&user);
+            }
             let reason = match &decision {
                 crate::authz::Decision::Allow(r)
                 | crate::authz::Decision::Deny(r)

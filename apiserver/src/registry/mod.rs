@@ -123,6 +123,15 @@ pub fn strategy_for(group: &str, resource: &str) -> Arc<dyn Strategy> {
         ("policy", "poddisruptionbudgets") => Arc::new(other::PodDisruptionBudgetStrategy),
         ("scheduling.k8s.io", "priorityclasses") => Arc::new(other::PriorityClassStrategy),
         ("storage.k8s.io", "storageclasses") => Arc::new(other::StorageClassStrategy),
+        // RBAC names are path segments (upstream's ValidateRBACName), so `system:coredns` is valid.
+        (
+            "rbac.authorization.k8s.io",
+            "roles" | "clusterroles" | "rolebindings" | "clusterrolebindings",
+        ) => Arc::new(GenericStrategy {
+            namespaced: None,
+            name: validation::validate_path_segment_name,
+            generation: true,
+        }),
         // Its rules (schemas, names, status bookkeeping) live with the CRD serving code.
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             Arc::new(crate::crd::CrdStrategy::new())
@@ -139,6 +148,15 @@ pub fn strategy_for(group: &str, resource: &str) -> Arc<dyn Strategy> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn rbac_names_are_path_segments() {
+        let role = strategy_for("rbac.authorization.k8s.io", "clusterroles");
+        let ok = json!({"metadata": {"name": "system:coredns"}});
+        assert!(role.validate(&ok).is_empty());
+        let bad = json!({"metadata": {"name": "a/b"}});
+        assert!(!role.validate(&bad).is_empty());
+    }
 
     #[test]
     fn every_builtin_resource_has_a_strategy_that_accepts_a_minimal_object() {
