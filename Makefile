@@ -54,7 +54,7 @@ bench-scheduler: ## kube-scheduler pods/s end to end (scheduler_perf SchedulingB
 	$(CARGO) bench -p scheduler --bench scheduler
 
 bench-kubelet: deps ## kubelet pod startup on containerd vs raw CRI, RSS with 20 pods; 1,000 hollow nodes + 10,000 pods
-	$(CARGO) build --release -p apiserver --bin kube-apiserver -p scheduler --bin kube-scheduler
+	$(CARGO) build --release -p apiserver --bin kube-apiserver -p scheduler --bin kube-scheduler -p controller-manager --bin kube-controller-manager
 	$(CARGO) bench -p kubelet --bench kubelet
 
 up: deps ## Build and start the control plane (apiserver with embedded store on :6443, scheduler, controller-manager); kubeconfig in _out/admin.conf

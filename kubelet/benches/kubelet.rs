@@ -8,7 +8,8 @@
 //!   CreateContainer, StartContainer), 50 times one after another and 20 at once. After the
 //!   last burst (20 pods running) the kubelet's RSS is read from /proc.
 //!   Goals: p99 <= 1 s, RSS <= 30 MiB.
-//! - **hollow** (the release kube-apiserver and kube-scheduler, `hollow-node` running 1,000
+//! - **hollow** (the release kube-apiserver, kube-scheduler and kube-controller-manager's node
+//!   lifecycle controller, `hollow-node` running 1,000
 //!   kubelets on in-memory runtimes): from the start of `hollow-node` until every node is
 //!   Ready, then 10,000 pods (one pause container, no service-account token, as kubemark's
 //!   density pods) created through the API until every one is Running. Goal: both within 60 s.
@@ -462,6 +463,35 @@ fn scheduler(server: &ApiServer, dir: &Path) -> anyhow::Result<Process> {
     Ok(Process(child))
 }
 
+/// The release kube-controller-manager with only the node lifecycle controller, which lifts
+/// the not-ready taint the nodes register with.
+fn controller_manager(server: &ApiServer, dir: &Path) -> anyhow::Result<Process> {
+    let kubeconfig = server.kubeconfig_for_cert("system:kube-controller-manager", &[]);
+    let bin = std::env::var_os("KUBE_CONTROLLER_MANAGER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| common::sibling_binary("kube-controller-manager"));
+    let child = Command::new(&bin)
+        .args([
+            format!("--kubeconfig={}", kubeconfig.display()),
+            "--bind-address=127.0.0.1".to_string(),
+            format!("--secure-port={}", free_port()),
+            "--leader-elect=false".to_string(),
+            "--controllers=nodelifecycle".to_string(),
+            "--use-service-account-credentials=true".to_string(),
+            "--kube-api-qps=5000".to_string(),
+            "--kube-api-burst=5000".to_string(),
+            format!("--root-ca-file={}", server.pki.ca_cert.display()),
+            format!("--cert-dir={}", dir.join("kcm-certs").display()),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(dir.join("kube-controller-manager.log"))?)
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .with_context(|| format!("spawn {}", bin.display()))?;
+    Ok(Process(child))
+}
+
 fn pause_pod(name: &str) -> anyhow::Result<Pod> {
     Ok(serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -518,6 +548,7 @@ async fn hollow(lines: &mut Vec<String>) -> anyhow::Result<()> {
         .prefix("kube-bench-hollow-")
         .tempdir()?;
     let _scheduler = scheduler(&server, dir.path())?;
+    let _kcm = controller_manager(&server, dir.path())?;
     let admin = client(&server.kubeconfig(common::User::Admin)).await?;
     let ns = server.namespace("hollow");
 

@@ -38,6 +38,20 @@ fn hollow_nodes_register_and_run_pods() {
         "system:kube-scheduler",
         &["--leader-elect=false"],
     );
+    // The node lifecycle controller lifts the not-ready taint kubelets register with.
+    let ca = format!("--root-ca-file={}", server.pki.ca_cert.display());
+    let _kcm = Daemon::start(
+        &server,
+        "kube-controller-manager",
+        "KUBE_CONTROLLER_MANAGER_BIN",
+        "system:kube-controller-manager",
+        &[
+            &ca,
+            "--leader-elect=false",
+            "--controllers=nodelifecycle",
+            "--use-service-account-credentials=true",
+        ],
+    );
     let prefix = format!("hollow-{}-", std::process::id());
     let dir = server.dir().join("hollow");
     let binary = std::env::var_os("HOLLOW_NODE_BIN")
@@ -62,7 +76,7 @@ fn hollow_nodes_register_and_run_pods() {
     );
 
     eventually("hollow nodes Ready", WAIT, || {
-        let nodes = server.json(&["get", "nodes", "-o", "json"]);
+        let nodes = server.json(&["get", "nodes"]);
         let ready: Vec<String> = nodes["items"]
             .as_array()
             .into_iter()
@@ -89,7 +103,7 @@ fn hollow_nodes_register_and_run_pods() {
             ))
         }
     });
-    let node = server.json(&["get", "node", &format!("{prefix}0"), "-o", "json"]);
+    let node = server.json(&["get", "node", &format!("{prefix}0")]);
     assert_eq!(
         node["status"]["nodeInfo"]["containerRuntimeVersion"]
             .as_str()
@@ -111,7 +125,7 @@ fn hollow_nodes_register_and_run_pods() {
         ]);
     }
     let pods = eventually("6 pods Running on hollow nodes", WAIT, || {
-        let pods = server.json(&["get", "pods", "-n", &ns, "-o", "json"]);
+        let pods = server.json(&["get", "pods", "-n", &ns]);
         let items = pods["items"].as_array().cloned().unwrap_or_default();
         let running = items
             .iter()
@@ -120,7 +134,23 @@ fn hollow_nodes_register_and_run_pods() {
         if items.len() == 6 && running == 6 {
             Ok(items)
         } else {
-            Err(format!("{running} of {} Running", items.len()))
+            let nodes = server.json(&["get", "nodes"]);
+            let taints: Vec<_> = nodes["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|n| n["spec"]["taints"].clone())
+                .collect();
+            Err(format!(
+                "{running} of {} Running (node taints {taints:?}): {}\nhollow-node log:\n{}",
+                items.len(),
+                items
+                    .first()
+                    .map(|p| (p["spec"]["nodeName"].clone(), p["status"].clone()))
+                    .unwrap_or_default()
+                    .1,
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ))
         }
     });
     for p in &pods {
@@ -143,6 +173,6 @@ fn hollow_nodes_register_and_run_pods() {
         "--wait=true",
         "--timeout=60s",
     ]);
-    let left = server.json(&["get", "pods", "-n", &ns, "-o", "json"]);
+    let left = server.json(&["get", "pods", "-n", &ns]);
     assert_eq!(left["items"].as_array().map(Vec::len), Some(0), "{left}");
 }
