@@ -224,8 +224,18 @@ pub async fn dns(client: &kube::Client, cfg: &Config) -> Result<(), Error> {
         &ClusterRole {
             metadata: meta("system:coredns", None),
             rules: Some(vec![
-                rule(&[""], &["endpoints", "services", "pods", "namespaces"], &["list", "watch"], &[]),
-                rule(&["discovery.k8s.io"], &["endpointslices"], &["list", "watch"], &[]),
+                rule(
+                    &[""],
+                    &["endpoints", "services", "pods", "namespaces"],
+                    &["list", "watch"],
+                    &[],
+                ),
+                rule(
+                    &["discovery.k8s.io"],
+                    &["endpointslices"],
+                    &["list", "watch"],
+                    &[],
+                ),
             ]),
             ..Default::default()
         },

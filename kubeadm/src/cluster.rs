@@ -41,7 +41,9 @@ pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, Error> {
 /// A client from a kubeconfig file (admin.conf for init).
 pub async fn client(kubeconfig: &Path) -> Result<kube::Client, Error> {
     let kc = Kubeconfig::read_from(kubeconfig).map_err(|e| {
-        Error::Kubeconfig(format!("failed to load admin kubeconfig {kubeconfig:?}: {e}"))
+        Error::Kubeconfig(format!(
+            "failed to load admin kubeconfig {kubeconfig:?}: {e}"
+        ))
     })?;
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
@@ -124,7 +126,10 @@ pub fn component_urls(cfg: &Config) -> Vec<(&'static str, String)> {
         ),
         (
             manifests::KUBE_CONTROLLER_MANAGER,
-            url(manifests::controller_manager_probe_endpoint(cfg), "/healthz"),
+            url(
+                manifests::controller_manager_probe_endpoint(cfg),
+                "/healthz",
+            ),
         ),
         (
             manifests::KUBE_SCHEDULER,
@@ -184,9 +189,7 @@ Here is one example how you may list all running Kubernetes containers by using 
 }
 
 pub async fn wait_kubelet(url: &str) -> Result<(), Error> {
-    println!(
-        "[kubelet-check] Waiting for a healthy kubelet at {url}. This can take up to 4m0s"
-    );
+    println!("[kubelet-check] Waiting for a healthy kubelet at {url}. This can take up to 4m0s");
     match wait_healthy(url, WAIT_TIMEOUT).await {
         Ok(took) => {
             println!(
@@ -307,6 +310,44 @@ pub async fn cluster_role_binding(
     .await
 }
 
+/// ClusterRoleBinding kubeadm:cluster-admins (cluster-admin for admin.conf's group); retried
+/// for a while, as the apiserver may still be reconciling its bootstrap policy.
+pub async fn ensure_admin_binding(
+    client: &kube::Client,
+    admin: &kube::Client,
+) -> Result<(), Error> {
+    let start = Instant::now();
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), "kube-system");
+    loop {
+        let r = cluster_role_binding(
+            client,
+            crate::pki::CLUSTER_ADMINS_GROUP,
+            "cluster-admin",
+            vec![subject("Group", crate::pki::CLUSTER_ADMINS_GROUP, None)],
+        )
+        .await;
+        // The binding only works once the apiserver has its bootstrap roles (cluster-admin).
+        let r = match r {
+            Ok(()) => cms
+                .list(&ListParams::default().limit(1))
+                .await
+                .map(|_| ())
+                .map_err(|e| Error::Config(e.to_string())),
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(()) => return Ok(()),
+            Err(e) if start.elapsed() > Duration::from_secs(60) => {
+                return Err(Error::Config(format!(
+                    "unable to create the ClusterRoleBinding {:?}: {e}",
+                    crate::pki::CLUSTER_ADMINS_GROUP
+                )))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
 /// The v1beta4 ClusterConfiguration kubeadm stores in kubeadm-config.
 pub fn cluster_configuration(cfg: &Config) -> serde_json::Value {
     let args = |a: &[(String, String)]| {
@@ -377,7 +418,12 @@ pub async fn upload_config(
         let text = to_yaml(&cluster_configuration(cfg))?;
         create_or_update(
             &cms,
-            &configmap("kubeadm-config", "kube-system", "ClusterConfiguration", text),
+            &configmap(
+                "kubeadm-config",
+                "kube-system",
+                "ClusterConfiguration",
+                text,
+            ),
         )
         .await?;
         role(
@@ -510,7 +556,12 @@ pub async fn bootstrap_token(
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "kube-system");
     create_or_update(
         &secrets,
-        &token::secret(token, ttl, token::DEFAULT_DESCRIPTION, &[token::DEFAULT_GROUP]),
+        &token::secret(
+            token,
+            ttl,
+            token::DEFAULT_DESCRIPTION,
+            &[token::DEFAULT_GROUP],
+        ),
     )
     .await?;
     let bootstrappers = || vec![subject("Group", token::DEFAULT_GROUP, None)];
@@ -524,8 +575,13 @@ pub async fn bootstrap_token(
         },
     )
     .await?;
-    cluster_role_binding(client, "kubeadm:get-nodes", "kubeadm:get-nodes", bootstrappers())
-        .await?;
+    cluster_role_binding(
+        client,
+        "kubeadm:get-nodes",
+        "kubeadm:get-nodes",
+        bootstrappers(),
+    )
+    .await?;
     println!("[bootstrap-token] Configured RBAC rules to allow Node Bootstrap tokens to get nodes");
     cluster_role_binding(
         client,
@@ -557,7 +613,12 @@ pub async fn bootstrap_token(
     let kubeconfig = cluster_info_kubeconfig(&cfg.control_plane_url(), &ca_pem)?;
     let public: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-public");
     // Keep the signatures the bootstrapsigner already added when the content is unchanged.
-    let mut cm = configmap("cluster-info", "kube-public", "kubeconfig", kubeconfig.clone());
+    let mut cm = configmap(
+        "cluster-info",
+        "kube-public",
+        "kubeconfig",
+        kubeconfig.clone(),
+    );
     if let Ok(existing) = public.get("cluster-info").await {
         let data = existing.data.unwrap_or_default();
         if data.get("kubeconfig") == Some(&kubeconfig) {
@@ -639,10 +700,9 @@ pub async fn token_create(
         .await
         .map(|_| ())
         .map_err(|e| match e {
-            kube::Error::Api(s) if s.code == 409 => Error::Config(format!(
-                "a token with id {:?} already exists",
-                token.id
-            )),
+            kube::Error::Api(s) if s.code == 409 => {
+                Error::Config(format!("a token with id {:?} already exists", token.id))
+            }
             e => Error::Config(format!("failed to create bootstrap token: {e}")),
         })
 }
@@ -696,10 +756,9 @@ pub async fn token_list(client: &kube::Client) -> Result<String, Error> {
 }
 
 fn ttl_left(expires: &str) -> String {
-    let Ok(t) = time::OffsetDateTime::parse(
-        expires,
-        &time::format_description::well_known::Rfc3339,
-    ) else {
+    let Ok(t) =
+        time::OffsetDateTime::parse(expires, &time::format_description::well_known::Rfc3339)
+    else {
         return "<invalid>".into();
     };
     let left = t - time::OffsetDateTime::now_utc();
@@ -748,17 +807,17 @@ mod tests {
             split_url("https://127.0.0.1:6443/livez"),
             ("https://127.0.0.1:6443".into(), "/livez".into())
         );
-        assert_eq!(
-            split_url("http://h:1"),
-            ("http://h:1".into(), "/".into())
-        );
+        assert_eq!(split_url("http://h:1"), ("http://h:1".into(), "/".into()));
     }
 
     #[test]
     fn cluster_info_has_only_the_cluster() {
         let text = cluster_info_kubeconfig("https://1.2.3.4:6443", "PEM").expect("yaml");
         let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("parse");
-        assert_eq!(v["clusters"][0]["cluster"]["server"], "https://1.2.3.4:6443");
+        assert_eq!(
+            v["clusters"][0]["cluster"]["server"],
+            "https://1.2.3.4:6443"
+        );
         assert!(v["users"].is_null());
     }
 }

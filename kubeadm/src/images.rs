@@ -149,7 +149,11 @@ fn base_layer() -> Result<Layer, Error> {
                 .to_vec(),
         )
         .map_err(oci)?
-        .file("etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n".to_vec())
+        .file(
+            "etc/group",
+            0o644,
+            b"root:x:0:\nnogroup:x:65534:\n".to_vec(),
+        )
         .map_err(oci)?
         .file("etc/nsswitch.conf", 0o644, b"hosts: files dns\n".to_vec())
         .map_err(oci)?;
@@ -202,7 +206,9 @@ pub fn build(spec: &Spec, dir: &Path) -> Result<Option<Image>, Error> {
             }
             ImageConfig {
                 entrypoint: vec![format!("/usr/local/bin/{binary}")],
-                env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
+                env: vec![
+                    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+                ],
                 ..ImageConfig::default()
             }
         }
@@ -259,7 +265,11 @@ fn present(socket: &str, name: &str) -> bool {
     Command::new("ctr")
         .args(["--address", socket, "-n", "k8s.io", "images", "ls", "-q"])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l == name))
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l == name)
+        })
         .unwrap_or(false)
 }
 
@@ -300,10 +310,7 @@ pub fn phase(cfg: &Config, binaries: &Path) -> Result<(), Error> {
                 binaries.join(binary)
             )));
         };
-        let archive = tmp.join(format!(
-            "{}.tar",
-            spec.name.replace(['/', ':'], "_")
-        ));
+        let archive = tmp.join(format!("{}.tar", spec.name.replace(['/', ':'], "_")));
         let file =
             File::create(&archive).map_err(|e| Error::Io(format!("creating {archive:?}"), e))?;
         let desc = image

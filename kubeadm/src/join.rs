@@ -77,7 +77,8 @@ struct ClusterInfo {
 }
 
 async fn fetch_cluster_info(endpoint: &str) -> Result<ConfigMap, String> {
-    let client = cluster::insecure_client(&format!("https://{endpoint}")).map_err(|e| e.to_string())?;
+    let client =
+        cluster::insecure_client(&format!("https://{endpoint}")).map_err(|e| e.to_string())?;
     let cms: Api<ConfigMap> = Api::namespaced(client, "kube-public");
     cms.get("cluster-info").await.map_err(|e| e.to_string())
 }
@@ -111,12 +112,19 @@ async fn discover(
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     token::verify_detached_jws(&jws, &kubeconfig, token)?;
-    let kc: Value = serde_yaml_ng::from_str(&kubeconfig)
-        .map_err(|e| Error::Config(format!("couldn't parse the kubeconfig file in the cluster-info ConfigMap: {e}")))?;
+    let kc: Value = serde_yaml_ng::from_str(&kubeconfig).map_err(|e| {
+        Error::Config(format!(
+            "couldn't parse the kubeconfig file in the cluster-info ConfigMap: {e}"
+        ))
+    })?;
     let cluster = &kc["clusters"][0]["cluster"];
     let server = cluster["server"].as_str().unwrap_or_default().to_string();
     let ca_pem = base64::engine::general_purpose::STANDARD
-        .decode(cluster["certificate-authority-data"].as_str().unwrap_or_default())
+        .decode(
+            cluster["certificate-authority-data"]
+                .as_str()
+                .unwrap_or_default(),
+        )
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .map_err(|_| Error::Config("the cluster-info kubeconfig has no valid CA".into()))?;
     if !unsafe_skip {
@@ -149,7 +157,10 @@ fn bootstrap_kubeconfig(info: &ClusterInfo, token: &Token) -> Result<String, Err
 
 fn healthz_url(config: &Value, flags: &std::collections::BTreeMap<String, String>) -> String {
     let mut c = config.clone();
-    if let Some(p) = flags.get("healthz-port").and_then(|p| p.parse::<u64>().ok()) {
+    if let Some(p) = flags
+        .get("healthz-port")
+        .and_then(|p| p.parse::<u64>().ok())
+    {
         c["healthzPort"] = json!(p);
     }
     if let Some(a) = flags.get("healthz-bind-address") {
@@ -177,11 +188,17 @@ pub fn run(root: &Root, args: &JoinArgs) -> Result<(), Error> {
             )
         })?;
     let discovery_token = token::parse(&token_str)?;
-    let tls_token = match args.tls_bootstrap_token.clone().or_else(|| args.token.clone()) {
+    let tls_token = match args
+        .tls_bootstrap_token
+        .clone()
+        .or_else(|| args.token.clone())
+    {
         Some(t) => token::parse(&t)?,
         None => discovery_token.clone(),
     };
-    if args.discovery_token_ca_cert_hash.is_empty() && !args.discovery_token_unsafe_skip_ca_verification {
+    if args.discovery_token_ca_cert_hash.is_empty()
+        && !args.discovery_token_unsafe_skip_ca_verification
+    {
         return Err(Error::Config("discovery.bootstrapToken: Invalid value: \"\": using token-based discovery without caCertHashes can be unsafe. Set unsafeSkipCAVerification as true in your kubeadm config file or pass --discovery-token-unsafe-skip-ca-verification flag to continue".into()));
     }
     let node_name = args
@@ -200,7 +217,12 @@ pub fn run(root: &Root, args: &JoinArgs) -> Result<(), Error> {
     println!("[preflight] Running pre-flight checks");
     for f in [kubelet::KUBELET_CONF, kubelet::BOOTSTRAP_KUBELET_CONF] {
         let p = root.host(f);
-        if p.exists() && !args.ignore_preflight_errors.iter().any(|i| i == "all" || i.starts_with("FileAvailable")) {
+        if p.exists()
+            && !args
+                .ignore_preflight_errors
+                .iter()
+                .any(|i| i == "all" || i.starts_with("FileAvailable"))
+        {
             return Err(Error::Phase(
                 "preflight".into(),
                 Box::new(Error::Preflight(format!(
@@ -227,15 +249,18 @@ pub fn run(root: &Root, args: &JoinArgs) -> Result<(), Error> {
             0o644,
         )?;
         let boot_path = root.host(kubelet::BOOTSTRAP_KUBELET_CONF);
-        crate::pki::write_file(&boot_path, bootstrap_kubeconfig(&info, &tls_token)?.as_bytes(), 0o600)?;
+        crate::pki::write_file(
+            &boot_path,
+            bootstrap_kubeconfig(&info, &tls_token)?.as_bytes(),
+            0o600,
+        )?;
         let boot = cluster::client(&boot_path).await?;
         println!("[preflight] Reading configuration from the \"kubeadm-config\" ConfigMap in namespace \"kube-system\"...");
         println!("[preflight] Use 'kubeadm init phase upload-config --config your-config-file' to re-upload it.");
         let cms: Api<ConfigMap> = Api::namespaced(boot.clone(), "kube-system");
-        let kubeadm_config = cms
-            .get("kubeadm-config")
-            .await
-            .map_err(|e| Error::Config(format!("unable to fetch the kubeadm-config ConfigMap: {e}")))?;
+        let kubeadm_config = cms.get("kubeadm-config").await.map_err(|e| {
+            Error::Config(format!("unable to fetch the kubeadm-config ConfigMap: {e}"))
+        })?;
         let cluster_cfg: Value = kubeadm_config
             .data
             .and_then(|d| d.get("ClusterConfiguration").cloned())
@@ -245,16 +270,20 @@ pub fn run(root: &Root, args: &JoinArgs) -> Result<(), Error> {
             .as_str()
             .unwrap_or(DEFAULT_IMAGE_REPOSITORY)
             .to_string();
-        let kc = cms
-            .get("kubelet-config")
-            .await
-            .map_err(|e| Error::Config(format!("unable to fetch the kubelet-config ConfigMap: {e}")))?;
+        let kc = cms.get("kubelet-config").await.map_err(|e| {
+            Error::Config(format!("unable to fetch the kubelet-config ConfigMap: {e}"))
+        })?;
         let text = kc
             .data
             .and_then(|d| d.get("kubelet").cloned())
-            .ok_or_else(|| Error::Config("the kubelet-config ConfigMap has no \"kubelet\" key".into()))?;
-        let mut config: Value = serde_yaml_ng::from_str(&text)
-            .map_err(|e| Error::Config(format!("invalid kubelet configuration in kubelet-config: {e}")))?;
+            .ok_or_else(|| {
+                Error::Config("the kubelet-config ConfigMap has no \"kubelet\" key".into())
+            })?;
+        let mut config: Value = serde_yaml_ng::from_str(&text).map_err(|e| {
+            Error::Config(format!(
+                "invalid kubelet configuration in kubelet-config: {e}"
+            ))
+        })?;
         // The node-local paths are this host's (under this root), not the control plane's.
         config["staticPodPath"] = json!(root.host("/etc/kubernetes/manifests"));
         config["authentication"]["x509"]["clientCAFile"] =

@@ -187,7 +187,10 @@ pub fn command_line(root: &Root) -> Vec<String> {
     if boot.exists() {
         args.push(format!("--bootstrap-kubeconfig={}", boot.display()));
     }
-    args.push(format!("--kubeconfig={}", root.host(KUBELET_CONF).display()));
+    args.push(format!(
+        "--kubeconfig={}",
+        root.host(KUBELET_CONF).display()
+    ));
     args.push(format!("--config={}", root.host(CONFIG_FILE).display()));
     args.extend(read_env_args(
         &root.host(FLAGS_FILE),
@@ -228,7 +231,11 @@ pub fn write_files(
     write(&config_file, &yaml)?;
     write(&root.host(DROP_IN), &drop_in(root))?;
     let unit = root.host(UNIT);
-    if !unit.exists() && !root.host("/usr/lib/systemd/system/kubelet.service").exists() {
+    if !unit.exists()
+        && !root
+            .host("/usr/lib/systemd/system/kubelet.service")
+            .exists()
+    {
         write(&unit, UNIT_TEXT)?;
     }
     fs::create_dir_all(root.host("/var/lib/kubelet/pki"))
@@ -316,7 +323,8 @@ pub fn start(root: &Root, kubelet_binary: &Path) -> Result<(), Error> {
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
-    cmd.spawn().map_err(io("starting the kubelet supervisor".into()))?;
+    cmd.spawn()
+        .map_err(io("starting the kubelet supervisor".into()))?;
     // The supervisor writes its pid file first thing; wait for it so reset can find it.
     let deadline = Instant::now() + Duration::from_secs(10);
     while supervisor_running(root).is_none() {

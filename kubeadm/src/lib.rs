@@ -17,7 +17,9 @@ pub mod renewal;
 pub mod reset;
 pub mod token;
 
-use cli::{CertsCmd, Cli, Command, ConfigCmd, ConfigImagesCmd, InitFlags, InitSub, Phase, TokenCmd};
+use cli::{
+    CertsCmd, Cli, Command, ConfigCmd, ConfigImagesCmd, InitFlags, InitSub, Phase, TokenCmd,
+};
 use config::{Config, Root};
 
 #[derive(Debug, thiserror::Error)]
@@ -213,7 +215,9 @@ fn kubelet_healthz(cfg: &Config) -> Result<String, Error> {
     let mut c = kubelet::configuration(cfg)?;
     for (k, v) in &cfg.kubelet_extra_args {
         match k.as_str() {
-            "healthz-port" => c["healthzPort"] = serde_json::json!(v.parse::<u64>().unwrap_or(10248)),
+            "healthz-port" => {
+                c["healthzPort"] = serde_json::json!(v.parse::<u64>().unwrap_or(10248))
+            }
             "healthz-bind-address" => c["healthzBindAddress"] = serde_json::json!(v),
             _ => {}
         }
@@ -221,13 +225,26 @@ fn kubelet_healthz(cfg: &Config) -> Result<String, Error> {
     Ok(kubelet::healthz_url(&c))
 }
 
-fn admin_client(cfg: &Config) -> impl std::future::Future<Output = Result<kube::Client, Error>> + '_ {
-    let path = kubeconfig::path(cfg, kubeconfig::ADMIN);
-    async move { cluster::client(&path).await }
+/// The admin.conf client, after making sure its group kubeadm:cluster-admins is bound to
+/// cluster-admin (created as upstream does, through super-admin.conf when admin.conf cannot).
+async fn admin_client(cfg: &Config) -> Result<kube::Client, Error> {
+    let admin = cluster::client(&kubeconfig::path(cfg, kubeconfig::ADMIN)).await?;
+    let super_admin = kubeconfig::path(cfg, kubeconfig::SUPER_ADMIN);
+    let creator = if super_admin.exists() {
+        cluster::client(&super_admin).await?
+    } else {
+        admin.clone()
+    };
+    cluster::ensure_admin_binding(&creator, &admin).await?;
+    Ok(admin)
 }
 
 /// The phases after kubelet-start; each on its own or all in order (`which` = None).
-fn cluster_phases(cfg: &Config, only: Option<(&str, &str)>, print_token: bool) -> Result<(), Error> {
+fn cluster_phases(
+    cfg: &Config,
+    only: Option<(&str, &str)>,
+    print_token: bool,
+) -> Result<(), Error> {
     let wanted = |phase: &str| match only {
         Some((p, _)) => p == phase,
         None => !cfg.should_skip(phase),
@@ -243,9 +260,15 @@ fn cluster_phases(cfg: &Config, only: Option<(&str, &str)>, print_token: bool) -
                 cluster::wait_control_plane(cfg, &kubelet_healthz(cfg)?).await,
             )?;
         }
-        let needs_client = ["upload-config", "mark-control-plane", "bootstrap-token", "addon", "show-join-command"]
-            .iter()
-            .any(|p| wanted(p));
+        let needs_client = [
+            "upload-config",
+            "mark-control-plane",
+            "bootstrap-token",
+            "addon",
+            "show-join-command",
+        ]
+        .iter()
+        .any(|p| wanted(p));
         if !needs_client && !wanted("kubelet-finalize") {
             return Ok(());
         }
@@ -375,9 +398,12 @@ fn token_cmd(root: &Root, command: TokenCmd) -> Result<(), Error> {
                 let local = cfg.control_plane_url();
                 println!(
                     "{}",
-                    cmd.replace(local.trim_start_matches("https://"), server.trim_start_matches("https://"))
-                        .replace(" \\\n\t", " ")
-                        .trim_end()
+                    cmd.replace(
+                        local.trim_start_matches("https://"),
+                        server.trim_start_matches("https://")
+                    )
+                    .replace(" \\\n\t", " ")
+                    .trim_end()
                 );
             } else {
                 println!("{t}");

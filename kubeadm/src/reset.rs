@@ -19,9 +19,12 @@ pub struct Options {
 
 /// A flag's value in kubeadm-flags.env.
 fn kubelet_flag(root: &Root, name: &str) -> Option<String> {
-    crate::kubelet::read_env_args(&root.host(crate::kubelet::FLAGS_FILE), "KUBELET_KUBEADM_ARGS")
-        .into_iter()
-        .find_map(|a| a.strip_prefix(&format!("--{name}=")).map(str::to_string))
+    crate::kubelet::read_env_args(
+        &root.host(crate::kubelet::FLAGS_FILE),
+        "KUBELET_KUBEADM_ARGS",
+    )
+    .into_iter()
+    .find_map(|a| a.strip_prefix(&format!("--{name}=")).map(str::to_string))
 }
 
 /// Stops and removes every container and pod sandbox of the runtime (network torn down by
@@ -32,7 +35,9 @@ fn remove_pods(endpoint: &str) -> Result<usize, Error> {
         let runtime = kubelet::cri::Runtime::new(endpoint).map_err(|e| fail(e.to_string()))?;
         let work = async {
             for c in runtime.list_containers(None).await.unwrap_or_default() {
-                let _ = runtime.stop_container(&c.id, std::time::Duration::ZERO).await;
+                let _ = runtime
+                    .stop_container(&c.id, std::time::Duration::ZERO)
+                    .await;
                 let _ = runtime.remove_container(&c.id).await;
             }
             let sandboxes = runtime
@@ -92,6 +97,25 @@ fn store_data_dir(manifest: &Path) -> Option<PathBuf> {
         .find_map(|a| a.strip_prefix("--data-dir=").map(PathBuf::from))
 }
 
+/// Unmounts every mount below `dir` (the kubelet's volume tmpfs mounts), deepest first.
+fn unmount_below(dir: &Path) {
+    let prefix = format!("{}/", dir.display());
+    let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&prefix))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    mounts.dedup();
+    for m in mounts {
+        let _ = std::process::Command::new("umount")
+            .arg(&m)
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
 fn confirm() -> Result<bool, Error> {
     print!("[reset] Are you sure you want to proceed? [y/N]: ");
     std::io::stdout()
@@ -143,6 +167,12 @@ pub fn run(o: &Options) -> Result<(), Error> {
         println!("[reset] No etcd config found. Assuming external etcd");
         println!("[reset] Please, manually reset etcd to prevent further issues");
     }
+    let kubelet_dir = o.root.host("/var/lib/kubelet");
+    println!(
+        "[reset] Unmounting mounted directories in {:?}",
+        kubelet_dir.display().to_string()
+    );
+    unmount_below(&kubelet_dir);
     let dirs = [
         manifests_dir,
         o.root.host("/var/lib/kubelet"),
@@ -179,7 +209,10 @@ pub fn run(o: &Options) -> Result<(), Error> {
     let conflist = cni_dir.join(kubelet::cni::CONFLIST_NAME);
     if conflist.exists() {
         std::fs::remove_file(&conflist).map_err(io(format!("removing {:?}", conflist)))?;
-        println!("[reset] Deleted the kubelet's CNI configuration {}", conflist.display());
+        println!(
+            "[reset] Deleted the kubelet's CNI configuration {}",
+            conflist.display()
+        );
     }
     for f in [crate::kubelet::FLAGS_FILE, crate::kubelet::CONFIG_FILE] {
         let _ = std::fs::remove_file(o.root.host(f));

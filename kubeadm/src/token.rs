@@ -161,14 +161,19 @@ pub fn ca_cert_hash(cert_der: &[u8]) -> Result<String, Error> {
     let digest = sha2::Sha256::digest(spki);
     Ok(format!(
         "sha256:{}",
-        digest.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
     ))
 }
 
 /// Checks a detached JWS (`header..signature`, HS256) of `content` made with `token`.
 pub fn verify_detached_jws(jws: &str, content: &str, token: &Token) -> Result<(), Error> {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let bad = |why: &str| Error::Config(format!("failed to verify JWS signature of received cluster info object, can't trust this API Server: {why}"));
+    let bad = |why: &str| {
+        Error::Config(format!("failed to verify JWS signature of received cluster info object, can't trust this API Server: {why}"))
+    };
     let (header, signature) = jws
         .split_once("..")
         .ok_or_else(|| bad("not a detached JWS"))?;
@@ -215,7 +220,10 @@ mod tests {
             parse_duration("24h0m0s").expect("d"),
             Duration::from_secs(86400)
         );
-        assert_eq!(parse_duration("1h30m").expect("d"), Duration::from_secs(5400));
+        assert_eq!(
+            parse_duration("1h30m").expect("d"),
+            Duration::from_secs(5400)
+        );
         assert_eq!(parse_duration("0").expect("d"), Duration::ZERO);
         assert!(parse_duration("10").is_err());
         assert!(parse_duration("1d").is_err());
