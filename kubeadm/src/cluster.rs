@@ -664,19 +664,27 @@ pub fn join_command(cfg: &Config, token: &Token) -> Result<String, Error> {
 /// The closing text of `kubeadm init`.
 pub fn print_success(cfg: &Config, join: Option<&str>) {
     let admin = crate::kubeconfig::path(cfg, crate::kubeconfig::ADMIN);
-    println!(
-        "\nYour Kubernetes control-plane has initialized successfully!\n\n\
-To start using your cluster, you need to run the following as a regular user:\n\n\
-  mkdir -p $HOME/.kube\n\
-  sudo cp -i {admin} $HOME/.kube/config\n\
-  sudo chown $(id -u):$(id -g) $HOME/.kube/config\n\n\
-Alternatively, if you are the root user, you can run:\n\n\
-  export KUBECONFIG={admin}\n\n\
-You should now deploy a pod network to the cluster.\n\
-Run \"kubectl apply -f [podnetwork].yaml\" with one of the options listed at:\n\
-  https://kubernetes.io/docs/concepts/cluster-administration/addons/\n",
-        admin = admin.display()
-    );
+    let admin = admin.display();
+    let lines = [
+        String::new(),
+        "Your Kubernetes control-plane has initialized successfully!".into(),
+        String::new(),
+        "To start using your cluster, you need to run the following as a regular user:".into(),
+        String::new(),
+        "  mkdir -p $HOME/.kube".into(),
+        format!("  sudo cp -i {admin} $HOME/.kube/config"),
+        "  sudo chown $(id -u):$(id -g) $HOME/.kube/config".into(),
+        String::new(),
+        "Alternatively, if you are the root user, you can run:".into(),
+        String::new(),
+        format!("  export KUBECONFIG={admin}"),
+        String::new(),
+        "You should now deploy a pod network to the cluster.".into(),
+        "Run \"kubectl apply -f [podnetwork].yaml\" with one of the options listed at:".into(),
+        "  https://kubernetes.io/docs/concepts/cluster-administration/addons/".into(),
+        String::new(),
+    ];
+    println!("{}", lines.join("\n"));
     if let Some(join) = join {
         println!(
             "Then you can join any number of worker nodes by running the following on each as root:\n\n{join}"
