@@ -411,6 +411,110 @@ address: 127.0.0.1
     assert!(list.contains("abcdef.0123456789abcdef"), "{list}");
     assert!(list.lines().count() >= 3, "{list}");
 
+    // A worker (its own containerd and root) joins with the printed command; its kubelet gets
+    // its client certificate through an approved CSR (TLS bootstrap).
+    let hash = out
+        .split("--discovery-token-ca-cert-hash ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("hash in the join command")
+        .to_string();
+    let worker_runtime = Containerd::start();
+    let root2 = dir.path().join("worker");
+    std::fs::create_dir_all(&root2).expect("worker root");
+    let _reset_worker = Reset {
+        root: root2.clone(),
+        cri: worker_runtime.endpoint(),
+    };
+    let worker = format!("worker-{pid}");
+    let bridge2 = format!("kadw{}", pid % 100_000);
+    worker_runtime
+        .bridges
+        .lock()
+        .expect("bridges")
+        .push(bridge2.clone());
+    let join_cfg = dir.path().join("join.yaml");
+    std::fs::write(
+        &join_cfg,
+        format!(
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\nnodeRegistration:\n  kubeletExtraArgs:\n  - name: cni-conf-dir\n    value: {}\n  - name: cni-bridge-name\n    value: {bridge2}\n  - name: healthz-port\n    value: \"{}\"\n  - name: port\n    value: \"{}\"\n  - name: address\n    value: 127.0.0.1\n  - name: node-ip\n    value: 127.0.0.1\n",
+            worker_runtime.cni_conf_dir.display(),
+            free_port(),
+            free_port(),
+        ),
+    )
+    .expect("join config");
+    let joined = kubeadm_ok(
+        &root2,
+        &[
+            "join",
+            &format!("127.0.0.1:{api}"),
+            "--token",
+            "abcdef.0123456789abcdef",
+            "--discovery-token-ca-cert-hash",
+            &hash,
+            "--node-name",
+            &worker,
+            &format!("--cri-socket={}", worker_runtime.endpoint()),
+            "--config",
+            &join_cfg.display().to_string(),
+            &format!("--binaries-dir={}", bin.display()),
+        ],
+    );
+    assert!(
+        joined.contains("This node has joined the cluster"),
+        "{joined}"
+    );
+    eventually("the worker Ready", SLOW, || {
+        try_out(
+            &kc,
+            &[
+                "get",
+                "node",
+                &worker,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ],
+        )
+        .filter(|s| s == "True")
+    });
+    let csrs = ok(
+        &kc,
+        &["get", "csr", "-o", "jsonpath={range .items[*]}{.spec.signerName} {.spec.username} {.status.conditions[0].type}{\"\\n\"}{end}"],
+    );
+    assert!(
+        csrs.lines().any(|l| l.starts_with(
+            "kubernetes.io/kube-apiserver-client-kubelet system:bootstrap:abcdef Approved"
+        )),
+        "{csrs}"
+    );
+    let kubelet_conf =
+        std::fs::read_to_string(root2.join("etc/kubernetes/kubelet.conf")).expect("kubelet.conf");
+    assert!(
+        kubelet_conf.contains("kubelet-client-current.pem"),
+        "{kubelet_conf}"
+    );
+    // A wrong CA pin is refused before anything is written.
+    let root3 = dir.path().join("refused");
+    std::fs::create_dir_all(&root3).expect("root3");
+    let refused = kubeadm(
+        &root3,
+        &[
+            "join",
+            &format!("127.0.0.1:{api}"),
+            "--token",
+            "abcdef.0123456789abcdef",
+            "--discovery-token-ca-cert-hash",
+            "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        ],
+    );
+    assert!(
+        !refused.ok && refused.stderr.contains("none of the public keys"),
+        "{}",
+        refused.stderr
+    );
+    kubeadm_ok(&root2, &["reset", "-f"]);
+
     // reset: no kubelet, no containers, no files.
     let supervisor_pid = root.join("run/kubeadm/kubelet-supervisor.pid");
     let kubelet_pid = root.join("run/kubeadm/kubelet.pid");
