@@ -10,7 +10,9 @@ export ETCDCTL_API := 3
 export OUT ?= _out
 # Where cargo puts the debug binaries `make up` starts (CARGO_TARGET_DIR is honoured).
 export BIN_DIR ?= $(or $(CARGO_TARGET_DIR),target)/debug
-# `make up` runs this binary; STORE_BIN=/usr/bin/etcd brings up real etcd with the same flags.
+# Where `make up` takes the release binaries kubeadm builds the images from.
+export RELEASE_DIR ?= $(or $(CARGO_TARGET_DIR),target)/release
+# `make up-store` runs this binary; STORE_BIN=/usr/bin/etcd brings up real etcd with the same flags.
 STORE_BIN ?= $(BIN_DIR)/kube-store
 export STORE_BIN
 
@@ -57,16 +59,16 @@ bench-kubelet: deps ## kubelet pod startup on containerd vs raw CRI, RSS with 20
 	$(CARGO) build --release -p apiserver --bin kube-apiserver -p scheduler --bin kube-scheduler -p controller-manager --bin kube-controller-manager
 	$(CARGO) bench -p kubelet --bench kubelet
 
-up: deps ## Build and start the control plane (apiserver with embedded store on :6443, scheduler, controller-manager); kubeconfig in _out/admin.conf
-	$(CARGO) build -p apiserver --bin kube-apiserver -p scheduler --bin kube-scheduler -p controller-manager --bin kube-controller-manager
-	@scripts/up.sh
+up: deps ## Build (release) and run `kubeadm init` on a private containerd under _out/: the control plane as static pods of a supervised kubelet; kubeconfig _out/root/etc/kubernetes/admin.conf
+	$(CARGO) build --release -p store --bin kube-store -p apiserver --bin kube-apiserver -p scheduler --bin kube-scheduler -p controller-manager --bin kube-controller-manager -p kubelet --bin kubelet -p kubeadm --bin kubeadm -p dns --bin kube-dns
+	@BIN_DIR=$(RELEASE_DIR) scripts/up.sh
 
 up-store: deps ## Start only a standalone kube-store member (etcd ports 2379/2380/2381, data in _out/store)
 	@if [ "$(STORE_BIN)" = "$(BIN_DIR)/kube-store" ]; then $(CARGO) build -p store --bin kube-store; fi
 	@scripts/store-up.sh
 
-down: ## Stop what `make up` / `make up-store` started (data is kept)
-	@scripts/down.sh
+down: ## `kubeadm reset -f` on the `make up` cluster and stop its containerd (and what `make up-store` started)
+	@BIN_DIR=$(RELEASE_DIR) scripts/down.sh
 
 e2e: ## Only the cluster suites (apiserver + scheduler + controller-manager with fake kubelets; also part of `make test`)
 	$(CARGO) build --workspace --bins

@@ -1,106 +1,44 @@
 #!/usr/bin/env bash
-# Brings up the control plane in the background, as kubeadm lays it out but as plain processes:
-# a kubeadm-shaped PKI and kubeconfigs (scripts/pki.sh), kube-apiserver with its embedded
-# single-member store on :6443, then kube-scheduler (:10259) and kube-controller-manager
-# (:10257), each under its own identity with leader election. Data, logs and pid files in $OUT.
+# `make up`: a one-node cluster the kubeadm way. A private containerd under $OUT
+# (scripts/containerd-up.sh; CRI_SOCKET=unix:///... uses an existing runtime instead), then
+# `kubeadm init --rootfs=$OUT/root`: the images of this project's binaries are built and
+# imported, the supervised kubelet runs kube-store, kube-apiserver, kube-controller-manager and
+# kube-scheduler as static pods, the node is registered, labelled and tainted, the bootstrap
+# token, cluster-info and the addons are created. Everything lives under $OUT.
 set -euo pipefail
 
-BIN_DIR=${BIN_DIR:-target/debug}
-OUT=${OUT:-_out}
-PORT=${APISERVER_PORT:-6443}
-TIMEOUT=${UP_TIMEOUT:-60}
+OUT=$(realpath -m "${OUT:-_out}")
+ROOTFS=$OUT/root
+BIN_DIR=$(realpath "${BIN_DIR:-target/release}")
+mkdir -p "$ROOTFS"
 
-mkdir -p "$OUT"
-OUT=$OUT APISERVER_PORT=$PORT scripts/pki.sh
-pki=$(realpath "$OUT/pki")
+if [ -f "$ROOTFS/etc/kubernetes/admin.conf" ]; then
+	echo "up: a cluster already exists in $ROOTFS (make down first)"
+	exit 0
+fi
 
-alive() { kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ]; }
+if [ -z "${CRI_SOCKET:-}" ]; then
+	OUT=$OUT ROOTFS=$ROOTFS scripts/containerd-up.sh
+	CRI_SOCKET=unix://$OUT/containerd/containerd.sock
+fi
 
-# start NAME BIN ARGS...: runs BIN in the background unless NAME is already running.
-start() {
-	local name=$1 bin=$2
-	shift 2
-	local pidfile=$OUT/$name.pid logfile=$OUT/$name.log
-	if [ -f "$pidfile" ] && alive "$(cat "$pidfile")"; then
-		echo "up: $name already running (pid $(cat "$pidfile"))"
-		return 0
-	fi
-	echo "up: $bin $*" >>"$logfile"
-	nohup "$bin" "$@" >>"$logfile" 2>&1 </dev/null &
-	echo $! >"$pidfile"
-}
+# The default route's address when there is one, else loopback (a VM with loopback only).
+ADVERTISE=${ADVERTISE:-$(ip -4 route get 1.1.1.1 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "src") {print $(i + 1); exit}}')}
+ADVERTISE=${ADVERTISE:-127.0.0.1}
 
-# ready NAME URL: waits until URL answers 200 over the cluster CA, or the process dies.
-ready() {
-	local name=$1 url=$2 pid
-	pid=$(cat "$OUT/$name.pid")
-	local deadline=$((SECONDS + TIMEOUT))
-	until curl -fsS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" "$url" >/dev/null 2>&1 ||
-		curl -fsSk "$url" >/dev/null 2>&1; do
-		if ! alive "$pid"; then
-			rm -f "$OUT/$name.pid"
-			echo "up: $name exited during start-up; last log lines ($OUT/$name.log):" >&2
-			tail -n 30 "$OUT/$name.log" >&2
-			exit 1
-		fi
-		if [ "$SECONDS" -ge "$deadline" ]; then
-			echo "up: $name (pid $pid) not ready after ${TIMEOUT}s; last log lines ($OUT/$name.log):" >&2
-			tail -n 30 "$OUT/$name.log" >&2
-			exit 1
-		fi
-		sleep 0.2
-	done
-}
-
-start apiserver "$BIN_DIR/kube-apiserver" \
-	"--secure-port=$PORT" \
-	--bind-address=127.0.0.1 \
-	--advertise-address=127.0.0.1 \
-	"--data-dir=$OUT/apiserver/data" \
-	"--cert-dir=$OUT/apiserver/certs" \
-	"--client-ca-file=$pki/ca.crt" \
-	"--tls-cert-file=$pki/apiserver.crt" \
-	"--tls-private-key-file=$pki/apiserver.key" \
-	"--service-account-key-file=$pki/sa.pub" \
-	"--service-account-signing-key-file=$pki/sa.key" \
-	--service-account-issuer=https://kubernetes.default.svc.cluster.local \
-	--service-cluster-ip-range=10.96.0.0/12 \
-	--authorization-mode=Node,RBAC \
-	--enable-bootstrap-token-auth=true
-ready apiserver "https://127.0.0.1:$PORT/readyz"
-
-start scheduler "$BIN_DIR/kube-scheduler" \
-	"--kubeconfig=$OUT/scheduler.conf" \
-	"--authentication-kubeconfig=$OUT/scheduler.conf" \
-	"--authorization-kubeconfig=$OUT/scheduler.conf" \
-	--bind-address=127.0.0.1 \
-	--leader-elect=true
-start controller-manager "$BIN_DIR/kube-controller-manager" \
-	"--kubeconfig=$OUT/controller-manager.conf" \
-	"--authentication-kubeconfig=$OUT/controller-manager.conf" \
-	"--authorization-kubeconfig=$OUT/controller-manager.conf" \
-	--bind-address=127.0.0.1 \
-	--leader-elect=true \
-	--use-service-account-credentials=true \
-	"--root-ca-file=$pki/ca.crt" \
-	"--service-account-private-key-file=$pki/sa.key" \
-	"--cluster-signing-cert-file=$pki/ca.crt" \
-	"--cluster-signing-key-file=$pki/ca.key" \
-	--allocate-node-cidrs=true \
-	--cluster-cidr=10.244.0.0/16 \
-	--service-cluster-ip-range=10.96.0.0/12 \
-	"--cert-dir=$OUT/controller-manager" \
-	'--controllers=*,bootstrapsigner,tokencleaner'
-ready scheduler "https://127.0.0.1:10259/healthz"
-ready controller-manager "https://127.0.0.1:10257/healthz"
+"$BIN_DIR/kubeadm" --rootfs "$ROOTFS" init \
+	"--binaries-dir=$BIN_DIR" \
+	"--cri-socket=$CRI_SOCKET" \
+	"--apiserver-advertise-address=$ADVERTISE" \
+	--pod-network-cidr=10.244.0.0/16 \
+	--ignore-preflight-errors=Swap \
+	${KUBEADM_FLAGS:-}
 
 cat <<MSG
-up: the control plane is running on https://127.0.0.1:$PORT:
-    kube-apiserver (embedded single-member store), kube-scheduler, kube-controller-manager.
-    There is no kubelet yet (a later issue), so pods are scheduled to Nodes but not run.
-  kubeconfig: $(realpath "$OUT/admin.conf")     logs: $OUT/{apiserver,scheduler,controller-manager}.log
-  try:        export KUBECONFIG=$(realpath "$OUT/admin.conf")
-              kubectl get ns,sa
-              kubectl create deployment web --image=busybox --replicas=3 && kubectl get rs,pods
-  stop:       make down
+
+up: the cluster runs on containerd ($CRI_SOCKET); the kubelet is supervised by kubeadm
+    (log: $ROOTFS/var/log/kubelet.log).
+  try:   export KUBECONFIG=$ROOTFS/etc/kubernetes/admin.conf
+         kubectl get nodes,pods -A
+  stop:  make down
 MSG

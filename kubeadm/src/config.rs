@@ -19,6 +19,8 @@ pub const DEFAULT_CERT_DIR: &str = "/etc/kubernetes/pki";
 pub const DEFAULT_ETCD_DATA_DIR: &str = "/var/lib/etcd";
 pub const DEFAULT_CLUSTER_NAME: &str = "kubernetes";
 pub const KUBERNETES_DIR: &str = "/etc/kubernetes";
+/// nodeRegistration.criSocket's default: containerd's socket.
+pub const DEFAULT_CRI_SOCKET: &str = "unix:///run/containerd/containerd.sock";
 
 /// The directory kubeadm treats as `/`. Unlike upstream's `--rootfs` (which chroots), every
 /// host path kubeadm reads, writes or puts into a manifest or kubeconfig is prefixed with it,
@@ -95,6 +97,9 @@ pub struct Overrides {
     pub image_repository: Option<String>,
     pub skip_phases: Vec<String>,
     pub ignore_preflight_errors: Vec<String>,
+    pub cri_socket: Option<String>,
+    pub token: Option<String>,
+    pub token_ttl: Option<String>,
     /// Commands that do not need the advertise address (certs, reset) fall back to 0.0.0.0
     /// instead of failing on a host without a default route.
     pub allow_unset_address: bool,
@@ -128,6 +133,18 @@ pub struct Config {
     pub scheduler_extra_args: Vec<(String, String)>,
     pub skip_phases: Vec<String>,
     pub ignore_preflight_errors: Vec<String>,
+    /// nodeRegistration.criSocket (`unix://...`).
+    pub cri_socket: String,
+    /// nodeRegistration.kubeletExtraArgs, written into kubeadm-flags.env.
+    pub kubelet_extra_args: Vec<(String, String)>,
+    /// nodeRegistration.taints; None means upstream's default (the control-plane taint).
+    pub node_taints: Option<Vec<k8s_openapi::api::core::v1::Taint>>,
+    /// A KubeletConfiguration document of --config, merged over kubeadm's defaults.
+    pub kubelet_configuration: Option<serde_yaml_ng::Value>,
+    /// bootstrapTokens[0].token, or --token.
+    pub token: Option<String>,
+    /// bootstrapTokens[0].ttl, or --token-ttl (Go duration; default 24h0m0s).
+    pub token_ttl: Option<String>,
 }
 
 /// `extraArgs`: a list of name/value pairs in v1beta4, a map in v1beta3.
@@ -162,6 +179,15 @@ struct InitConfiguration {
     node_registration: Option<NodeRegistration>,
     #[serde(default)]
     skip_phases: Vec<String>,
+    #[serde(default)]
+    bootstrap_tokens: Vec<BootstrapTokenSpec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BootstrapTokenSpec {
+    token: Option<String>,
+    ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -177,6 +203,9 @@ struct NodeRegistration {
     name: Option<String>,
     #[serde(default)]
     ignore_preflight_errors: Vec<String>,
+    cri_socket: Option<String>,
+    kubelet_extra_args: Option<ExtraArgs>,
+    taints: Option<Vec<k8s_openapi::api::core::v1::Taint>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -239,12 +268,10 @@ const API_GROUP: &str = "kubeadm.k8s.io";
 const API_VERSIONS: [&str; 2] = ["v1beta3", "v1beta4"];
 
 /// Splits a kubeadm config file into its InitConfiguration and ClusterConfiguration.
-fn parse_documents(
-    text: &str,
-    file: &Path,
-) -> Result<(InitConfiguration, ClusterConfiguration), Error> {
+fn parse_documents(text: &str, file: &Path) -> Result<Documents, Error> {
     let mut init = InitConfiguration::default();
     let mut cluster = ClusterConfiguration::default();
+    let mut kubelet = None;
     let bad = |e: String| Error::Config(format!("unable to read config from {:?}: {e}", file));
     for doc in serde_yaml_ng::Deserializer::from_str(text) {
         let value = serde_yaml_ng::Value::deserialize(doc).map_err(|e| bad(e.to_string()))?;
@@ -266,7 +293,10 @@ fn parse_documents(
         }
         let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
         if group != API_GROUP {
-            // KubeletConfiguration, KubeProxyConfiguration: for the phases that come later.
+            if kind == "KubeletConfiguration" {
+                kubelet = Some(value);
+            }
+            // KubeProxyConfiguration: not read yet.
             continue;
         }
         if !API_VERSIONS.contains(&version) {
@@ -289,8 +319,14 @@ fn parse_documents(
             }
         }
     }
-    Ok((init, cluster))
+    Ok((init, cluster, kubelet))
 }
+
+type Documents = (
+    InitConfiguration,
+    ClusterConfiguration,
+    Option<serde_yaml_ng::Value>,
+);
 
 /// The node's hostname, lowercased as kubeadm does for the node name.
 pub fn hostname() -> String {
@@ -360,13 +396,16 @@ fn mixed_flags(o: &Overrides) -> Vec<&'static str> {
     add(o.service_dns_domain.is_some(), "service-dns-domain");
     add(o.control_plane_endpoint.is_some(), "control-plane-endpoint");
     add(o.image_repository.is_some(), "image-repository");
+    add(o.cri_socket.is_some(), "cri-socket");
+    add(o.token.is_some(), "token");
+    add(o.token_ttl.is_some(), "token-ttl");
     v
 }
 
 impl Config {
     /// Reads --config (if any), applies the flags and upstream's defaults.
     pub fn load(root: Root, o: Overrides) -> Result<Config, Error> {
-        let (init, cluster) = match &o.config_file {
+        let (init, cluster, kubelet_configuration) = match &o.config_file {
             Some(file) => {
                 let mixed = mixed_flags(&o);
                 if !mixed.is_empty() {
@@ -383,6 +422,7 @@ impl Config {
             None => Default::default(),
         };
         let endpoint = init.local_api_endpoint.unwrap_or_default();
+        let first_token = init.bootstrap_tokens.into_iter().next().unwrap_or_default();
         let node = init.node_registration.unwrap_or_default();
         let networking = cluster.networking.unwrap_or_default();
         let api_server = cluster.api_server.unwrap_or_default();
@@ -498,6 +538,15 @@ impl Config {
             scheduler_extra_args: pairs(cluster.scheduler.and_then(|c| c.extra_args)),
             skip_phases,
             ignore_preflight_errors: ignore,
+            cri_socket: o
+                .cri_socket
+                .or(node.cri_socket)
+                .unwrap_or_else(|| DEFAULT_CRI_SOCKET.to_string()),
+            kubelet_extra_args: pairs(node.kubelet_extra_args),
+            node_taints: node.taints,
+            kubelet_configuration,
+            token: o.token.or(first_token.token),
+            token_ttl: o.token_ttl.or(first_token.ttl),
         })
     }
 

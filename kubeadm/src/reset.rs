@@ -1,5 +1,6 @@
-//! `kubeadm reset`, the file part: the store's data, static Pod manifests, the PKI, the
-//! kubelet's directory and the kubeconfigs kubeadm wrote.
+//! `kubeadm reset`: stops the kubelet (the supervisor, or systemd's unit), removes every pod
+//! sandbox and container through the CRI, the CNI config the kubelet wrote, then the store's
+//! data, static Pod manifests, the PKI, the kubelet's directory and the kubeconfigs.
 
 use std::io::{BufRead as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -12,6 +13,53 @@ pub struct Options {
     pub root: Root,
     pub cert_dir: PathBuf,
     pub force: bool,
+    /// --cri-socket; else the kubelet's --container-runtime-endpoint from kubeadm-flags.env.
+    pub cri_socket: Option<String>,
+}
+
+/// A flag's value in kubeadm-flags.env.
+fn kubelet_flag(root: &Root, name: &str) -> Option<String> {
+    crate::kubelet::read_env_args(
+        &root.host(crate::kubelet::FLAGS_FILE),
+        "KUBELET_KUBEADM_ARGS",
+    )
+    .into_iter()
+    .find_map(|a| a.strip_prefix(&format!("--{name}=")).map(str::to_string))
+}
+
+/// Stops and removes every container and pod sandbox of the runtime (network torn down by
+/// the runtime's CNI); the pods' cgroups too. Returns how many sandboxes were removed.
+fn remove_pods(endpoint: &str) -> Result<usize, Error> {
+    let fail = |e: String| Error::Config(format!("failed to remove containers: {e}"));
+    crate::cluster::block_on(async {
+        let runtime = kubelet::cri::Runtime::new(endpoint).map_err(|e| fail(e.to_string()))?;
+        let work = async {
+            for c in runtime.list_containers(None).await.unwrap_or_default() {
+                let _ = runtime
+                    .stop_container(&c.id, std::time::Duration::ZERO)
+                    .await;
+                let _ = runtime.remove_container(&c.id).await;
+            }
+            let sandboxes = runtime
+                .list_pod_sandbox(None)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            for s in &sandboxes {
+                let _ = runtime.stop_pod_sandbox(&s.id).await;
+                runtime
+                    .remove_pod_sandbox(&s.id)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                if let Some(uid) = s.labels.get("io.kubernetes.pod.uid") {
+                    kubelet::pod::resources::remove_pod_cgroups("", uid);
+                }
+            }
+            Ok::<_, Error>(sandboxes.len())
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(120), work)
+            .await
+            .map_err(|_| fail("timed out".into()))?
+    })?
 }
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
@@ -49,6 +97,25 @@ fn store_data_dir(manifest: &Path) -> Option<PathBuf> {
         .find_map(|a| a.strip_prefix("--data-dir=").map(PathBuf::from))
 }
 
+/// Unmounts every mount below `dir` (the kubelet's volume tmpfs mounts), deepest first.
+fn unmount_below(dir: &Path) {
+    let prefix = format!("{}/", dir.display());
+    let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&prefix))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    mounts.dedup();
+    for m in mounts {
+        let _ = std::process::Command::new("umount")
+            .arg(&m)
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
 fn confirm() -> Result<bool, Error> {
     print!("[reset] Are you sure you want to proceed? [y/N]: ");
     std::io::stdout()
@@ -69,6 +136,23 @@ pub fn run(o: &Options) -> Result<(), Error> {
     if !o.force && !confirm()? {
         return Err(Error::Aborted);
     }
+    let endpoint = o
+        .cri_socket
+        .clone()
+        .or_else(|| kubelet_flag(&o.root, "container-runtime-endpoint"))
+        .unwrap_or_else(|| crate::config::DEFAULT_CRI_SOCKET.to_string());
+    let cni_dir = kubelet_flag(&o.root, "cni-conf-dir")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| o.root.host("/etc/cni/net.d"));
+    println!("[reset] Stopping the kubelet service");
+    crate::kubelet::stop(&o.root);
+    println!("[reset] Removing Kubernetes-managed containers");
+    match remove_pods(&endpoint) {
+        Ok(_) => {}
+        Err(e) => println!(
+            "[reset] WARNING: failed to remove the containers of {endpoint}: {e}; remove them manually"
+        ),
+    }
     let kubernetes = o.root.host("/etc/kubernetes");
     let manifests_dir = kubernetes.join("manifests");
     let store_manifest = manifests_dir.join(format!("{}.yaml", manifests::KUBE_STORE));
@@ -83,6 +167,12 @@ pub fn run(o: &Options) -> Result<(), Error> {
         println!("[reset] No etcd config found. Assuming external etcd");
         println!("[reset] Please, manually reset etcd to prevent further issues");
     }
+    let kubelet_dir = o.root.host("/var/lib/kubelet");
+    println!(
+        "[reset] Unmounting mounted directories in {:?}",
+        kubelet_dir.display().to_string()
+    );
+    unmount_below(&kubelet_dir);
     let dirs = [
         manifests_dir,
         o.root.host("/var/lib/kubelet"),
@@ -116,8 +206,23 @@ pub fn run(o: &Options) -> Result<(), Error> {
             Err(e) => return Err(Error::Io(format!("removing {:?}", f), e)),
         }
     }
+    let conflist = cni_dir.join(kubelet::cni::CONFLIST_NAME);
+    if conflist.exists() {
+        std::fs::remove_file(&conflist).map_err(io(format!("removing {:?}", conflist)))?;
+        println!(
+            "[reset] Deleted the kubelet's CNI configuration {}",
+            conflist.display()
+        );
+    }
+    for f in [crate::kubelet::FLAGS_FILE, crate::kubelet::CONFIG_FILE] {
+        let _ = std::fs::remove_file(o.root.host(f));
+    }
     println!(
-        "\nThe reset process does not clean CNI configuration, iptables/nftables rules or IPVS tables yet; the kubelet phases are not part of this kubeadm."
+        "\nThe reset process does not clean other CNI configuration. To do so, you must remove {}\n\n\
+The reset process does not reset or clean up iptables rules or IPVS tables.\n\n\
+The reset process does not clean your kubeconfig files and you must remove them manually.\n\
+Please, check the contents of the $HOME/.kube/config file.",
+        cni_dir.display()
     );
     Ok(())
 }

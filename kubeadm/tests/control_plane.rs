@@ -115,6 +115,7 @@ etcd:
             "--config",
             &cfg.display().to_string(),
             "--ignore-preflight-errors=IsPrivilegedUser",
+            &format!("--skip-phases={CLUSTER_PHASES}"),
         ],
     );
     assert!(

@@ -1,6 +1,7 @@
 //! kubelet: registers the node, runs the pods bound to it on a CRI v1 runtime and reports their
 //! status to the apiserver.
 
+pub mod bootstrap;
 pub mod cni;
 pub mod cri;
 pub mod events;
@@ -41,6 +42,8 @@ pub enum Error {
     Serve(#[source] component_base::Error),
     #[error("kubelet server")]
     Server(#[source] server::ServerError),
+    #[error("TLS bootstrap")]
+    Bootstrap(#[source] bootstrap::BootstrapError),
 }
 
 async fn client(config: &Config) -> Result<kube::Client, Error> {
@@ -59,6 +62,14 @@ async fn client(config: &Config) -> Result<kube::Client, Error> {
 
 /// Runs the kubelet until `shutdown` triggers. Pods keep running after it returns.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
+    if let Some(boot) = &config.bootstrap_kubeconfig {
+        if !config.kubeconfig.exists() {
+            tokio::select! {
+                r = bootstrap::run(&config.kubeconfig, boot, &config.cert_dir, &config.node_name) => r.map_err(Error::Bootstrap)?,
+                _ = shutdown.wait() => return Ok(()),
+            }
+        }
+    }
     let client = client(&config).await?;
     let runtime = cri::Runtime::new(&config.runtime_endpoint).map_err(Error::Runtime)?;
     let version = loop {

@@ -51,6 +51,10 @@ pub struct Options {
     /// Path to a kubeconfig file for connecting to the API server (a system:node:<name> identity).
     #[arg(long, default_value = "")]
     pub kubeconfig: String,
+    /// Path to a kubeconfig with bootstrap credentials: when --kubeconfig does not exist, the
+    /// kubelet requests a client certificate with it (TLS bootstrap) and writes --kubeconfig.
+    #[arg(long, default_value = "")]
+    pub bootstrap_kubeconfig: String,
     /// Path to a KubeletConfiguration (kubelet.config.k8s.io/v1beta1) YAML file.
     #[arg(long, default_value = "")]
     pub config: String,
@@ -211,6 +215,7 @@ struct AuthorizationConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub kubeconfig: PathBuf,
+    pub bootstrap_kubeconfig: Option<PathBuf>,
     pub node_name: String,
     pub node_ip: Option<IpAddr>,
     pub root_dir: PathBuf,
@@ -387,6 +392,8 @@ impl Options {
 
         Ok(Config {
             kubeconfig: PathBuf::from(&self.kubeconfig),
+            bootstrap_kubeconfig: (!self.bootstrap_kubeconfig.is_empty())
+                .then(|| PathBuf::from(&self.bootstrap_kubeconfig)),
             node_name,
             node_ip: self.node_ip,
             root_dir: self.root_dir,

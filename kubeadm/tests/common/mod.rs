@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
+/// The init phases that need a container runtime and a kubelet, for tests of the file phases.
+pub const CLUSTER_PHASES: &str = "images,kubelet-start,wait-control-plane,upload-config,upload-certs,mark-control-plane,bootstrap-token,kubelet-finalize,addon,show-join-command";
+
 pub struct Run {
     pub ok: bool,
     pub stdout: String,
