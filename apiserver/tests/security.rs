@@ -511,16 +511,71 @@ fn node_reads_only_its_pods_secrets_and_writes_only_itself() {
 }
 
 #[test]
-fn anonymous_requests_reach_only_the_public_endpoints() {
+fn anonymous_requests_are_authorized_by_rbac() {
     let k = ApiServer::start();
     for path in ["/healthz", "/livez", "/readyz", "/version"] {
         let (code, body) = k.raw_request("GET", path, None, None, User::Anonymous);
         assert_eq!(code, 200, "{path}: {body}");
     }
-    for path in ["/api/v1/namespaces", "/apis", "/metrics", "/openid/v1/jwks"] {
+    // Elsewhere RBAC decides, as upstream: system:anonymous holds nothing by default.
+    let (code, body) = k.raw_request("GET", "/api/v1/namespaces", None, None, User::Anonymous);
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body.contains(
+            "namespaces is forbidden: User \\\"system:anonymous\\\" cannot list resource \\\"namespaces\\\" in API group \\\"\\\" at the cluster scope"
+        ),
+        "{body}"
+    );
+    for path in ["/apis", "/metrics", "/openid/v1/jwks"] {
         let (code, body) = k.raw_request("GET", path, None, None, User::Anonymous);
-        assert_eq!(code, 401, "{path}: {body}");
+        assert_eq!(code, 403, "{path}: {body}");
+        assert!(
+            body.contains(&format!(
+                "forbidden: User \\\"system:anonymous\\\" cannot get path \\\"{path}\\\""
+            )),
+            "{path}: {body}"
+        );
     }
+    // What RBAC grants anonymous users (kubeadm's cluster-info in kube-public) they can read.
+    k.ok(&[
+        "create",
+        "configmap",
+        "cluster-info",
+        "-n",
+        "kube-public",
+        "--from-literal=a=b",
+    ]);
+    k.ok(&[
+        "create",
+        "role",
+        "cluster-info-reader",
+        "-n",
+        "kube-public",
+        "--verb=get",
+        "--resource=configmaps",
+        "--resource-name=cluster-info",
+    ]);
+    k.ok(&[
+        "create",
+        "rolebinding",
+        "cluster-info-reader",
+        "-n",
+        "kube-public",
+        "--role=cluster-info-reader",
+        "--user=system:anonymous",
+    ]);
+    let path = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
+    wait_for("anonymous reads cluster-info", WAIT, || {
+        k.raw_request("GET", path, None, None, User::Anonymous).0 == 200
+    });
+    let (code, body) = k.raw_request(
+        "GET",
+        "/api/v1/namespaces/kube-public/configmaps",
+        None,
+        None,
+        User::Anonymous,
+    );
+    assert_eq!(code, 403, "{body}");
     // A client certificate from a CA the server does not trust is no identity, even one
     // that claims system:masters.
     let stranger = Cred::Cert(&k.pki.stranger_cert, &k.pki.stranger_key);

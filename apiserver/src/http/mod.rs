@@ -270,11 +270,9 @@ async fn route(
             return (response::json(200, &version()), verb);
         }
     }
-    // Anonymous requests reach only the public paths (upstream's anonymous authenticator
-    // limited to those endpoints); anywhere else a request without credentials is a 401.
-    if user.name == crate::authn::ANONYMOUS_USER {
-        return (response::error(&ApiError::unauthorized()), verb);
-    }
+    // Anonymous requests (--anonymous-auth, on by default) are authorized like any other as
+    // system:anonymous in system:unauthenticated: RBAC decides, as for kubeadm's cluster-info
+    // in kube-public, and a denial is upstream's 403.
     // `kubectl --as`: the request runs as the impersonated user once the requester may be it.
     let (user, requester) = match crate::impersonation::apply(api, &user, &parts.headers) {
         Ok(Some(impersonated)) => (impersonated, Some(user)),
