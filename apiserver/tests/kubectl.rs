@@ -799,6 +799,69 @@ fn get_watch_prints_a_modified_event_after_an_update() {
     watch.wait_for_line("MODIFIED watched", WAIT, |l| first(l, "MODIFIED"));
 }
 
+/// A kubelet-style watch (fieldSelector spec.nodeName=<node>) sees its node's pods, including one
+/// bound to the node later and its deletion, and nothing of other nodes' pods.
+#[test]
+fn watch_narrowed_to_one_node_sees_only_its_pods() {
+    let k = ApiServer::start();
+    let ns = k.namespace("nodewatch");
+    let pod = |name: &str, node: Option<&str>| {
+        let node = node.map_or(String::new(), |n| format!("\n  nodeName: {n}"));
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:{node}\n  \
+             containers:\n  - name: c\n    image: busybox\n"
+        )
+    };
+    let mut watch = k.spawn_kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        &ns,
+        "-w",
+        "--output-watch-events",
+        "--field-selector=spec.nodeName=node-a",
+    ]);
+    let event = |l: &str, event: &str, name: &str| {
+        let cells: Vec<&str> = l.split_whitespace().collect();
+        cells.first() == Some(&event) && cells.get(1) == Some(&name)
+    };
+    k.ok_stdin(&["create", "-f", "-"], &pod("other", Some("node-b")));
+    k.ok_stdin(&["create", "-f", "-"], &pod("later", None));
+    k.ok_stdin(&["create", "-f", "-"], &pod("mine", Some("node-a")));
+    watch.wait_for_line("ADDED mine", WAIT, |l| event(l, "ADDED", "mine"));
+    let binding = format!(
+        r#"{{"apiVersion":"v1","kind":"Binding","metadata":{{"name":"later"}},"target":{{"kind":"Node","name":"node-a"}}}}"#
+    );
+    let (code, body) = k.raw_request(
+        "POST",
+        &format!("/api/v1/namespaces/{ns}/pods/later/binding"),
+        Some(binding.as_bytes()),
+        Some("application/json"),
+        User::Admin,
+    );
+    assert_eq!(code, 201, "{body}");
+    watch.wait_for_line("ADDED later", WAIT, |l| event(l, "ADDED", "later"));
+    k.ok(&[
+        "delete",
+        "pod",
+        "mine",
+        "-n",
+        &ns,
+        "--grace-period=0",
+        "--force",
+    ]);
+    watch.wait_for_line("DELETED mine", WAIT, |l| event(l, "DELETED", "mine"));
+    // Nothing of node-b's pod ever reached this watch.
+    assert!(
+        watch
+            .seen()
+            .iter()
+            .all(|l| l.split_whitespace().nth(1) != Some("other")),
+        "{:?}",
+        watch.seen()
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // describe, edit, patch, label, annotate
 

@@ -93,7 +93,16 @@ fn start(ctx: Ctx) -> Result<Resp, (Ctx, ApiError)> {
     let prefix = ctx.entry.scope_prefix(&ctx.info.namespace);
     // With sendInitialEvents the state at (or after) rv is sent as ADDED events first.
     let subscribe_rv = if initial_events { None } else { start_rv };
-    let sub = ctx.entry.cacher.subscribe(subscribe_rv, &prefix);
+    // A watch narrowed to one node's pods listens on that node's channel only.
+    let trigger_value = ctx
+        .entry
+        .cacher
+        .trigger()
+        .and_then(|t| filter.fields.requires_exact_match(t.field));
+    let sub = ctx
+        .entry
+        .cacher
+        .subscribe_triggered(subscribe_rv, &prefix, trigger_value);
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(64);
     let mut resp = hyper::Response::new(StreamBody::new(ReceiverStream::new(rx)).boxed());
     resp.headers_mut()

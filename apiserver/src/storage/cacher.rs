@@ -113,10 +113,43 @@ pub struct Cacher {
     /// bytes it was encoded to (the same value).
     written: Mutex<HashMap<String, (i64, Arc<Value>)>>,
     notices: RwLock<broadcast::Sender<Notice>>,
+    /// The field whose exact value narrows watches to their own channel (pods:
+    /// `spec.nodeName`), as upstream's cacher triggers: each kubelet's watch wakes only for
+    /// events of its node, not for every pod event of the cluster.
+    trigger: Option<Trigger>,
+    /// One channel per watched trigger value; events go to their old and new value's channel.
+    triggered: RwLock<HashMap<String, broadcast::Sender<Notice>>>,
     rv_tx: watch::Sender<i64>,
     progress_tx: mpsc::Sender<()>,
     metrics: Arc<Metrics>,
 }
+
+/// A field watches can be narrowed by: its name in field selectors and how to read it.
+#[derive(Clone, Copy)]
+pub struct Trigger {
+    pub field: &'static str,
+    pub value: fn(&Value) -> Option<&str>,
+}
+
+fn pod_node_name(obj: &Value) -> Option<&str> {
+    Some(
+        obj.get("spec")
+            .and_then(|s| s.get("nodeName"))
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+    )
+}
+
+/// The trigger of the objects under a storage prefix.
+pub fn trigger_for(prefix: &str) -> Option<Trigger> {
+    (prefix == "/registry/pods/").then_some(Trigger {
+        field: "spec.nodeName",
+        value: pod_node_name,
+    })
+}
+
+/// Capacity of a trigger value's channel (one node's pods).
+const TRIGGERED_CAPACITY: usize = 1024;
 
 /// A consistent view for a watch: what happened after the requested revision, then live.
 pub struct Subscription {
@@ -141,6 +174,8 @@ impl Cacher {
         let (notices, _) = broadcast::channel(4096);
         let cacher = Arc::new(Self {
             resource: resource.to_string(),
+            trigger: trigger_for(&prefix),
+            triggered: RwLock::default(),
             prefix,
             state: RwLock::new(State::default()),
             written: Mutex::default(),
@@ -310,6 +345,20 @@ impl Cacher {
             self.rv_tx.send_replace(rv);
         }
         let _ = self.sender().send(Notice::Progress(rv));
+        for tx in self.triggered_read().values() {
+            let _ = tx.send(Notice::Progress(rv));
+        }
+    }
+
+    fn triggered_read(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, HashMap<String, broadcast::Sender<Notice>>> {
+        self.triggered.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The trigger field watches of this cache can be narrowed by.
+    pub fn trigger(&self) -> Option<Trigger> {
+        self.trigger
     }
 
     fn sender(&self) -> broadcast::Sender<Notice> {
@@ -383,6 +432,28 @@ impl Cacher {
                 }
                 st.rv = st.rv.max(rv);
                 newest = st.rv;
+                if let Some(trigger) = self.trigger {
+                    let now = (trigger.value)(&event.object);
+                    let before = event.prev.as_deref().and_then(trigger.value);
+                    let mut orphaned = false;
+                    {
+                        let channels = self.triggered_read();
+                        for value in [now, before.filter(|b| Some(*b) != now)]
+                            .into_iter()
+                            .flatten()
+                        {
+                            if let Some(tx) = channels.get(value) {
+                                orphaned |= tx.send(Notice::Event(event.clone())).is_err();
+                            }
+                        }
+                    }
+                    if orphaned {
+                        self.triggered
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .retain(|_, tx| tx.receiver_count() > 0);
+                    }
+                }
                 let _ = sender.send(Notice::Event(event));
             }
             count = st.objects.len();
@@ -466,8 +537,34 @@ impl Cacher {
     /// A watch from `rv` (events after it), or from now with every current object as initial
     /// events when `rv` is None. Err carries the oldest revision still available.
     pub fn subscribe(&self, rv: Option<i64>, sub_prefix: &str) -> Result<Subscription, i64> {
+        self.subscribe_triggered(rv, sub_prefix, None)
+    }
+
+    /// Like [`subscribe`](Self::subscribe); with `Some(value)` of the cache's trigger field the
+    /// live events are only those whose object had or has that value (the watch's field
+    /// selector filters them further, as for any watch).
+    pub fn subscribe_triggered(
+        &self,
+        rv: Option<i64>,
+        sub_prefix: &str,
+        trigger_value: Option<&str>,
+    ) -> Result<Subscription, i64> {
+        // Under the state lock, so no event lands between the backlog and the live channel.
         let st = self.state();
-        let live = self.sender().subscribe();
+        let live = match trigger_value.filter(|_| self.trigger.is_some()) {
+            Some(value) => {
+                let existing = self.triggered_read().get(value).map(|tx| tx.subscribe());
+                existing.unwrap_or_else(|| {
+                    self.triggered
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(value.to_string())
+                        .or_insert_with(|| broadcast::channel(TRIGGERED_CAPACITY).0)
+                        .subscribe()
+                })
+            }
+            None => self.sender().subscribe(),
+        };
         match rv {
             None => Ok(Subscription {
                 backlog: Vec::new(),
