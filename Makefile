@@ -16,7 +16,7 @@ export RELEASE_DIR ?= $(or $(CARGO_TARGET_DIR),target)/release
 STORE_BIN ?= $(BIN_DIR)/kube-store
 export STORE_BIN
 
-.PHONY: help deps build test verify fix bench bench-store bench-apiserver bench-scheduler bench-kubelet up up-store down e2e e2e-kubelet
+.PHONY: help deps build test verify fix bench bench-store bench-apiserver bench-scheduler bench-kubelet prometheus up up-store down e2e e2e-kubelet
 
 help: ## List the targets
 	@echo "Targets:"
@@ -62,6 +62,9 @@ bench-kubelet: deps ## kubelet pod startup on containerd vs raw CRI, RSS with 20
 up: deps ## Build (release) and run `kubeadm init` on a private containerd under _out/: the control plane as static pods of a supervised kubelet; kubeconfig _out/root/etc/kubernetes/admin.conf
 	$(CARGO) build --release -p store --bin kube-store -p apiserver --bin kube-apiserver -p scheduler --bin kube-scheduler -p controller-manager --bin kube-controller-manager -p kubelet --bin kubelet -p kubeadm --bin kubeadm -p dns --bin kube-dns
 	@BIN_DIR=$(RELEASE_DIR) scripts/up.sh
+
+prometheus: ## Debian's prometheus on 127.0.0.1:9090 scraping every component of the `make up` cluster (prometheus/prometheus.yml)
+	@scripts/prometheus.sh
 
 up-store: deps ## Start only a standalone kube-store member (etcd ports 2379/2380/2381, data in _out/store)
 	@if [ "$(STORE_BIN)" = "$(BIN_DIR)/kube-store" ]; then $(CARGO) build -p store --bin kube-store; fi

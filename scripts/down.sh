@@ -27,6 +27,8 @@ stop_pid() {
 	rm -f "$pidfile"
 }
 
+stop_pid prometheus "$OUT/prometheus.pid"
+
 sock=$OUT/containerd/containerd.sock
 if [ -d "$ROOTFS/etc/kubernetes" ] || [ -f "$ROOTFS/run/kubeadm/kubelet-supervisor.pid" ]; then
 	kubeadm=$BIN_DIR/kubeadm
