@@ -175,16 +175,29 @@ impl Proxier {
         filter.push_str("*filter\n");
         self.base_nat(&mut nat);
         self.base_filter(&mut filter);
+        // iptables-restore needs every chain declared before a rule jumps to it.
         let mut wanted = BTreeSet::new();
+        let mut nat_rules = String::with_capacity(rendered.len() * 1024);
         for r in rendered.values() {
             for (chain, rules) in &r.nat_chains {
                 wanted.insert(chain.as_str());
                 let _ = writeln!(nat, ":{chain} - [0:0]");
                 for rule in rules {
-                    let _ = writeln!(nat, "-A {chain} {rule}");
+                    let _ = writeln!(nat_rules, "-A {chain} {rule}");
                 }
             }
         }
+        let stale: Vec<&String> = existing
+            .iter()
+            .filter(|c| {
+                SERVICE_CHAIN_PREFIXES.iter().any(|p| c.starts_with(p))
+                    && !wanted.contains(c.as_str())
+            })
+            .collect();
+        for c in &stale {
+            let _ = writeln!(nat, ":{c} - [0:0]");
+        }
+        nat.push_str(&nat_rules);
         for r in rendered.values() {
             for rule in &r.nat_services {
                 let _ = writeln!(nat, "-A {KUBE_SERVICES} {rule}");
@@ -200,17 +213,7 @@ impl Proxier {
             }
         }
         self.nodeports_jump(&mut nat);
-        // Stale per-Service chains: flushed, then deleted once nothing refers to them.
-        let stale: Vec<&String> = existing
-            .iter()
-            .filter(|c| {
-                SERVICE_CHAIN_PREFIXES.iter().any(|p| c.starts_with(p))
-                    && !wanted.contains(c.as_str())
-            })
-            .collect();
-        for c in &stale {
-            let _ = writeln!(nat, ":{c} - [0:0]");
-        }
+        // Stale per-Service chains were flushed above; deleted once nothing refers to them.
         for c in &stale {
             let _ = writeln!(nat, "-X {c}");
         }
@@ -221,6 +224,7 @@ impl Proxier {
     }
 
     fn partial_input(&self, rendered: &BTreeMap<&ServiceKey, Rendered>) -> String {
+        let mut nat_decl = String::new();
         let mut nat = String::new();
         let mut filter = String::new();
         let mut deleted_chains = Vec::new();
@@ -234,14 +238,14 @@ impl Proxier {
                 if old.nat_chains.get(chain) == Some(rules) {
                     continue;
                 }
-                let _ = writeln!(nat, ":{chain} - [0:0]");
+                let _ = writeln!(nat_decl, ":{chain} - [0:0]");
                 for rule in rules {
                     let _ = writeln!(nat, "-A {chain} {rule}");
                 }
             }
             for chain in old.nat_chains.keys() {
                 if !new.nat_chains.contains_key(chain) {
-                    let _ = writeln!(nat, ":{chain} - [0:0]");
+                    let _ = writeln!(nat_decl, ":{chain} - [0:0]");
                     deleted_chains.push(chain.clone());
                 }
             }
@@ -266,8 +270,9 @@ impl Proxier {
             input.push_str(&filter);
             input.push_str("COMMIT\n");
         }
-        if !nat.is_empty() {
+        if !nat.is_empty() || !nat_decl.is_empty() {
             input.push_str("*nat\n");
+            input.push_str(&nat_decl);
             input.push_str(&nat);
             input.push_str("COMMIT\n");
         }

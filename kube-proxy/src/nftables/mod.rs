@@ -34,3 +34,8 @@ impl Proxier {
 pub fn cleanup() -> Result<(), Error> {
     Ok(())
 }
+
+/// The name of a Service port's chain (stub).
+pub fn service_chain(spn: &str, proto: &str) -> String {
+    format!("service-{spn}-{proto}")
+}
