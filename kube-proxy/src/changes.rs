@@ -208,9 +208,8 @@ impl Tracker {
                 self.dirty.insert(k);
             }
         }
-        for (k, s) in fresh {
+        for s in fresh.into_values() {
             self.apply_service(s);
-            let _ = k;
         }
         self.services_synced = true;
     }
@@ -390,7 +389,10 @@ pub fn build_ports(
                 continue;
             };
             for ep in &slice.endpoints {
-                let Some(ip) = ep.addresses.first().and_then(|a| a.parse::<Ipv4Addr>().ok())
+                let Some(ip) = ep
+                    .addresses
+                    .first()
+                    .and_then(|a| a.parse::<Ipv4Addr>().ok())
                 else {
                     continue;
                 };
@@ -516,7 +518,9 @@ mod tests {
     fn rfc3339_timestamps_parse() {
         let t = parse_rfc3339("1970-01-02T00:00:01Z").expect("parses");
         assert_eq!(
-            t.duration_since(SystemTime::UNIX_EPOCH).expect("after").as_secs(),
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .expect("after")
+                .as_secs(),
             86401
         );
         let t = parse_rfc3339("2024-03-01T10:00:00.5+01:00").expect("parses");

@@ -29,7 +29,12 @@ pub fn stale(old: &[ServicePort], new: &[ServicePort]) -> BTreeSet<Stale> {
             n.port_name == o.port_name && n.protocol == o.protocol && n.cluster_ip == o.cluster_ip
         });
         let kept: BTreeSet<(Ipv4Addr, u16)> = n
-            .map(|n| n.cluster_endpoints().iter().map(|e| (e.ip, e.port)).collect())
+            .map(|n| {
+                n.cluster_endpoints()
+                    .iter()
+                    .map(|e| (e.ip, e.port))
+                    .collect()
+            })
             .unwrap_or_default();
         for e in o.cluster_endpoints() {
             if kept.contains(&(e.ip, e.port)) {

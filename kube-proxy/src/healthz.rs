@@ -102,7 +102,9 @@ pub fn go_time(t: SystemTime) -> String {
 /// The body and status of `/healthz` and `/livez`.
 pub fn reply(health: &ProxyHealth) -> (u16, String) {
     let (healthy, last) = health.status();
-    let last = last.map(go_time).unwrap_or_else(|| "0001-01-01 00:00:00 +0000 UTC".into());
+    let last = last
+        .map(go_time)
+        .unwrap_or_else(|| "0001-01-01 00:00:00 +0000 UTC".into());
     let body = format!(
         "{{\"lastUpdated\": {:?},\"currentTime\": {:?}, \"nodeEligible\": true}}",
         last,
@@ -161,7 +163,11 @@ pub async fn serve(
                         let (s, b) = reply(&health);
                         (s, "application/json", b)
                     }
-                    _ => (404, "text/plain; charset=utf-8", "404 page not found\n".into()),
+                    _ => (
+                        404,
+                        "text/plain; charset=utf-8",
+                        "404 page not found\n".into(),
+                    ),
                 };
                 let reason = match status {
                     200 => "OK",

@@ -341,12 +341,7 @@ async fn watch<K>(
     delete: fn(&mut Tracker, K),
     replace: fn(&mut Tracker, Vec<K>),
 ) where
-    K: kube::Resource
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + 'static,
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
 {
     let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
     let mut buffer: Vec<K> = Vec::new();
@@ -471,7 +466,12 @@ async fn sync_loop(config: &Config, shared: &Shared, shutdown: Shutdown) {
                 need_full = false;
                 retry = false;
                 shared.health.updated();
-                tracing::debug!(full, services = installed.len(), seconds = elapsed, "synced proxy rules");
+                tracing::debug!(
+                    full,
+                    services = installed.len(),
+                    seconds = elapsed,
+                    "synced proxy rules"
+                );
             }
             Err(e) => {
                 tracing::error!(error = %e, full, "failed to sync proxy rules; retrying with a full sync");

@@ -1,8 +1,6 @@
 //! kube-proxy's Prometheus metrics, named as upstream's `kubeproxy_*`.
 
-use prometheus::{
-    Counter, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, Opts, Registry,
-};
+use prometheus::{Counter, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, Opts, Registry};
 
 /// Every metric this proxy exports.
 #[derive(Clone)]
@@ -31,11 +29,12 @@ fn linear(start: f64, width: f64, count: usize) -> Vec<f64> {
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
-        let hist = |name: &str, help: &str, buckets: Vec<f64>| -> Result<Histogram, prometheus::Error> {
-            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?;
-            registry.register(Box::new(h.clone()))?;
-            Ok(h)
-        };
+        let hist =
+            |name: &str, help: &str, buckets: Vec<f64>| -> Result<Histogram, prometheus::Error> {
+                let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?;
+                registry.register(Box::new(h.clone()))?;
+                Ok(h)
+            };
         let sync_duration = hist(
             "kubeproxy_sync_proxy_rules_duration_seconds",
             "SyncProxyRules latency in seconds",

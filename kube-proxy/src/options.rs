@@ -319,10 +319,7 @@ impl Config {
             healthz_bind_address: addr("healthzBindAddress", &healthz, 10256)?,
             metrics_bind_address: addr("metricsBindAddress", &metrics, 10249)?,
             nodeport_addresses,
-            masquerade_all: o
-                .masquerade_all
-                .or(rules.masquerade_all)
-                .unwrap_or(false),
+            masquerade_all: o.masquerade_all.or(rules.masquerade_all).unwrap_or(false),
             masquerade_mark: 1u32 << masquerade_bit,
             localhost_node_ports: rules.localhost_node_ports.unwrap_or(true),
             sync_period,

@@ -133,9 +133,10 @@ fn wait_for_log_free(lab: &mut Lab, proxy: &Proxy, started: Instant) {
                 lab.log("kube-proxy.log")
             );
         }
-        let ok = lab.curl(&node, &proxy.metrics).ok().and_then(|m| {
-            metric(&m, "kubeproxy_sync_proxy_rules_last_timestamp_seconds")
-        });
+        let ok = lab
+            .curl(&node, &proxy.metrics)
+            .ok()
+            .and_then(|m| metric(&m, "kubeproxy_sync_proxy_rules_last_timestamp_seconds"));
         if ok.unwrap_or(0.0) > 0.0 {
             return;
         }
@@ -193,19 +194,64 @@ fn traffic_suite(mode: &str) {
          nft add table ip user-table && nft add chain ip user-table user-chain",
     );
 
-    apply(&server, &service("web", WEB_IP, "  type: NodePort\n", "TCP").replace("targetPort: 8080\n", "targetPort: 8080\n    nodePort: 30080\n"));
-    apply(&server, &slice("web", "TCP", 8080, &[(&p0, NODE_NAME, true), (&p1, "node-b", true)]));
+    apply(
+        &server,
+        &service(
+            "web",
+            WEB_IP,
+            "  type: NodePort\n  externalIPs: [\"203.0.113.10\"]\n",
+            "TCP",
+        )
+        .replace(
+            "targetPort: 8080\n",
+            "targetPort: 8080\n    nodePort: 30080\n",
+        ),
+    );
+    apply(
+        &server,
+        &slice(
+            "web",
+            "TCP",
+            8080,
+            &[(&p0, NODE_NAME, true), (&p1, "node-b", true)],
+        ),
+    );
     apply(&server, &service("empty", EMPTY_IP, "", "TCP"));
     apply(
         &server,
         &service("sticky", STICKY_IP, "  sessionAffinity: ClientIP\n", "TCP"),
     );
-    apply(&server, &slice("sticky", "TCP", 8080, &[(&p0, NODE_NAME, true), (&p1, "node-b", true)]));
     apply(
         &server,
-        &service("local", LOCAL_IP, "  internalTrafficPolicy: Local\n", "TCP"),
+        &slice(
+            "sticky",
+            "TCP",
+            8080,
+            &[(&p0, NODE_NAME, true), (&p1, "node-b", true)],
+        ),
     );
-    apply(&server, &slice("local", "TCP", 8080, &[(&p0, NODE_NAME, true), (&p1, "node-b", true)]));
+    apply(
+        &server,
+        &service(
+            "local",
+            LOCAL_IP,
+            "  type: NodePort\n  internalTrafficPolicy: Local\n  externalTrafficPolicy: Local\n",
+            "TCP",
+        )
+        .replace(
+            "targetPort: 8080\n",
+            "targetPort: 8080\n    nodePort: 30081\n",
+        ),
+    );
+    apply(
+        &server,
+        &slice(
+            "local",
+            "TCP",
+            8080,
+            &[(&p0, NODE_NAME, true), (&p1, "node-b", true)],
+        ),
+    );
 
     let proxy = start_proxy(&mut lab, &server, mode);
     let web = format!("http://{WEB_IP}/");
@@ -234,14 +280,25 @@ fn traffic_suite(mode: &str) {
     if mode == "iptables" {
         // And on 127.0.0.1 of the node (route_localnet), as upstream's iptables mode.
         let b = lab.curl(&node, "http://127.0.0.1:30080/");
-        assert!(matches!(b.as_deref(), Ok("pod0") | Ok("pod1")), "localhost NodePort: {b:?}");
+        assert!(
+            matches!(b.as_deref(), Ok("pod0") | Ok("pod1")),
+            "localhost NodePort: {b:?}"
+        );
     }
 
     // No endpoints: refused at once, not a hang.
     let t = Instant::now();
     let r = lab.curl(&client, &format!("http://{EMPTY_IP}/"));
-    assert_eq!(r, Err(7), "connection to a Service without endpoints must be refused");
-    assert!(t.elapsed() < Duration::from_secs(2), "refusal took {:?}", t.elapsed());
+    assert_eq!(
+        r,
+        Err(7),
+        "connection to a Service without endpoints must be refused"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "refusal took {:?}",
+        t.elapsed()
+    );
 
     // ClientIP affinity sticks to one backend.
     let sticky = answers(&lab, &client, &format!("http://{STICKY_IP}/"), 8);
@@ -253,6 +310,22 @@ fn traffic_suite(mode: &str) {
     // internalTrafficPolicy Local: only the endpoint on this node.
     let local = answers(&lab, &client, &format!("http://{LOCAL_IP}/"), 8);
     assert!(local.iter().all(|a| a == "pod0"), "local answers {local:?}");
+
+    // externalTrafficPolicy Local: the NodePort, from off the node, also only reaches pod0.
+    for _ in 0..6 {
+        let b = lab.curl_host(&format!("http://{}:30081/", lab.node_ip));
+        assert_eq!(
+            b, "pod0",
+            "externalTrafficPolicy Local reached a remote endpoint"
+        );
+    }
+
+    // An external IP, reached from a pod (routed through the node).
+    let b = lab.curl(&client, "http://203.0.113.10/");
+    assert!(
+        matches!(b.as_deref(), Ok("pod0") | Ok("pod1")),
+        "external IP answered {b:?}"
+    );
 
     // Hairpin: pod0 reaches itself through the Service.
     let mut hairpin = false;
@@ -267,45 +340,91 @@ fn traffic_suite(mode: &str) {
     let health: serde_json::Value = serde_json::from_str(&health).expect("healthz JSON");
     assert!(health["lastUpdated"].is_string() && health["currentTime"].is_string());
     let m1 = lab.curl(&node, &proxy.metrics).expect("metrics");
-    let last1 = metric(&m1, "kubeproxy_sync_proxy_rules_last_timestamp_seconds").expect("last sync");
+    let last1 =
+        metric(&m1, "kubeproxy_sync_proxy_rules_last_timestamp_seconds").expect("last sync");
     let np1 = metric(&m1, "kubeproxy_network_programming_duration_seconds_count").unwrap_or(0.0);
     if mode == "iptables" {
-        assert!(metric(&m1, "kubeproxy_sync_proxy_rules_iptables_total{table=\"nat\"}").unwrap_or(0.0) > 0.0);
+        assert!(
+            metric(
+                &m1,
+                "kubeproxy_sync_proxy_rules_iptables_total{table=\"nat\"}"
+            )
+            .unwrap_or(0.0)
+                > 0.0
+        );
     }
 
     // Incremental: give "empty" an endpoint; web's chain keeps its counters (iptables) or its
     // rule handles (nftables), i.e. it was not rewritten.
     let web_before = web_fingerprint(&lab, mode);
     std::thread::sleep(Duration::from_millis(1100));
-    apply(&server, &slice("empty", "TCP", 8080, &[(&p1, "node-b", true)]));
+    apply(
+        &server,
+        &slice("empty", "TCP", 8080, &[(&p1, "node-b", true)]),
+    );
     wait_for("empty answers", Duration::from_secs(20), || {
         lab.curl(&client, &format!("http://{EMPTY_IP}/")).as_deref() == Ok("pod1")
     });
     let web_after = web_fingerprint(&lab, mode);
-    assert_eq!(web_before, web_after, "an unrelated Service's chain was rewritten");
+    assert_eq!(
+        web_before, web_after,
+        "an unrelated Service's chain was rewritten"
+    );
     let m2 = lab.curl(&node, &proxy.metrics).expect("metrics");
-    let last2 = metric(&m2, "kubeproxy_sync_proxy_rules_last_timestamp_seconds").expect("last sync");
-    assert!(last2 > last1, "last sync timestamp must advance ({last1} -> {last2})");
+    let last2 =
+        metric(&m2, "kubeproxy_sync_proxy_rules_last_timestamp_seconds").expect("last sync");
+    assert!(
+        last2 > last1,
+        "last sync timestamp must advance ({last1} -> {last2})"
+    );
     let np2 = metric(&m2, "kubeproxy_network_programming_duration_seconds_count").unwrap_or(0.0);
-    assert!(np2 > np1, "network programming latency must be observed ({np1} -> {np2})");
-    assert!(metric(&m2, "kubeproxy_sync_partial_proxy_rules_duration_seconds_count").unwrap_or(0.0) >= 1.0);
+    assert!(
+        np2 > np1,
+        "network programming latency must be observed ({np1} -> {np2})"
+    );
+    assert!(
+        metric(
+            &m2,
+            "kubeproxy_sync_partial_proxy_rules_duration_seconds_count"
+        )
+        .unwrap_or(0.0)
+            >= 1.0
+    );
 
     // UDP conntrack: the removed endpoint's entries go, the other's stay.
     apply(&server, &service("dns", DNS_IP, "", "UDP"));
-    apply(&server, &slice("dns", "UDP", 5353, &[(&p0, NODE_NAME, true), (&p1, "node-b", true)]));
-    wait_for("udp entries to both endpoints", Duration::from_secs(30), || {
-        // Each redirection is a new socket, so a new source port and a new flow.
-        let _ = lab.try_sh(
-            &client,
-            &format!("bash -c 'for i in 1 2 3 4 5 6; do echo x > /dev/udp/{DNS_IP}/80; done'"),
-        );
-        conntrack_to(&lab, &p0) > 0 && conntrack_to(&lab, &p1) > 0
-    });
-    apply(&server, &slice("dns", "UDP", 5353, &[(&p1, "node-b", true)]));
+    apply(
+        &server,
+        &slice(
+            "dns",
+            "UDP",
+            5353,
+            &[(&p0, NODE_NAME, true), (&p1, "node-b", true)],
+        ),
+    );
+    wait_for(
+        "udp entries to both endpoints",
+        Duration::from_secs(30),
+        || {
+            // Each redirection is a new socket, so a new source port and a new flow.
+            let _ = lab.try_sh(
+                &client,
+                &format!("bash -c 'for i in 1 2 3 4 5 6; do echo x > /dev/udp/{DNS_IP}/80; done'"),
+            );
+            conntrack_to(&lab, &p0) > 0 && conntrack_to(&lab, &p1) > 0
+        },
+    );
+    apply(
+        &server,
+        &slice("dns", "UDP", 5353, &[(&p1, "node-b", true)]),
+    );
     wait_for("stale udp entries deleted", Duration::from_secs(20), || {
         conntrack_to(&lab, &p0) == 0
     });
-    assert!(conntrack_to(&lab, &p1) > 0, "the remaining endpoint's entries must stay");
+    assert!(
+        conntrack_to(&lab, &p1) > 0,
+        "the remaining endpoint's entries must stay"
+    );
 
     // The user's rules survived every sync.
     assert_user_rules(&lab);
@@ -313,19 +432,35 @@ fn traffic_suite(mode: &str) {
     // --cleanup removes everything kube-proxy created and nothing else.
     lab.kill(proxy.id);
     let out = lab.try_sh(&node, &format!("{} --cleanup", kube_proxy_bin()));
-    assert!(out.status.success(), "--cleanup failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "--cleanup failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let save = lab.sh(&node, "iptables-save");
-    assert!(!save.contains("KUBE-"), "KUBE-* rules left after --cleanup:\n{save}");
+    assert!(
+        !save.contains("KUBE-"),
+        "KUBE-* rules left after --cleanup:\n{save}"
+    );
     let tables = lab.sh(&node, "nft list tables");
-    assert!(!tables.contains("kube-proxy"), "kube-proxy table left: {tables}");
+    assert!(
+        !tables.contains("kube-proxy"),
+        "kube-proxy table left: {tables}"
+    );
     assert_user_rules(&lab);
 }
 
 fn assert_user_rules(lab: &Lab) {
     let save = lab.sh(&lab.node, "iptables-save -t filter");
     assert!(save.contains(":USER-CHAIN"), "user chain gone:\n{save}");
-    assert!(save.contains("-A INPUT -s 192.0.2.1/32 -j USER-CHAIN"), "user rule gone:\n{save}");
-    assert!(save.contains("-A USER-CHAIN -j RETURN"), "user chain emptied:\n{save}");
+    assert!(
+        save.contains("-A INPUT -s 192.0.2.1/32 -j USER-CHAIN"),
+        "user rule gone:\n{save}"
+    );
+    assert!(
+        save.contains("-A USER-CHAIN -j RETURN"),
+        "user chain emptied:\n{save}"
+    );
     let nft = lab.sh(&lab.node, "nft list table ip user-table");
     assert!(nft.contains("user-chain"), "user nft table changed:\n{nft}");
 }

@@ -31,7 +31,12 @@ const JUMPS: &[(&str, &str, &str)] = &[
 ];
 
 /// The shared chains kube-proxy owns in each table.
-const NAT_CHAINS: &[&str] = &[KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ];
+const NAT_CHAINS: &[&str] = &[
+    KUBE_SERVICES,
+    KUBE_NODEPORTS,
+    KUBE_POSTROUTING,
+    KUBE_MARK_MASQ,
+];
 const FILTER_CHAINS: &[&str] = &[
     KUBE_SERVICES,
     KUBE_EXTERNAL_SERVICES,
@@ -250,9 +255,27 @@ impl Proxier {
                 }
             }
             // New KUBE-SERVICES rules go first so the KUBE-NODEPORTS jump stays last.
-            diff(&mut nat, KUBE_SERVICES, &old.nat_services, &new.nat_services, true);
-            diff(&mut nat, KUBE_NODEPORTS, &old.nat_nodeports, &new.nat_nodeports, false);
-            diff(&mut filter, KUBE_SERVICES, &old.filter_services, &new.filter_services, false);
+            diff(
+                &mut nat,
+                KUBE_SERVICES,
+                &old.nat_services,
+                &new.nat_services,
+                true,
+            );
+            diff(
+                &mut nat,
+                KUBE_NODEPORTS,
+                &old.nat_nodeports,
+                &new.nat_nodeports,
+                false,
+            );
+            diff(
+                &mut filter,
+                KUBE_SERVICES,
+                &old.filter_services,
+                &new.filter_services,
+                false,
+            );
             diff(
                 &mut filter,
                 KUBE_EXTERNAL_SERVICES,
@@ -411,7 +434,12 @@ fn existing_chains(table: &str) -> Result<Vec<String>, Error> {
         .lines()
         .filter_map(|l| l.strip_prefix(':'))
         .filter_map(|l| l.split_whitespace().next())
-        .filter(|c| !matches!(*c, "PREROUTING" | "INPUT" | "OUTPUT" | "POSTROUTING" | "FORWARD"))
+        .filter(|c| {
+            !matches!(
+                *c,
+                "PREROUTING" | "INPUT" | "OUTPUT" | "POSTROUTING" | "FORWARD"
+            )
+        })
         .map(str::to_owned)
         .collect())
 }

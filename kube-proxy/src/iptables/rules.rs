@@ -137,18 +137,24 @@ fn render_port(p: &ServicePort, cfg: &RuleConfig, out: &mut Rendered) {
                     }
                     rules.push(format!(
                         "-m comment --comment {} -m addrtype --src-type LOCAL -j {KUBE_MARK_MASQ}",
-                        q(&format!("masquerade LOCAL traffic for {spn} external destinations"))
+                        q(&format!(
+                            "masquerade LOCAL traffic for {spn} external destinations"
+                        ))
                     ));
                     rules.push(format!(
                         "-m comment --comment {} -m addrtype --src-type LOCAL -j {svc}",
-                        q(&format!("route LOCAL traffic for {spn} external destinations"))
+                        q(&format!(
+                            "route LOCAL traffic for {spn} external destinations"
+                        ))
                     ));
                 }
                 rules.push(format!("-j {svl}"));
             } else {
                 rules.push(format!(
                     "-m comment --comment {} -j {KUBE_MARK_MASQ}",
-                    q(&format!("masquerade traffic for {spn} external destinations"))
+                    q(&format!(
+                        "masquerade traffic for {spn} external destinations"
+                    ))
                 ));
                 rules.push(format!("-j {svc}"));
             }
@@ -365,7 +371,10 @@ mod tests {
         assert_eq!(svl.len(), 1);
         assert!(svl[0].contains("10.180.0.1:80"));
         let ext = &r.nat_chains[&ext_chain("ns1/svc1:p80", "tcp")];
-        assert_eq!(ext.last().map(String::as_str), Some("-j KUBE-SVL-XPGD46QRK7WJZT7O"));
+        assert_eq!(
+            ext.last().map(String::as_str),
+            Some("-j KUBE-SVL-XPGD46QRK7WJZT7O")
+        );
         assert_eq!(r.nat_nodeports.len(), 1);
     }
 

@@ -1,41 +1,339 @@
-//! The nftables proxier: one `kube-proxy` table with verdict maps, one `nft -f -` transaction
-//! per sync.
+//! The nftables proxier: one `ip kube-proxy` table with verdict maps, programmed by one
+//! `nft -f -` transaction per sync; partial syncs touch only changed chains and elements.
 
-use std::collections::BTreeMap;
+pub mod rules;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::process::{Command, Stdio};
 
 use crate::changes::{ServiceKey, ServicePort};
 use crate::{Error, NodePortAddresses, RuleConfig, SyncReport};
+use rules::*;
 
+/// The table every object lives in.
+pub const TABLE: &str = "kube-proxy";
+const T: &str = "ip kube-proxy";
+
+/// The cluster-policy chain name of a Service port (for tests and tools).
+pub fn service_chain(spn: &str, proto: &str) -> String {
+    // spn is "ns/name:port" or "ns/name".
+    let (nsname, port) = spn.split_once(':').unwrap_or((spn, ""));
+    let (ns, name) = nsname.split_once('/').unwrap_or(("", nsname));
+    let p = ServicePort {
+        namespace: ns.into(),
+        name: name.into(),
+        port_name: port.into(),
+        protocol: match proto {
+            "udp" => crate::changes::Protocol::Udp,
+            "sctp" => crate::changes::Protocol::Sctp,
+            _ => crate::changes::Protocol::Tcp,
+        },
+        cluster_ip: std::net::Ipv4Addr::UNSPECIFIED,
+        port: 0,
+        node_port: None,
+        external_ips: vec![],
+        affinity_seconds: None,
+        external_local: false,
+        internal_local: false,
+        endpoints: vec![],
+    };
+    service_chain_of(&p)
+}
+
+/// Programs Services through nft.
 pub struct Proxier {
-    _cfg: RuleConfig,
-    _nodeport_addresses: NodePortAddresses,
+    cfg: RuleConfig,
+    nodeport_addresses: NodePortAddresses,
+    installed: BTreeMap<ServiceKey, Rendered>,
 }
 
 impl Proxier {
     pub fn new(cfg: RuleConfig, nodeport_addresses: NodePortAddresses) -> Self {
         Self {
-            _cfg: cfg,
-            _nodeport_addresses: nodeport_addresses,
+            cfg,
+            nodeport_addresses,
+            installed: BTreeMap::new(),
         }
     }
 
+    /// Programs `changes` (see the iptables proxier's `sync` for the contract).
     pub fn sync(
         &mut self,
-        _changes: &BTreeMap<ServiceKey, Vec<ServicePort>>,
-        _full: bool,
+        changes: &BTreeMap<ServiceKey, Vec<ServicePort>>,
+        full: bool,
     ) -> Result<SyncReport, Error> {
-        Err(Error::Tool {
-            tool: "nft",
-            stderr: "nftables mode is not implemented yet".into(),
+        let rendered: BTreeMap<&ServiceKey, Rendered> = changes
+            .iter()
+            .map(|(k, ports)| (k, render(ports, &self.cfg)))
+            .collect();
+        let input = if full {
+            self.full_input(&rendered)
+        } else {
+            self.partial_input(&rendered)
+        };
+        if !input.is_empty() {
+            nft(&input)?;
+        }
+        if full {
+            self.installed.clear();
+        }
+        for (k, r) in rendered {
+            if r == Rendered::default() {
+                self.installed.remove(k);
+            } else {
+                self.installed.insert(k.clone(), r);
+            }
+        }
+        let rules: usize = self
+            .installed
+            .values()
+            .map(|r| r.chains.values().map(Vec::len).sum::<usize>() + r.elements.len())
+            .sum();
+        Ok(SyncReport {
+            rules: vec![("nftables", rules)],
+            bytes: input.len(),
         })
+    }
+
+    /// The table skeleton: hooks, shared chains, maps and sets.
+    fn base(&self, out: &mut String) {
+        let mark = format!("{:#x}", self.cfg.masquerade_mark);
+        let _ = writeln!(
+            out,
+            "add table {T} {{ comment \"rules for kube-proxy\" ; }}"
+        );
+        let chains: &[(&str, &str)] = &[
+            ("filter-input", "type filter hook input priority -10 ;"),
+            ("filter-forward", "type filter hook forward priority -10 ;"),
+            ("filter-output", "type filter hook output priority -10 ;"),
+            (
+                "filter-output-post-dnat",
+                "type filter hook output priority -90 ;",
+            ),
+            ("nat-prerouting", "type nat hook prerouting priority -100 ;"),
+            ("nat-output", "type nat hook output priority -100 ;"),
+            (
+                "nat-postrouting",
+                "type nat hook postrouting priority 100 ;",
+            ),
+        ];
+        for (name, hook) in chains {
+            let _ = writeln!(out, "add chain {T} {name} {{ {hook} }}");
+        }
+        for name in [
+            "services",
+            "masquerading",
+            MARK_FOR_MASQUERADE,
+            REJECT_CHAIN,
+            "service-endpoints-check",
+            "nodeport-endpoints-check",
+            "cluster-ips-check",
+        ] {
+            let _ = writeln!(out, "add chain {T} {name}");
+        }
+        let _ = writeln!(
+            out,
+            "add map {T} {SERVICE_IPS} {{ type ipv4_addr . inet_proto . inet_service : verdict ; comment \"ClusterIP, ExternalIP and LoadBalancer IP traffic\" ; }}\n\
+             add map {T} {SERVICE_NODEPORTS} {{ type inet_proto . inet_service : verdict ; comment \"NodePort traffic\" ; }}\n\
+             add map {T} {NO_ENDPOINT_SERVICES} {{ type ipv4_addr . inet_proto . inet_service : verdict ; comment \"vmap to drop or reject packets to services with no endpoints\" ; }}\n\
+             add map {T} {NO_ENDPOINT_NODEPORTS} {{ type inet_proto . inet_service : verdict ; comment \"vmap to drop or reject packets to service nodeports with no endpoints\" ; }}\n\
+             add set {T} {CLUSTER_IPS} {{ type ipv4_addr ; comment \"Active ClusterIPs\" ; }}"
+        );
+        let nodeport_match: Vec<String> = match &self.nodeport_addresses {
+            NodePortAddresses::All => {
+                vec!["fib daddr type local ip daddr != 127.0.0.0/8".to_owned()]
+            }
+            NodePortAddresses::Cidrs(c) => c
+                .iter()
+                .map(|(ip, len)| format!("ip daddr {ip}/{len} fib daddr type local"))
+                .collect(),
+        };
+        let mut rules = vec![
+            ("filter-input", "ct state new jump nodeport-endpoints-check".to_owned()),
+            ("filter-input", "ct state new jump service-endpoints-check".to_owned()),
+            ("filter-forward", "ct state new jump service-endpoints-check".to_owned()),
+            ("filter-forward", "ct state new jump cluster-ips-check".to_owned()),
+            ("filter-output", "ct state new jump service-endpoints-check".to_owned()),
+            ("filter-output-post-dnat", "ct state new jump cluster-ips-check".to_owned()),
+            ("nat-prerouting", "jump services".to_owned()),
+            ("nat-output", "jump services".to_owned()),
+            ("nat-postrouting", "jump masquerading".to_owned()),
+            ("masquerading", format!("meta mark & {mark} == 0 return")),
+            ("masquerading", format!("meta mark set meta mark ^ {mark}")),
+            ("masquerading", "masquerade fully-random".to_owned()),
+            (MARK_FOR_MASQUERADE, format!("meta mark set meta mark | {mark}")),
+            (REJECT_CHAIN, "reject".to_owned()),
+            (
+                "service-endpoints-check",
+                format!("ip daddr . meta l4proto . th dport vmap @{NO_ENDPOINT_SERVICES}"),
+            ),
+            (
+                "cluster-ips-check",
+                format!("ip daddr @{CLUSTER_IPS} reject comment \"Reject traffic to invalid ports of ClusterIPs\""),
+            ),
+            (
+                "services",
+                format!("ip daddr . meta l4proto . th dport vmap @{SERVICE_IPS}"),
+            ),
+        ];
+        for m in &nodeport_match {
+            rules.push((
+                "services",
+                format!("{m} meta l4proto . th dport vmap @{SERVICE_NODEPORTS}"),
+            ));
+            rules.push((
+                "nodeport-endpoints-check",
+                format!("{m} meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS}"),
+            ));
+        }
+        for (chain, rule) in rules {
+            let _ = writeln!(out, "add rule {T} {chain} {rule}");
+        }
+    }
+
+    fn full_input(&self, rendered: &BTreeMap<&ServiceKey, Rendered>) -> String {
+        let mut out = String::with_capacity(rendered.len() * 1024);
+        // Adding first makes the delete valid when the table does not exist yet; the whole
+        // replacement is one transaction, so traffic never sees a missing table.
+        let _ = writeln!(out, "add table {T}\ndelete table {T}");
+        self.base(&mut out);
+        let mut rules = String::with_capacity(rendered.len() * 1024);
+        for r in rendered.values() {
+            write_objects(&mut out, &mut rules, r, None);
+        }
+        out.push_str(&rules);
+        out
+    }
+
+    fn partial_input(&self, rendered: &BTreeMap<&ServiceKey, Rendered>) -> String {
+        let mut decl = String::new();
+        let mut body = String::new();
+        let mut deletes = String::new();
+        let empty = Rendered::default();
+        for (key, new) in rendered {
+            let old = self.installed.get(*key).unwrap_or(&empty);
+            if old == new {
+                continue;
+            }
+            // Elements first out, so nothing points at a chain about to go.
+            let new_el: BTreeSet<&(&str, String)> = new.elements.iter().collect();
+            let old_el: BTreeSet<&(&str, String)> = old.elements.iter().collect();
+            for (map, el) in old_el.difference(&new_el) {
+                let _ = writeln!(decl, "delete element {T} {map} {{ {el} }}");
+            }
+            write_objects(&mut decl, &mut body, new, Some(old));
+            for (map, el) in new_el.difference(&old_el) {
+                let _ = writeln!(body, "add element {T} {map} {{ {el} }}");
+            }
+            for chain in old.chains.keys() {
+                if !new.chains.contains_key(chain) {
+                    let _ = writeln!(decl, "flush chain {T} {chain}");
+                    let _ = writeln!(deletes, "delete chain {T} {chain}");
+                }
+            }
+            for set in old.sets.keys() {
+                if !new.sets.contains_key(set) {
+                    let _ = writeln!(deletes, "delete set {T} {set}");
+                }
+            }
+        }
+        decl.push_str(&body);
+        decl.push_str(&deletes);
+        decl
     }
 }
 
-pub fn cleanup() -> Result<(), Error> {
+/// Writes the chains (declared and flushed in `decl`, rules in `rules`) and sets of `r` that
+/// differ from `old` (all of them when `old` is None); elements too when `old` is None.
+fn write_objects(decl: &mut String, rules: &mut String, r: &Rendered, old: Option<&Rendered>) {
+    for (set, def) in &r.sets {
+        if old.is_some_and(|o| o.sets.get(set) == Some(def)) {
+            continue;
+        }
+        let _ = writeln!(decl, "add set {T} {set} {{ {def} }}");
+    }
+    for (chain, body) in &r.chains {
+        if old.is_some_and(|o| o.chains.get(chain) == Some(body)) {
+            continue;
+        }
+        let _ = writeln!(decl, "add chain {T} {chain}");
+        if old.is_some() {
+            let _ = writeln!(decl, "flush chain {T} {chain}");
+        }
+        for rule in body {
+            let _ = writeln!(rules, "add rule {T} {chain} {rule}");
+        }
+    }
+    if old.is_none() {
+        for (map, el) in &r.elements {
+            let _ = writeln!(rules, "add element {T} {map} {{ {el} }}");
+        }
+    }
+}
+
+/// Runs one `nft -f -` transaction.
+fn nft(input: &str) -> Result<(), Error> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| Error::Spawn {
+            tool: "nft",
+            source,
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input.as_bytes())
+            .map_err(|source| Error::Spawn {
+                tool: "nft",
+                source,
+            })?;
+    }
+    let out = child.wait_with_output().map_err(|source| Error::Spawn {
+        tool: "nft",
+        source,
+    })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        tracing::debug!(%stderr, input, "nft failed");
+        return Err(Error::Tool {
+            tool: "nft",
+            stderr,
+        });
+    }
     Ok(())
 }
 
-/// The name of a Service port's chain (stub).
-pub fn service_chain(spn: &str, proto: &str) -> String {
-    format!("service-{spn}-{proto}")
+/// Deletes the `kube-proxy` tables (ip and ip6) if present.
+pub fn cleanup() -> Result<(), Error> {
+    let out = match Command::new("nft")
+        .args(["list", "tables"])
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(o) => o,
+        // No nft binary: nothing of ours can exist.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(Error::Spawn {
+                tool: "nft",
+                source,
+            })
+        }
+    };
+    let mut input = String::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let ["table", family @ ("ip" | "ip6"), TABLE] = words.as_slice() {
+            let _ = writeln!(input, "delete table {family} {TABLE}");
+        }
+    }
+    if input.is_empty() {
+        return Ok(());
+    }
+    nft(&input)
 }

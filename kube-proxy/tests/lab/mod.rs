@@ -105,7 +105,10 @@ impl Lab {
         };
         must("ip", &["netns", "add", &node]);
         lab.namespaces.push(node.clone());
-        lab.sh(&node, "ip link set lo up && sysctl -qw net.ipv4.ip_forward=1");
+        lab.sh(
+            &node,
+            "ip link set lo up && sysctl -qw net.ipv4.ip_forward=1",
+        );
         must(
             "ip",
             &[
@@ -132,8 +135,18 @@ impl Lab {
             must(
                 "ip",
                 &[
-                    "-n", &node, "link", "add", &format!("veth{i}"), "type", "veth", "peer",
-                    "name", "eth0", "netns", &ns,
+                    "-n",
+                    &node,
+                    "link",
+                    "add",
+                    &format!("veth{i}"),
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "eth0",
+                    "netns",
+                    &ns,
                 ],
             );
             lab.sh(
