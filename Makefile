@@ -14,7 +14,7 @@ export BIN_DIR ?= $(or $(CARGO_TARGET_DIR),target)/debug
 STORE_BIN ?= $(BIN_DIR)/kube-store
 export STORE_BIN
 
-.PHONY: help deps build test verify fix bench bench-store bench-apiserver bench-scheduler up up-store down e2e e2e-kubelet
+.PHONY: help deps build test verify fix bench bench-store bench-apiserver bench-scheduler bench-proxy up up-store down e2e e2e-kubelet
 
 help: ## List the targets
 	@echo "Targets:"
@@ -41,7 +41,7 @@ fix: ## Rewrite: cargo fmt and clippy --fix
 	$(CARGO) fmt --all
 	$(CARGO) clippy --workspace --all-targets --fix --allow-dirty --allow-staged
 
-bench: bench-store bench-apiserver bench-scheduler ## Every benchmark (release builds; not part of `make test`)
+bench: bench-store bench-apiserver bench-scheduler bench-proxy ## Every benchmark (release builds; not part of `make test`)
 
 bench-store: deps ## kube-store vs real etcd 3.4, same client and workload, ratios (docs/benchmarks.md)
 	$(CARGO) bench -p store --bench store
@@ -52,6 +52,9 @@ bench-apiserver: ## kube-apiserver under kube-rs load: 20/200 req/s latency, LIS
 bench-scheduler: ## kube-scheduler pods/s end to end (scheduler_perf SchedulingBasic shape, 1,000 and 5,000 nodes) vs goal and upstream
 	$(CARGO) build --release -p apiserver --bin kube-apiserver -p controller-manager --bin kube-controller-manager
 	$(CARGO) bench -p scheduler --bench scheduler
+
+bench-proxy: deps ## kube-proxy: one Service change with 1,000/10,000 Services present and a full 10,000-Service sync, iptables and nftables (root; throwaway netns)
+	$(CARGO) bench -p kube-proxy --bench proxy
 
 up: deps ## Build and start the control plane (apiserver with embedded store on :6443, scheduler, controller-manager); kubeconfig in _out/admin.conf
 	$(CARGO) build -p apiserver --bin kube-apiserver -p scheduler --bin kube-scheduler -p controller-manager --bin kube-controller-manager
