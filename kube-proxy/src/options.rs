@@ -248,15 +248,17 @@ impl Config {
             .trim()
             .to_ascii_lowercase();
 
+        // An empty field in the file is defaulted (as upstream's defaulting does, and kubeadm
+        // writes `""`); only an explicit empty flag disables the server.
         let healthz = o
             .healthz_bind_address
             .clone()
-            .or(file.healthz_bind_address.clone())
+            .or(file.healthz_bind_address.clone().filter(|a| !a.is_empty()))
             .unwrap_or_else(|| "0.0.0.0:10256".to_owned());
         let metrics = o
             .metrics_bind_address
             .clone()
-            .or(file.metrics_bind_address.clone())
+            .or(file.metrics_bind_address.clone().filter(|a| !a.is_empty()))
             .unwrap_or_else(|| "127.0.0.1:10249".to_owned());
 
         let nodeport_s = o
@@ -265,18 +267,36 @@ impl Config {
             .unwrap_or_else(|| file.node_port_addresses.clone());
         let nodeport_addresses = NodePortAddresses::parse(&nodeport_s)?;
 
-        let sync_period = o
-            .iptables_sync_period
-            .clone()
-            .or(rules.sync_period.clone())
-            .unwrap_or_else(|| "30s".to_owned());
-        let min_sync_period = o
-            .iptables_min_sync_period
-            .clone()
-            .or(rules.min_sync_period.clone())
-            .unwrap_or_else(|| "1s".to_owned());
-        let sync_period = duration("syncPeriod", &sync_period)?;
-        let min_sync_period = duration("minSyncPeriod", &min_sync_period)?;
+        // Zero in the file means "default" (upstream's defaulting; kubeadm writes `0s`); flags
+        // are taken as given.
+        let period = |flag: &Option<String>,
+                      file: &Option<String>,
+                      field: &str,
+                      default: Duration|
+         -> Result<Duration, OptionsError> {
+            if let Some(f) = flag {
+                return duration(field, f);
+            }
+            match file {
+                Some(f) if !f.is_empty() => {
+                    let d = duration(field, f)?;
+                    Ok(if d.is_zero() { default } else { d })
+                }
+                _ => Ok(default),
+            }
+        };
+        let sync_period = period(
+            &o.iptables_sync_period,
+            &rules.sync_period,
+            "syncPeriod",
+            Duration::from_secs(30),
+        )?;
+        let min_sync_period = period(
+            &o.iptables_min_sync_period,
+            &rules.min_sync_period,
+            "minSyncPeriod",
+            Duration::from_secs(1),
+        )?;
         if sync_period.is_zero() {
             return Err(OptionsError::Invalid(
                 "KubeProxyConfiguration.IPTables.SyncPeriod: Invalid value: \"0s\": must be greater than 0".into(),
@@ -382,7 +402,7 @@ mod tests {
             &path,
             "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n\
              mode: nftables\nclusterCIDR: 10.244.0.0/16\nclientConnection:\n  kubeconfig: /var/lib/kube-proxy/kubeconfig.conf\n\
-             nftables:\n  syncPeriod: 10s\n  minSyncPeriod: 0s\nmetricsBindAddress: 0.0.0.0:10249\nconntrack:\n  maxPerCore: 0\n",
+             nftables:\n  syncPeriod: 10s\n  minSyncPeriod: 0s\nmetricsBindAddress: 0.0.0.0:10249\nhealthzBindAddress: \"\"\nconntrack:\n  maxPerCore: 0\n",
         )
         .expect("write");
         let p = path.to_string_lossy().into_owned();
@@ -394,7 +414,16 @@ mod tests {
             Some(PathBuf::from("/var/lib/kube-proxy/kubeconfig.conf"))
         );
         assert_eq!(c.sync_period, Duration::from_secs(10));
-        assert_eq!(c.min_sync_period, Duration::ZERO);
+        // 0s in the file is defaulted, as upstream; "" bind addresses too.
+        assert_eq!(c.min_sync_period, Duration::from_secs(1));
+        assert_eq!(
+            c.healthz_bind_address,
+            Some("0.0.0.0:10256".parse().expect("addr"))
+        );
+        assert_eq!(
+            c.metrics_bind_address,
+            Some("0.0.0.0:10249".parse().expect("addr"))
+        );
         assert_eq!(c.hostname, "n1");
         let c = config(&["--config", &p, "--proxy-mode=iptables"]).expect("valid");
         assert_eq!(c.mode, Mode::Iptables);
