@@ -102,7 +102,12 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn inner() {
+    // BENCH_MODES=iptables,nftables (default both).
+    let modes = std::env::var("BENCH_MODES").unwrap_or_else(|_| "iptables,nftables".into());
     for mode in [Mode::Iptables, Mode::Nftables] {
+        if !modes.split(',').any(|m| m == mode.as_str()) {
+            continue;
+        }
         for n in [1_000usize, 10_000] {
             let _ = kube_proxy::cleanup();
             let mut proxier = Proxier::new(&config(mode));

@@ -69,7 +69,9 @@ impl Proxier {
             .map(|(k, ports)| (k, render(ports, &self.cfg)))
             .collect();
         let input = if full {
-            self.full_input(&rendered)
+            let (create, fill) = self.full_inputs(&rendered)?;
+            nft(&create)?;
+            fill
         } else {
             self.partial_input(&rendered)
         };
@@ -193,18 +195,85 @@ impl Proxier {
         }
     }
 
-    fn full_input(&self, rendered: &BTreeMap<&ServiceKey, Rendered>) -> String {
-        let mut out = String::with_capacity(rendered.len() * 1024);
-        // Adding first makes the delete valid when the table does not exist yet; the whole
-        // replacement is one transaction, so traffic never sees a missing table.
-        let _ = writeln!(out, "add table {T}\ndelete table {T}");
-        self.base(&mut out);
-        let mut rules = String::with_capacity(rendered.len() * 1024);
-        for r in rendered.values() {
-            write_objects(&mut out, &mut rules, r, None);
+    /// A full sync in two transactions. The first only adds the table, base objects and every
+    /// wanted chain, empty (a no-op for what exists; no packet sees a difference). The second,
+    /// atomic one flushes and refills every chain, map and set and deletes stale chains and
+    /// sets. Splitting matters at scale: rules added to a chain created in the same transaction
+    /// are resolved by scanning the whole transaction, which is quadratic in its size.
+    fn full_inputs(
+        &self,
+        rendered: &BTreeMap<&ServiceKey, Rendered>,
+    ) -> Result<(String, String), Error> {
+        let existing = existing_objects()?;
+        let mut create = String::with_capacity(rendered.len() * 256);
+        let _ = writeln!(
+            create,
+            "add table {T} {{ comment \"rules for kube-proxy\" ; }}"
+        );
+        let mut fill = String::with_capacity(rendered.len() * 1024);
+        let mut base = String::new();
+        self.base(&mut base);
+        // Base objects: their `add` lines go to both; the rules are rewritten in `fill`.
+        for line in base.lines() {
+            if line.starts_with("add rule ") {
+                continue;
+            }
+            let _ = writeln!(create, "{line}");
         }
-        out.push_str(&rules);
-        out
+        let mut wanted_chains = BTreeSet::new();
+        let mut wanted_sets = BTreeSet::new();
+        for line in base.lines() {
+            if let Some(rest) = line.strip_prefix(&format!("add chain {T} ")) {
+                let name = rest.split_whitespace().next().unwrap_or_default();
+                wanted_chains.insert(name.to_owned());
+                let _ = writeln!(fill, "flush chain {T} {name}");
+            } else if let Some(rest) = line.strip_prefix(&format!("add map {T} ")) {
+                let name = rest.split_whitespace().next().unwrap_or_default();
+                wanted_sets.insert(name.to_owned());
+                let _ = writeln!(fill, "flush map {T} {name}");
+            } else if let Some(rest) = line.strip_prefix(&format!("add set {T} ")) {
+                let name = rest.split_whitespace().next().unwrap_or_default();
+                wanted_sets.insert(name.to_owned());
+                let _ = writeln!(fill, "flush set {T} {name}");
+            }
+        }
+        for line in base.lines().filter(|l| l.starts_with("add rule ")) {
+            let _ = writeln!(fill, "{line}");
+        }
+        for r in rendered.values() {
+            for (set, def) in &r.sets {
+                let _ = writeln!(create, "add set {T} {set} {{ {def} }}");
+                wanted_sets.insert(set.clone());
+            }
+            for (chain, body) in &r.chains {
+                let _ = writeln!(create, "add chain {T} {chain}");
+                if existing.chains.contains(chain) {
+                    let _ = writeln!(fill, "flush chain {T} {chain}");
+                }
+                wanted_chains.insert(chain.clone());
+                for rule in body {
+                    let _ = writeln!(fill, "add rule {T} {chain} {rule}");
+                }
+            }
+            for (map, el) in &r.elements {
+                let _ = writeln!(fill, "add element {T} {map} {{ {el} }}");
+            }
+        }
+        let stale_chains: Vec<&String> = existing
+            .chains
+            .iter()
+            .filter(|c| !wanted_chains.contains(*c))
+            .collect();
+        let mut tail = String::new();
+        for c in &stale_chains {
+            let _ = writeln!(fill, "flush chain {T} {c}");
+            let _ = writeln!(tail, "delete chain {T} {c}");
+        }
+        for s in existing.sets.iter().filter(|s| !wanted_sets.contains(*s)) {
+            let _ = writeln!(tail, "delete set {T} {s}");
+        }
+        fill.push_str(&tail);
+        Ok((create, fill))
     }
 
     fn partial_input(&self, rendered: &BTreeMap<&ServiceKey, Rendered>) -> String {
@@ -306,6 +375,44 @@ fn nft(input: &str) -> Result<(), Error> {
         });
     }
     Ok(())
+}
+
+/// The chains and sets (maps included) currently in the table; empty when it does not exist.
+#[derive(Default)]
+struct Existing {
+    chains: BTreeSet<String>,
+    sets: BTreeSet<String>,
+}
+
+fn existing_objects() -> Result<Existing, Error> {
+    let mut out = Existing::default();
+    for what in ["chains", "sets", "maps"] {
+        let o = Command::new("nft")
+            .args(["-t", "list", what, "ip"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| Error::Spawn {
+                tool: "nft",
+                source,
+            })?;
+        // `nft list chains ip` prints every ip table's chains; keep ours (terse: no elements).
+        let text = String::from_utf8_lossy(&o.stdout);
+        let mut ours = false;
+        for line in text.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["table", "ip", name, ..] => ours = *name == TABLE,
+                ["chain", name, ..] if ours => {
+                    out.chains.insert((*name).to_owned());
+                }
+                ["set" | "map", name, ..] if ours => {
+                    out.sets.insert((*name).to_owned());
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Deletes the `kube-proxy` tables (ip and ip6) if present.

@@ -1,7 +1,6 @@
 //! Renders one Service's nftables objects in upstream's `kube-proxy` table layout (pure).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use crate::changes::{base32, Endpoint, ServicePort};
 use crate::RuleConfig;
@@ -226,7 +225,13 @@ fn render_port(p: &ServicePort, cfg: &RuleConfig, out: &mut Rendered) {
     }
 }
 
-/// Affinity lookups, then `numgen random mod n` over `eps`.
+/// Affinity lookups, then the random spread over `eps`.
+///
+/// Upstream writes one `numgen random mod n vmap { ... }`, an anonymous map per Service. This
+/// kernel allocates and finds anonymous sets by scanning every set of the table and the whole
+/// transaction, which made a 10,000-Service sync take tens of seconds; the same uniform choice
+/// is made here without a set: rule i goes to endpoint i when `numgen random mod (n-i)` is 0,
+/// the last rule unconditionally (iptables' cascade).
 fn endpoint_dispatch(rules: &mut Vec<String>, p: &ServicePort, eps: &[&Endpoint]) {
     if p.affinity_seconds.is_some() {
         for e in eps {
@@ -237,14 +242,15 @@ fn endpoint_dispatch(rules: &mut Vec<String>, p: &ServicePort, eps: &[&Endpoint]
             ));
         }
     }
-    let mut vmap = String::new();
+    let n = eps.len();
     for (i, e) in eps.iter().enumerate() {
-        if i > 0 {
-            vmap.push_str(" , ");
+        let chain = endpoint_chain(p, e);
+        if i + 1 < n {
+            rules.push(format!("numgen random mod {} == 0 goto {chain}", n - i));
+        } else {
+            rules.push(format!("goto {chain}"));
         }
-        let _ = write!(vmap, "{i} : goto {}", endpoint_chain(p, e));
     }
-    rules.push(format!("numgen random mod {} vmap {{ {vmap} }}", eps.len()));
 }
 
 #[cfg(test)]
@@ -306,7 +312,7 @@ mod tests {
         let svc = &r.chains["service-ULMVA6XW-ns1/svc1/tcp/p80"];
         assert_eq!(
             svc[1],
-            "numgen random mod 1 vmap { 0 : goto endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 }"
+            "goto endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80"
         );
         let mut empty = port();
         empty.endpoints.clear();
