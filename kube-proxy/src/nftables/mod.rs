@@ -88,13 +88,9 @@ impl Proxier {
                 self.installed.insert(k.clone(), r);
             }
         }
-        let rules: usize = self
-            .installed
-            .values()
-            .map(|r| r.chains.values().map(Vec::len).sum::<usize>() + r.elements.len())
-            .sum();
+        // kubeproxy_sync_proxy_rules_iptables_total is iptables-only, as upstream.
         Ok(SyncReport {
-            rules: vec![("nftables", rules)],
+            rules: Vec::new(),
             bytes: input.len(),
         })
     }
