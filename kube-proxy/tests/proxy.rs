@@ -253,6 +253,16 @@ fn traffic_suite(mode: &str) {
         ),
     );
 
+    apply(&server, &service("dns", DNS_IP, "", "UDP"));
+    apply(
+        &server,
+        &slice(
+            "dns",
+            "UDP",
+            5353,
+            &[(&p0, NODE_NAME, true), (&p1, "node-b", true)],
+        ),
+    );
     let proxy = start_proxy(&mut lab, &server, mode);
     let web = format!("http://{WEB_IP}/");
 
@@ -391,17 +401,9 @@ fn traffic_suite(mode: &str) {
             >= 1.0
     );
 
-    // UDP conntrack: the removed endpoint's entries go, the other's stay.
-    apply(&server, &service("dns", DNS_IP, "", "UDP"));
-    apply(
-        &server,
-        &slice(
-            "dns",
-            "UDP",
-            5353,
-            &[(&p0, NODE_NAME, true), (&p1, "node-b", true)],
-        ),
-    );
+    // UDP conntrack: the removed endpoint's entries go, the other's stay. (The Service was
+    // programmed by the first sync, so the cleanup for a UDP Service that just got endpoints
+    // cannot race these flows.)
     wait_for(
         "udp entries to both endpoints",
         Duration::from_secs(30),
@@ -421,9 +423,16 @@ fn traffic_suite(mode: &str) {
     wait_for("stale udp entries deleted", Duration::from_secs(20), || {
         conntrack_to(&lab, &p0) == 0
     });
+    let remaining = conntrack_to(&lab, &p1);
     assert!(
-        conntrack_to(&lab, &p1) > 0,
-        "the remaining endpoint's entries must stay"
+        remaining > 0,
+        "the remaining endpoint's entries must stay; conntrack:\n{}\nlog:\n{}",
+        String::from_utf8_lossy(&lab.try_sh(&node, "conntrack -L -p udp").stdout),
+        lab.log("kube-proxy.log")
+            .lines()
+            .filter(|l| l.contains("conntrack") || l.contains("synced"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 
     // The user's rules survived every sync.
