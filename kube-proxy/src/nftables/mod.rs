@@ -238,7 +238,11 @@ impl Proxier {
         }
         for r in rendered.values() {
             for (set, def) in &r.sets {
-                let _ = writeln!(create, "add set {T} {set} {{ {def} }}");
+                // An existing set keeps its definition (and its affinity entries) here; a
+                // changed timeout is applied by the partial sync that saw the change.
+                if !existing.sets.contains(set) {
+                    let _ = writeln!(create, "add set {T} {set} {{ {def} }}");
+                }
                 wanted_sets.insert(set.clone());
             }
             for (chain, body) in &r.chains {
@@ -288,15 +292,15 @@ impl Proxier {
             for (map, el) in old_el.difference(&new_el) {
                 let _ = writeln!(decl, "delete element {T} {map} {{ {el} }}");
             }
-            write_objects(&mut decl, &mut body, new, Some(old));
-            for (map, el) in new_el.difference(&old_el) {
-                let _ = writeln!(body, "add element {T} {map} {{ {el} }}");
-            }
             for chain in old.chains.keys() {
                 if !new.chains.contains_key(chain) {
                     let _ = writeln!(decl, "flush chain {T} {chain}");
                     let _ = writeln!(deletes, "delete chain {T} {chain}");
                 }
+            }
+            write_changed(&mut decl, &mut body, new, old);
+            for (map, el) in new_el.difference(&old_el) {
+                let _ = writeln!(body, "add element {T} {map} {{ {el} }}");
             }
             for set in old.sets.keys() {
                 if !new.sets.contains_key(set) {
@@ -310,31 +314,38 @@ impl Proxier {
     }
 }
 
-/// Writes the chains (declared and flushed in `decl`, rules in `rules`) and sets of `r` that
-/// differ from `old` (all of them when `old` is None); elements too when `old` is None.
-fn write_objects(decl: &mut String, rules: &mut String, r: &Rendered, old: Option<&Rendered>) {
-    for (set, def) in &r.sets {
-        if old.is_some_and(|o| o.sets.get(set) == Some(def)) {
-            continue;
-        }
-        let _ = writeln!(decl, "add set {T} {set} {{ {def} }}");
-    }
-    for (chain, body) in &r.chains {
-        if old.is_some_and(|o| o.chains.get(chain) == Some(body)) {
+/// Writes what differs between `old` and `new` of one Service: changed chains are declared and
+/// flushed in `decl` and refilled in `rules`; sets are added, or replaced when their definition
+/// (the affinity timeout) changed, after every chain using them was flushed.
+fn write_changed(decl: &mut String, rules: &mut String, new: &Rendered, old: &Rendered) {
+    let replaced: Vec<&String> = new
+        .sets
+        .iter()
+        .filter(|(set, def)| old.sets.get(*set).is_some_and(|o| o != *def))
+        .map(|(set, _)| set)
+        .collect();
+    for (chain, body) in &new.chains {
+        let uses_replaced = replaced
+            .iter()
+            .any(|set| body.iter().any(|r| r.contains(&format!("@{set} "))));
+        if old.chains.get(chain) == Some(body) && !uses_replaced {
             continue;
         }
         let _ = writeln!(decl, "add chain {T} {chain}");
-        if old.is_some() {
-            let _ = writeln!(decl, "flush chain {T} {chain}");
-        }
+        let _ = writeln!(decl, "flush chain {T} {chain}");
         for rule in body {
             let _ = writeln!(rules, "add rule {T} {chain} {rule}");
         }
     }
-    if old.is_none() {
-        for (map, el) in &r.elements {
-            let _ = writeln!(rules, "add element {T} {map} {{ {el} }}");
+    for (set, def) in &new.sets {
+        match old.sets.get(set) {
+            Some(d) if d == def => continue,
+            Some(_) => {
+                let _ = writeln!(decl, "delete set {T} {set}");
+            }
+            None => {}
         }
+        let _ = writeln!(decl, "add set {T} {set} {{ {def} }}");
     }
 }
 
@@ -439,4 +450,41 @@ pub fn cleanup() -> Result<(), Error> {
         return Ok(());
     }
     nft(&input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_affinity_timeout_replaces_the_set_after_flushing_its_users() {
+        let mut old = Rendered::default();
+        old.sets.insert(
+            "affinity-X".into(),
+            "type ipv4_addr ; flags dynamic,timeout ; timeout 10s ;".into(),
+        );
+        old.chains.insert(
+            "endpoint-X".into(),
+            vec!["update @affinity-X { ip saddr }".into()],
+        );
+        old.chains
+            .insert("service-Y".into(), vec!["goto endpoint-X".into()]);
+        let mut new = old.clone();
+        new.sets.insert(
+            "affinity-X".into(),
+            "type ipv4_addr ; flags dynamic,timeout ; timeout 20s ;".into(),
+        );
+        let (mut decl, mut rules) = (String::new(), String::new());
+        write_changed(&mut decl, &mut rules, &new, &old);
+        assert_eq!(
+            decl,
+            "add chain ip kube-proxy endpoint-X\nflush chain ip kube-proxy endpoint-X\n\
+             delete set ip kube-proxy affinity-X\n\
+             add set ip kube-proxy affinity-X { type ipv4_addr ; flags dynamic,timeout ; timeout 20s ; }\n"
+        );
+        assert_eq!(
+            rules,
+            "add rule ip kube-proxy endpoint-X update @affinity-X { ip saddr }\n"
+        );
+    }
 }
