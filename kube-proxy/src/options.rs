@@ -137,7 +137,8 @@ pub struct KubeProxyConfiguration {
     pub iptables: RulesConfig,
     pub nftables: RulesConfig,
     pub mode: String,
-    pub node_port_addresses: Vec<String>,
+    /// kubeadm writes `null` here.
+    pub node_port_addresses: Option<Vec<String>>,
 }
 
 /// Parses a KubeProxyConfiguration document.
@@ -264,7 +265,7 @@ impl Config {
         let nodeport_s = o
             .nodeport_addresses
             .clone()
-            .unwrap_or_else(|| file.node_port_addresses.clone());
+            .unwrap_or_else(|| file.node_port_addresses.clone().unwrap_or_default());
         let nodeport_addresses = NodePortAddresses::parse(&nodeport_s)?;
 
         // Zero in the file means "default" (upstream's defaulting; kubeadm writes `0s`); flags
@@ -392,6 +393,105 @@ mod tests {
         assert!(config(&["--iptables-sync-period=x"]).is_err());
         assert!(config(&["--metrics-bind-address=nope"]).is_err());
         assert!(Options::try_parse_from(["kube-proxy", "--no-such-flag"]).is_err());
+    }
+
+    /// The document kubeadm (v1.33) writes into the kube-proxy ConfigMap.
+    const KUBEADM_CONFIG: &str = r#"apiVersion: kubeproxy.config.k8s.io/v1alpha1
+bindAddress: 0.0.0.0
+bindAddressHardFail: false
+clientConnection:
+  acceptContentTypes: ""
+  burst: 0
+  contentType: ""
+  kubeconfig: /var/lib/kube-proxy/kubeconfig.conf
+  qps: 0
+clusterCIDR: 10.244.0.0/16
+configSyncPeriod: 0s
+conntrack:
+  maxPerCore: null
+  min: null
+  tcpBeLiberal: false
+  tcpCloseWaitTimeout: null
+  tcpEstablishedTimeout: null
+  udpStreamTimeout: 0s
+  udpTimeout: 0s
+detectLocal:
+  bridgeInterface: ""
+  interfaceNamePrefix: ""
+detectLocalMode: ""
+enableProfiling: false
+healthzBindAddress: ""
+hostnameOverride: ""
+iptables:
+  localhostNodePorts: null
+  masqueradeAll: false
+  masqueradeBit: null
+  minSyncPeriod: 0s
+  syncPeriod: 0s
+ipvs:
+  excludeCIDRs: null
+  minSyncPeriod: 0s
+  scheduler: ""
+  strictARP: false
+  syncPeriod: 0s
+  tcpFinTimeout: 0s
+  tcpTimeout: 0s
+  udpTimeout: 0s
+kind: KubeProxyConfiguration
+logging:
+  flushFrequency: 0
+  options:
+    json:
+      infoBufferSize: "0"
+    text:
+      infoBufferSize: "0"
+  verbosity: 0
+metricsBindAddress: ""
+mode: ""
+nftables:
+  masqueradeAll: false
+  masqueradeBit: null
+  minSyncPeriod: 0s
+  syncPeriod: 0s
+nodePortAddresses: null
+oomScoreAdj: null
+portRange: ""
+showHiddenMetricsForVersion: ""
+winkernel:
+  enableDSR: false
+  forwardHealthCheckVip: false
+  networkName: ""
+  rootHnsEndpointName: ""
+  sourceVip: ""
+"#;
+
+    #[test]
+    fn kubeadm_config_map_document_loads_with_upstream_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.conf");
+        std::fs::write(&path, KUBEADM_CONFIG).expect("write");
+        let p = path.to_string_lossy().into_owned();
+        let c = config(&["--config", &p, "--hostname-override=worker-1"]).expect("valid");
+        assert_eq!(c.mode, Mode::Iptables);
+        assert_eq!(c.hostname, "worker-1");
+        assert_eq!(c.cluster_cidrs, vec![(Ipv4Addr::new(10, 244, 0, 0), 16)]);
+        assert_eq!(
+            c.kubeconfig,
+            Some(PathBuf::from("/var/lib/kube-proxy/kubeconfig.conf"))
+        );
+        assert_eq!(c.sync_period, Duration::from_secs(30));
+        assert_eq!(c.min_sync_period, Duration::from_secs(1));
+        assert_eq!(c.masquerade_mark, 0x4000);
+        assert!(c.localhost_node_ports);
+        assert_eq!(c.nodeport_addresses, NodePortAddresses::All);
+        assert_eq!(
+            c.healthz_bind_address,
+            Some("0.0.0.0:10256".parse().expect("addr"))
+        );
+        assert_eq!(
+            c.metrics_bind_address,
+            Some("127.0.0.1:10249".parse().expect("addr"))
+        );
     }
 
     #[test]
