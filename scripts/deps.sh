@@ -17,8 +17,12 @@ set -euo pipefail
 #                the one static binary the pause and busybox test images are built from
 #   bind9-dnsutils
 #                dig: the kube-dns suite queries the server with it over UDP and TCP
+#   iptables, nftables, conntrack
+#                what kube-proxy programs (iptables-restore, nft) and how it deletes stale UDP
+#                flows (conntrack -D); its tests drive them inside throwaway network namespaces
+#   iproute2     `ip netns` / veth pairs for those namespaces
 # protoc is not needed: the proto crate builds with the vendored protoc (protoc-bin-vendored).
-PACKAGES=(etcd-server etcd-client prometheus curl python3-venv openssl containerd runc containernetworking-plugins busybox-static bind9-dnsutils)
+PACKAGES=(etcd-server etcd-client prometheus curl python3-venv openssl containerd runc containernetworking-plugins busybox-static bind9-dnsutils iptables nftables conntrack iproute2)
 
 if ! command -v cargo >/dev/null 2>&1; then
 	echo "deps: cargo not found; install the Rust toolchain pinned in rust-toolchain.toml (rustup)" >&2
@@ -60,7 +64,7 @@ apt_opts=(-o DPkg::Lock::Timeout=600 -q)
 apt-get "${apt_opts[@]}" update
 apt-get "${apt_opts[@]}" install -y --no-install-recommends "${missing[@]}"
 
-for tool in etcd etcdctl promtool containerd ctr runc /usr/lib/cni/bridge /bin/busybox dig; do
+for tool in etcd etcdctl promtool containerd ctr runc /usr/lib/cni/bridge /bin/busybox dig iptables-restore nft conntrack ip; do
 	command -v "$tool" >/dev/null 2>&1 || { echo "deps: $tool still missing after install" >&2; exit 1; }
 done
 echo "deps: done"
