@@ -317,6 +317,19 @@ async fn streams(ctx: &mut Ctx) -> Result<Resp> {
                 )
                 .await;
             }
+            if sub != "portforward" && crate::kubelet::translator::negotiate(&ctx.headers).is_some()
+            {
+                let streams = crate::kubelet::translator::Streams::from_query(&ctx.query);
+                return crate::kubelet::translator::exec_or_attach(
+                    &ctx.api,
+                    &node,
+                    &path,
+                    &ctx.headers,
+                    upgrade,
+                    streams,
+                )
+                .await;
+            }
             return crate::kubelet::upgrade(&ctx.api, &node, method, &path, &ctx.headers, upgrade)
                 .await;
         }
