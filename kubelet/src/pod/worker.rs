@@ -15,7 +15,7 @@ use crate::events::{Recorder, Type};
 use crate::pod::backoff::Backoff;
 use crate::pod::spec::{self, NodeContext, POD_UID_LABEL};
 use crate::pod::status::{self, is_exited, is_running, Observed, Waiting};
-use crate::pod::{hooks, service_env};
+use crate::pod::{hooks, service_env, sidecars};
 use crate::probes::{self, Prober};
 use crate::static_pods::{self, Mirrors};
 use crate::volumes::{self, PodVolumes};
@@ -278,6 +278,7 @@ impl Worker {
                 }
                 self.run_pre_stop_hooks(grace).await
             };
+            let grace = self.stop_sidecars_last(grace).await?;
             kill_pod(&runtime, &self.uid, grace, &self.shared.node.cgroup_root).await?;
             crate::volumes::teardown(&self.shared.node.root_dir, &self.uid);
             if !self.gone && self.mirrors.is_none() {
@@ -516,12 +517,64 @@ impl Worker {
                 .cloned()
         };
 
+        // Once a main container has run in this sandbox the pod is initialized: init
+        // containers are not run again and sidecars restart on their own, without blocking.
+        let initialized = !sandbox_is_new
+            && spec
+                .containers
+                .iter()
+                .any(|c| state.latest(&c.name).is_some());
+        // Main containers that exited and will not restart: then sidecars stop too.
+        let mains_done = initialized
+            && spec.containers.iter().all(|c| {
+                state.latest(&c.name).is_some_and(|l| {
+                    is_exited(l)
+                        && match policy.as_str() {
+                            "Never" => true,
+                            "OnFailure" => l.exit_code == 0,
+                            _ => false,
+                        }
+                })
+            });
+        let mut changed = false;
         for c in spec.init_containers.iter().flatten() {
             let latest = if sandbox_is_new {
                 None
             } else {
                 current(&c.name)
             };
+            if sidecars::is_sidecar(c) {
+                match latest {
+                    Some(l) if is_running(&l) && mains_done => {
+                        ignore_not_found(runtime.stop_container(&l.id, self.grace_period()).await)?;
+                        changed = true;
+                    }
+                    _ if mains_done => {}
+                    None if initialized => changed |= self.start(c, 0, &ctx).await?,
+                    None => return self.start(c, 0, &ctx).await,
+                    // The next init container waits until the sidecar has started.
+                    Some(l) if is_running(&l) => {
+                        self.waiting.remove(&c.name);
+                        if !initialized && !self.prober.started(c) {
+                            return Ok(false);
+                        }
+                    }
+                    Some(l) if is_exited(&l) && initialized => {
+                        changed |= self.restart_with_backoff(c, &l, &ctx).await?
+                    }
+                    Some(l) if is_exited(&l) => {
+                        return self.restart_with_backoff(c, &l, &ctx).await
+                    }
+                    Some(l) => {
+                        ignore_not_found(runtime.remove_container(&l.id).await)?;
+                        return self.start(c, attempt_of(&l) + 1, &ctx).await;
+                    }
+                }
+                continue;
+            }
+            if initialized {
+                continue;
+            }
             match latest {
                 None => return self.start(c, 0, &ctx).await,
                 Some(l) if is_running(&l) => return Ok(false),
@@ -539,7 +592,6 @@ impl Worker {
             }
         }
 
-        let mut changed = false;
         for c in &spec.containers {
             let latest = if sandbox_is_new {
                 state.latest(&c.name).cloned().map(|mut l| {
@@ -798,6 +850,37 @@ impl Worker {
         } else {
             sandbox_ip.to_string()
         }
+    }
+
+    /// For a pod with sidecars: stops the main containers together, then the sidecars one at
+    /// a time in reverse order, all within `grace`; returns the grace left.
+    async fn stop_sidecars_last(&self, grace: Duration) -> Result<Duration, CriError> {
+        let (main, side) = sidecars::stop_order(&self.pod);
+        if side.is_empty() {
+            return Ok(grace);
+        }
+        let runtime = &self.shared.runtime;
+        let deadline = tokio::time::Instant::now() + grace;
+        let state = runtime_state(runtime, &self.uid).await?;
+        let running = |name: &String| {
+            state
+                .latest(name)
+                .filter(|c| is_running(c))
+                .map(|c| c.id.clone())
+        };
+        let stops = main
+            .iter()
+            .filter_map(running)
+            .map(|id| async move { runtime.stop_container(&id, grace).await });
+        for r in futures::future::join_all(stops).await {
+            ignore_not_found(r)?;
+        }
+        tracing::info!(pod_uid = %self.uid, sidecars = ?side, "stopping sidecars after the main containers");
+        for id in side.iter().filter_map(running) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            ignore_not_found(runtime.stop_container(&id, left).await)?;
+        }
+        Ok(deadline.saturating_duration_since(tokio::time::Instant::now()))
     }
 
     /// Runs the preStop hooks of the running containers concurrently within `grace`; returns
@@ -1110,11 +1193,17 @@ struct StartCtx<'a> {
     pod_ip: &'a str,
 }
 
+/// The long-running containers: sidecars (probed, hooked and killed like main containers)
+/// and the main containers.
 fn spec_containers(pod: &Pod) -> Vec<Container> {
-    pod.spec
-        .as_ref()
-        .map(|s| s.containers.clone())
-        .unwrap_or_default()
+    let mut all = sidecars::sidecars(pod);
+    all.extend(
+        pod.spec
+            .as_ref()
+            .map(|s| s.containers.clone())
+            .unwrap_or_default(),
+    );
+    all
 }
 
 fn attempt_of(c: &api::ContainerStatus) -> u32 {
