@@ -2,6 +2,7 @@
 //! status to the apiserver.
 
 pub mod cni;
+pub mod credentials;
 pub mod cri;
 pub mod events;
 pub mod node;

@@ -320,6 +320,7 @@ impl Runtime {
     pub async fn pull_image(
         &self,
         image: &str,
+        auth: Option<api::AuthConfig>,
         sandbox_config: Option<api::PodSandboxConfig>,
     ) -> Result<String, CriError> {
         call!(
@@ -328,7 +329,7 @@ impl Runtime {
                     image: image.into(),
                     ..Default::default()
                 }),
-                auth: None,
+                auth,
                 sandbox_config,
             }),
             "PullImage"

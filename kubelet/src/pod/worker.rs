@@ -963,10 +963,33 @@ impl Worker {
             "Pulling",
             format!("Pulling image {image:?}"),
         );
-        match runtime
-            .pull_image(&image, Some(sandbox_config.clone()))
-            .await
-        {
+        let keyring = self.pull_keyring().await;
+        let creds = keyring.lookup(&image);
+        // As upstream: anonymously when no credential matches, else each in turn until one
+        // pulls; the errors of all attempts are reported.
+        let attempts: Vec<Option<api::AuthConfig>> = if creds.is_empty() {
+            vec![None]
+        } else {
+            creds.iter().map(|(_, c)| Some(c.to_cri())).collect()
+        };
+        let mut result = Err(Vec::new());
+        for auth in attempts {
+            match runtime
+                .pull_image(&image, auth, Some(sandbox_config.clone()))
+                .await
+            {
+                Ok(r) => {
+                    result = Ok(r);
+                    break;
+                }
+                Err(e) => {
+                    if let Err(errs) = result.as_mut() {
+                        errs.push(e.to_string());
+                    }
+                }
+            }
+        }
+        match result.map_err(|errs| errs.join(", ")) {
             Ok(_) => {
                 events.pod(
                     &self.pod,
@@ -979,9 +1002,64 @@ impl Worker {
             }
             Err(e) => Err(Waiting {
                 reason: "ErrImagePull".into(),
-                message: e.to_string(),
+                message: e,
             }),
         }
+    }
+
+    /// The credentials of the pod's imagePullSecrets; unreadable ones are reported with
+    /// upstream's FailedToRetrieveImagePullSecret event and skipped.
+    async fn pull_keyring(&self) -> crate::credentials::Keyring {
+        let mut keyring = crate::credentials::Keyring::default();
+        let names: Vec<String> = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|r| r.name.clone())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if names.is_empty() {
+            return keyring;
+        }
+        let namespace = self.pod.metadata.namespace.as_deref().unwrap_or("default");
+        let api: Api<Secret> = Api::namespaced(self.shared.client.clone(), namespace);
+        let mut missing = Vec::new();
+        for name in names {
+            match api.get(&name).await {
+                Ok(secret) => {
+                    let data: std::collections::BTreeMap<String, Vec<u8>> = secret
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0))
+                        .collect();
+                    if let Err(e) = keyring.add_secret_data(&data) {
+                        tracing::warn!(pod_uid = %self.uid, secret = %name, error = %e, "image pull secret");
+                        missing.push(name);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(pod_uid = %self.uid, secret = %name, error = %e, "image pull secret");
+                    missing.push(name);
+                }
+            }
+        }
+        if !missing.is_empty() {
+            self.shared.events.pod(
+                &self.pod,
+                None,
+                Type::Warning,
+                "FailedToRetrieveImagePullSecret",
+                format!(
+                    "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                    missing.join(", ")
+                ),
+            );
+        }
+        keyring
     }
 
     /// The service variables; static pods get none while the apiserver is unreachable.
