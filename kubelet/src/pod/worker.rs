@@ -31,6 +31,8 @@ pub struct Shared {
     /// Prefix of container IDs in pod status (the CRI runtime name, e.g. `containerd`).
     pub runtime_name: String,
     pub events: Recorder,
+    /// Evictions the eviction manager asked for, carried out by the pods' workers.
+    pub evictions: Arc<crate::eviction::State>,
 }
 
 /// Why a sync step failed; logged, and the next resync tries again.
@@ -175,6 +177,8 @@ pub struct Worker {
     pre_stop_done: bool,
     /// Every volume has been set up once (containers may start).
     volumes_ready: bool,
+    /// The eviction manager evicted this pod: it is terminal, whatever the watch says yet.
+    evicted: bool,
 }
 
 impl Worker {
@@ -196,6 +200,7 @@ impl Worker {
             prober: Prober::default(),
             pre_stop_done: false,
             volumes_ready: false,
+            evicted: false,
         }
     }
 
@@ -286,6 +291,11 @@ impl Worker {
             }
             return Ok(Next::Done);
         }
+        if self.mirrors.is_none() {
+            if let Some(message) = self.shared.evictions.take(&self.uid) {
+                return self.evict(message).await;
+            }
+        }
         let mut state = runtime_state(&runtime, &self.uid).await?;
         let phase = self
             .pod
@@ -293,7 +303,7 @@ impl Worker {
             .as_ref()
             .and_then(|s| s.phase.as_deref())
             .unwrap_or("Pending");
-        if matches!(phase, "Succeeded" | "Failed") {
+        if matches!(phase, "Succeeded" | "Failed") || self.evicted {
             // Terminal pods keep their status; only the runtime's resources go.
             self.stop_terminal(&state).await?;
             return Ok(Next::Continue);
@@ -1134,6 +1144,100 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Stops the pod's containers (hard eviction: 1s grace, as upstream) and reports it
+    /// Failed with reason Evicted, the manager's message, an Evicted event and a
+    /// DisruptionTarget condition.
+    async fn evict(&mut self, message: String) -> Result<Next, SyncError> {
+        let runtime = self.shared.runtime.clone();
+        self.evicted = true;
+        self.shared
+            .events
+            .pod(&self.pod, None, Type::Warning, "Evicted", message.clone());
+        let state = runtime_state(&runtime, &self.uid).await?;
+        for c in state
+            .containers
+            .values()
+            .flatten()
+            .filter(|c| is_running(c))
+        {
+            ignore_not_found(runtime.stop_container(&c.id, Duration::from_secs(1)).await)?;
+        }
+        let state = runtime_state(&runtime, &self.uid).await?;
+        let mut status = self.compute_status(&state).await;
+        let now = Time(Utc::now());
+        status.phase = Some("Failed".into());
+        status.reason = Some("Evicted".into());
+        status.message = Some(message.clone());
+        let conditions = status.conditions.get_or_insert_with(Vec::new);
+        conditions.retain(|c| c.type_ != "DisruptionTarget");
+        conditions.push(k8s_openapi::api::core::v1::PodCondition {
+            type_: "DisruptionTarget".into(),
+            status: "True".into(),
+            reason: Some("TerminationByKubelet".into()),
+            message: Some(message),
+            last_transition_time: Some(now),
+            ..Default::default()
+        });
+        let value = serde_json::to_value(&status).unwrap_or_default();
+        let m = &self.pod.metadata;
+        let api: Api<Pod> = Api::namespaced(
+            self.shared.client.clone(),
+            m.namespace.as_deref().unwrap_or("default"),
+        );
+        let patch = serde_json::json!({"metadata": {"uid": self.uid}, "status": value});
+        match api
+            .patch_status(
+                m.name.as_deref().unwrap_or_default(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.last_status = Some(value);
+        self.pod.status = Some(status);
+        self.stop_terminal(&state).await?;
+        Ok(Next::Continue)
+    }
+
+    /// The status the runtime's state amounts to.
+    async fn compute_status(&self, state: &RuntimeState) -> k8s_openapi::api::core::v1::PodStatus {
+        let sandbox = state.ready_sandbox();
+        let pod_ip = match sandbox {
+            Some(s) => Some(self.sandbox_ip(&s.id).await),
+            None => None,
+        };
+        let observed = Observed {
+            sandbox_ready: sandbox.is_some(),
+            pod_ip,
+            instances: state.containers.clone(),
+            waiting: self.waiting.clone(),
+            runtime_name: self.shared.runtime_name.clone(),
+            unready: spec_containers(&self.pod)
+                .iter()
+                .filter(|c| !self.prober.ready(c))
+                .map(|c| c.name.clone())
+                .collect(),
+            not_started: spec_containers(&self.pod)
+                .iter()
+                .filter(|c| !self.prober.started(c))
+                .map(|c| c.name.clone())
+                .collect(),
+        };
+        let now = Time(Utc::now());
+        let start = self.start_time.clone().unwrap_or_else(|| now.clone());
+        status::pod_status(
+            &self.pod,
+            &observed,
+            &self.shared.node.node_ip.to_string(),
+            &start,
+            &now,
+        )
     }
 
     /// Computes the status and patches pods/status when it changed.
