@@ -6,6 +6,7 @@ pub mod credentials;
 pub mod cri;
 pub mod events;
 pub mod eviction;
+pub mod log_archive;
 pub mod node;
 pub mod options;
 pub mod pod;
@@ -61,6 +62,7 @@ async fn client(config: &Config) -> Result<kube::Client, Error> {
 /// Runs the kubelet until `shutdown` triggers. Pods keep running after it returns.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     let client = client(&config).await?;
+    log_archive::init(&config.root_dir);
     let runtime = cri::Runtime::new(&config.runtime_endpoint).map_err(Error::Runtime)?;
     let version = loop {
         match runtime.version().await {

@@ -18,6 +18,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use serde_json::Value;
 use tokio_stream::wrappers::ReceiverStream;
 
+pub mod archive;
 pub mod spdy;
 pub mod translator;
 pub mod tunnel;

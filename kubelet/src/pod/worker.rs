@@ -285,6 +285,12 @@ impl Worker {
             };
             let grace = self.stop_sidecars_last(grace).await?;
             kill_pod(&runtime, &self.uid, grace, &self.shared.node.cgroup_root).await?;
+            if self.mirrors.is_none() {
+                crate::log_archive::archive_pod(&spec::pod_log_dir(
+                    &self.shared.node.pod_logs_dir,
+                    &self.pod,
+                ));
+            }
             crate::volumes::teardown(&self.shared.node.root_dir, &self.uid);
             if !self.gone && self.mirrors.is_none() {
                 self.delete_pod_object().await?;
