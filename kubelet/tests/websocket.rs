@@ -159,4 +159,79 @@ fn kubectl_exec_cp_and_attach_use_websocket_v5_and_port_forward_the_tunnel() {
         tunnels + 1,
         "port-forward went through the tunnel"
     );
+
+    // RBAC: exec over WebSocket (a GET) needs "create" on pods/exec, as upstream; "get"
+    // alone is refused on both paths (else the WebSocket attempt would succeed).
+    for (name, verb, resource) in [("reader", "get", "pods"), ("exec-get", "get", "pods/exec")] {
+        s.server.ok(&[
+            "create",
+            "role",
+            name,
+            "-n",
+            ns,
+            &format!("--verb={verb}"),
+            &format!("--resource={resource}"),
+        ]);
+        s.server.ok(&[
+            "create",
+            "rolebinding",
+            &format!("alice-{name}"),
+            "-n",
+            ns,
+            &format!("--role={name}"),
+            "--user=alice",
+        ]);
+    }
+    let out = common::eventually("alice may read but not exec", WAIT, || {
+        let out = s.server.kubectl_as(
+            common::User::Alice,
+            &["exec", "-n", ns, "shell", "--", "true"],
+        );
+        if out.stderr.contains("pods/exec") {
+            Ok(out)
+        } else {
+            Err(out.to_string())
+        }
+    });
+    assert!(!out.success());
+    assert!(
+        out.stderr
+            .contains("User \"alice\" cannot create resource \"pods/exec\" in API group \"\""),
+        "{out}"
+    );
+    // Only "create" now: WebSocket exec works without "get".
+    s.server
+        .ok(&["delete", "rolebinding", "alice-exec-get", "-n", ns]);
+    s.server.ok(&[
+        "create",
+        "role",
+        "exec-create",
+        "-n",
+        ns,
+        "--verb=create",
+        "--resource=pods/exec",
+    ]);
+    s.server.ok(&[
+        "create",
+        "rolebinding",
+        "alice-exec-create",
+        "-n",
+        ns,
+        "--role=exec-create",
+        "--user=alice",
+    ]);
+    let before = s.translated();
+    let out = common::eventually("alice may exec", WAIT, || {
+        let out = s.server.kubectl_as(
+            common::User::Alice,
+            &["exec", "-n", ns, "shell", "--", "echo", "as-alice"],
+        );
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(out.to_string())
+        }
+    });
+    assert_eq!(out.stdout, "as-alice\n");
+    assert_eq!(s.translated(), before + 1, "over WebSocket");
 }
