@@ -81,6 +81,30 @@ fn kubectl_exec_cp_and_attach_use_websocket_v5_and_port_forward_the_tunnel() {
     assert!(out.success(), "{out}");
     assert_eq!(out.stdout.trim(), big.len().to_string());
 
+    // A terminal (-it, under `script` for a pty): the resize channel is opened too.
+    let before_tty = s.translated();
+    let cmd = format!(
+        "{} --kubeconfig={} exec -it -n {ns} shell -- sh -c 'tty; echo tty-done'",
+        common::kubectl_binary(),
+        s.server.kubeconfig(common::User::Admin).display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("/dev/pts/") && text.contains("tty-done"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        s.translated(),
+        before_tty + 1,
+        "the tty exec was translated"
+    );
+
     // cp both ways (tar over exec; the upload needs stdin's close).
     let local = s.kubelet.dir.join("cp-src.txt");
     fs::write(&local, "copied through websocket\n").expect("write local file");
