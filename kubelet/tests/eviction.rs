@@ -13,12 +13,16 @@ mod containerd;
 #[path = "common/kubelet.rs"]
 mod kubelet_process;
 
+#[path = "common/daemon.rs"]
+mod daemon;
+
 use std::fs::File;
 use std::time::Duration;
 
 use common::{eventually, ApiServer};
 use component_base::oci::{Image, ImageConfig, Layer};
 use containerd::{Containerd, BUSYBOX_IMAGE};
+use daemon::Daemon;
 use kubelet_process::Kubelet;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -122,6 +126,32 @@ fn memory_pressure_sets_the_condition_and_evicts_the_best_effort_pod_first() {
         condition["message"],
         "kubelet has insufficient memory available"
     );
+    // The node lifecycle controller turns the condition into its taint.
+    let ca = format!("--root-ca-file={}", s.server.pki.ca_cert.display());
+    let _kcm = Daemon::start(
+        &s.server,
+        "kube-controller-manager",
+        "KUBE_CONTROLLER_MANAGER_BIN",
+        "system:kube-controller-manager",
+        &[&ca, "--use-service-account-credentials=true"],
+    );
+    eventually("memory-pressure taint", WAIT, || {
+        let node = s
+            .server
+            .json(&["get", "node", &s.kubelet.node, "-o", "json"]);
+        let tainted = node["spec"]["taints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| {
+                t["key"] == "node.kubernetes.io/memory-pressure" && t["effect"] == "NoSchedule"
+            });
+        if tainted {
+            Ok(())
+        } else {
+            Err(node["spec"].to_string())
+        }
+    });
 
     let evicted = eventually("besteffort evicted", WAIT, || {
         let p = s.pod("besteffort");
