@@ -140,10 +140,11 @@ spec:
         ),
     );
 
-    let waiting = eventually("ErrImagePull with the registry's answer", WAIT, || {
+    // ErrImagePull, then the back-off before the next attempt, both with the runtime's error.
+    let waiting = eventually("ImagePullBackOff with the registry's answer", WAIT, || {
         let p = server.json(&["get", "pod", "own", "-n", &ns]);
         let w = p["status"]["containerStatuses"][0]["state"]["waiting"].clone();
-        if w["reason"] == "ErrImagePull" {
+        if w["reason"] == "ImagePullBackOff" {
             Ok(w)
         } else {
             Err(p["status"].to_string())
@@ -151,8 +152,30 @@ spec:
     });
     let message = waiting["message"].as_str().unwrap_or_default();
     assert!(
-        message.contains(&format!("{registry}/kw/missing:1")) && message.contains("not found"),
+        message.starts_with(&format!(
+            "Back-off pulling image \"{registry}/kw/missing:1\": ErrImagePull: "
+        )) && message.contains("not found"),
         "the runtime's error: {message}"
+    );
+    let out = server.kubectl(&[
+        "get",
+        "events",
+        "-n",
+        &ns,
+        "--field-selector=reason=Failed,involvedObject.name=own",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(
+        out.stdout.contains("not found"),
+        "ErrImagePull's event: {out}"
+    );
+    // The back-off spaces the attempts out (10 s, then 20 s): a few, not one per sync.
+    let attempts = seen.lock().expect("lock").len();
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        seen.lock().expect("lock").len() <= attempts + 1,
+        "pulls are backed off"
     );
     assert!(
         seen.lock()

@@ -162,6 +162,9 @@ pub struct Worker {
     uid: String,
     pod: Pod,
     backoff: Backoff,
+    /// Image pull back-off by image, and when each image's last pull failed with what error.
+    pull_backoff: Backoff,
+    pull_failed: HashMap<String, (SystemTime, String)>,
     waiting: HashMap<String, Waiting>,
     last_status: Option<serde_json::Value>,
     start_time: Option<Time>,
@@ -190,6 +193,8 @@ impl Worker {
             uid: pod.metadata.uid.clone().unwrap_or_default(),
             pod,
             backoff: Backoff::default(),
+            pull_backoff: Backoff::default(),
+            pull_failed: HashMap::new(),
             waiting: HashMap::new(),
             last_status: None,
             start_time,
@@ -716,13 +721,16 @@ impl Worker {
                 } else {
                     waiting.reason.as_str()
                 };
-                self.shared.events.pod(
-                    &self.pod,
-                    Some(&c.name),
-                    Type::Warning,
-                    reason,
-                    waiting.message.clone(),
-                );
+                // ensure_image recorded the back-off's own event.
+                if waiting.reason != "ImagePullBackOff" {
+                    self.shared.events.pod(
+                        &self.pod,
+                        Some(&c.name),
+                        Type::Warning,
+                        reason,
+                        waiting.message.clone(),
+                    );
+                }
                 self.waiting.insert(c.name.clone(), waiting);
                 return Ok(false);
             }
@@ -934,7 +942,7 @@ impl Worker {
 
     /// Applies the pull policy; returns the image to create the container from.
     async fn ensure_image(
-        &self,
+        &mut self,
         c: &Container,
         sandbox_config: &api::PodSandboxConfig,
     ) -> Result<String, Waiting> {
@@ -972,6 +980,27 @@ impl Worker {
                 ),
             });
         }
+        // A failed pull is retried after a back-off (10 s doubling to 5 min), as upstream.
+        let now = SystemTime::now();
+        if let Some((failed_at, error)) = self.pull_failed.get(&image) {
+            if self
+                .pull_backoff
+                .remaining(&image, *failed_at, now)
+                .is_some()
+            {
+                events.pod(
+                    &self.pod,
+                    Some(&c.name),
+                    Type::Normal,
+                    "BackOff",
+                    format!("Back-off pulling image {image:?}"),
+                );
+                return Err(Waiting {
+                    reason: "ImagePullBackOff".into(),
+                    message: format!("Back-off pulling image {image:?}: ErrImagePull: {error}"),
+                });
+            }
+        }
         events.pod(
             &self.pod,
             Some(&c.name),
@@ -1005,7 +1034,18 @@ impl Worker {
                 }
             }
         }
-        match result.map_err(|errs| errs.join(", ")) {
+        let result = result.map_err(|errs| errs.join(", "));
+        match &result {
+            Ok(_) => {
+                self.pull_failed.remove(&image);
+            }
+            Err(e) => {
+                self.pull_backoff.next(&image, now);
+                self.pull_failed.insert(image.clone(), (now, e.clone()));
+            }
+        }
+        let events = &self.shared.events;
+        match result {
             Ok(_) => {
                 events.pod(
                     &self.pod,
