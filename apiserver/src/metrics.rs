@@ -135,6 +135,8 @@ pub struct Metrics {
     watch_cache_resource_version: GaugeVec,
     watch_cache_initializations: IntCounterVec,
     terminated_watchers: IntCounterVec,
+    stream_translator_requests: IntCounterVec,
+    stream_tunnel_requests: IntCounterVec,
 }
 
 /// Upstream's component-base prefixes help text with the metric's stability level.
@@ -315,6 +317,16 @@ impl Metrics {
                 alpha("Counter of watchers closed due to unresponsiveness broken by resource type."),
                 RESOURCE,
             )?,
+            stream_translator_requests: r.counter(
+                "apiserver_stream_translator_requests_total",
+                alpha("Total number of requests that were handled by the StreamTranslatorProxy, which processes streaming RemoteCommand/V5"),
+                &["code"],
+            )?,
+            stream_tunnel_requests: r.counter(
+                "apiserver_stream_tunnel_requests_total",
+                alpha("Total number of requests that were handled by the StreamTunnelProxy, which processes streaming PortForward/V2"),
+                &["code"],
+            )?,
         })
     }
 
@@ -367,6 +379,20 @@ impl Metrics {
                 ])
                 .observe(response_bytes as f64);
         }
+    }
+
+    /// Counts an exec/attach WebSocket request translated to SPDY, by its HTTP code.
+    pub fn stream_translator_request(&self, code: u16) {
+        self.stream_translator_requests
+            .with_label_values(&[&code.to_string()])
+            .inc();
+    }
+
+    /// Counts a port-forward WebSocket request tunnelled to SPDY, by its HTTP code.
+    pub fn stream_tunnel_request(&self, code: u16) {
+        self.stream_tunnel_requests
+            .with_label_values(&[&code.to_string()])
+            .inc();
     }
 
     /// Records a request refused with 429 by the max-in-flight filter: counted in

@@ -3,9 +3,12 @@
 
 pub mod bootstrap;
 pub mod cni;
+pub mod credentials;
 pub mod cri;
 pub mod events;
+pub mod eviction;
 pub mod hollow;
+pub mod log_archive;
 pub mod node;
 pub mod options;
 pub mod pod;
@@ -71,6 +74,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         }
     }
     let client = client(&config).await?;
+    log_archive::init(&config.root_dir);
     let runtime = cri::Runtime::new(&config.runtime_endpoint).map_err(Error::Runtime)?;
     let version = loop {
         match runtime.version().await {
@@ -123,6 +127,25 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     servers.push(server_task);
     let host_dns =
         ResolvConf::parse(&std::fs::read_to_string(&config.resolv_conf).unwrap_or_default());
+    let eviction_state = Arc::new(eviction::State::default());
+    let image_gc = Arc::new(eviction::image_gc::ImageGc::new(
+        runtime.clone(),
+        config.eviction.image_gc.clone(),
+        config.pod_infra_container_image.clone(),
+    ));
+    tokio::spawn(image_gc.clone().run(shutdown.clone()));
+    tokio::spawn(
+        eviction::Manager {
+            config: config.eviction.clone(),
+            state: eviction_state.clone(),
+            runtime: runtime.clone(),
+            client: client.clone(),
+            node_name: config.node_name.clone(),
+            root_dir: config.root_dir.clone(),
+            images: image_gc,
+        }
+        .run(shutdown.clone()),
+    );
     let shared = Arc::new(Shared {
         runtime: runtime.clone(),
         client: client.clone(),
@@ -140,6 +163,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         },
         runtime_name: version.runtime_name.clone(),
         events: events::Recorder::start(client.clone(), config.node_name.clone()),
+        evictions: eviction_state.clone(),
     });
 
     let client_for_mirrors = client.clone();
@@ -149,6 +173,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         runtime,
         node_ip,
         runtime_version: format!("{}://{}", version.runtime_name, version.runtime_version),
+        pressure: eviction_state,
     });
     let (registered_tx, _registered_rx) = tokio::sync::watch::channel(false);
     let node_task = tokio::spawn(agent.run(registered_tx, shutdown.clone()));

@@ -90,6 +90,8 @@ pub struct NodeAgent {
     pub runtime: Runtime,
     pub node_ip: IpAddr,
     pub runtime_version: String,
+    /// Memory and disk pressure as the eviction manager sees them.
+    pub pressure: Arc<crate::eviction::State>,
 }
 
 impl NodeAgent {
@@ -171,18 +173,36 @@ impl NodeAgent {
             }
         };
         vec![
-            make(
-                "MemoryPressure",
-                "False",
-                "KubeletHasSufficientMemory",
-                "kubelet has sufficient memory available".into(),
-            ),
-            make(
-                "DiskPressure",
-                "False",
-                "KubeletHasNoDiskPressure",
-                "kubelet has no disk pressure".into(),
-            ),
+            if self.pressure.memory_pressure() {
+                make(
+                    "MemoryPressure",
+                    "True",
+                    "KubeletHasInsufficientMemory",
+                    "kubelet has insufficient memory available".into(),
+                )
+            } else {
+                make(
+                    "MemoryPressure",
+                    "False",
+                    "KubeletHasSufficientMemory",
+                    "kubelet has sufficient memory available".into(),
+                )
+            },
+            if self.pressure.disk_pressure() {
+                make(
+                    "DiskPressure",
+                    "True",
+                    "KubeletHasDiskPressure",
+                    "kubelet has disk pressure".into(),
+                )
+            } else {
+                make(
+                    "DiskPressure",
+                    "False",
+                    "KubeletHasNoDiskPressure",
+                    "kubelet has no disk pressure".into(),
+                )
+            },
             make(
                 "PIDPressure",
                 "False",

@@ -151,6 +151,25 @@ pub struct Options {
     /// ConfigMaps, Secrets and the downward API).
     #[arg(long)]
     pub sync_frequency: Option<String>,
+    /// Hard eviction thresholds (signal<quantity or percent, comma-separated; "" disables).
+    #[arg(long)]
+    pub eviction_hard: Option<String>,
+    /// How long a pressure condition stays after its signal cleared.
+    #[arg(long)]
+    pub eviction_pressure_transition_period: Option<String>,
+    /// Image filesystem usage percent at which image garbage collection starts.
+    #[arg(long)]
+    pub image_gc_high_threshold: Option<u8>,
+    /// Image filesystem usage percent image garbage collection frees down to.
+    #[arg(long)]
+    pub image_gc_low_threshold: Option<u8>,
+    /// Minimum age of an unused image before it may be garbage collected.
+    #[arg(long)]
+    pub image_minimum_gc_age: Option<String>,
+    /// How often image usage is checked (not an upstream flag: upstream's period is a fixed
+    /// 5m; tests shorten it).
+    #[arg(long)]
+    pub image_gc_period: Option<String>,
 }
 
 /// The KubeletConfiguration fields this kubelet reads; unknown fields are ignored.
@@ -182,6 +201,14 @@ struct KubeletConfiguration {
     tls_private_key_file: Option<String>,
     authentication: Option<AuthenticationConfig>,
     authorization: Option<AuthorizationConfig>,
+    eviction_hard: Option<BTreeMap<String, String>>,
+    eviction_pressure_transition_period: Option<String>,
+    #[serde(rename = "imageGCHighThresholdPercent")]
+    image_gc_high_threshold_percent: Option<u8>,
+    #[serde(rename = "imageGCLowThresholdPercent")]
+    image_gc_low_threshold_percent: Option<u8>,
+    #[serde(rename = "imageMinimumGCAge")]
+    image_minimum_gc_age: Option<String>,
 }
 
 /// KubeletConfiguration `authentication`.
@@ -238,6 +265,7 @@ pub struct Config {
     pub node_status_update_frequency: Duration,
     pub server: crate::server::ServerConfig,
     pub sync_frequency: Duration,
+    pub eviction: crate::eviction::Config,
 }
 
 impl Options {
@@ -276,6 +304,7 @@ impl Options {
         if self.kubeconfig.is_empty() {
             return Err(OptionsError::NoKubeconfig);
         }
+        let eviction = eviction_config(&self, &file)?;
         let node_name = if self.hostname_override.is_empty() {
             hostname()
         } else {
@@ -430,8 +459,71 @@ impl Options {
             node_status_update_frequency,
             server,
             sync_frequency,
+            eviction,
         })
     }
+}
+
+/// --eviction-hard / evictionHard, the transition period and the image GC policy.
+fn eviction_config(
+    flags: &Options,
+    file: &KubeletConfiguration,
+) -> Result<crate::eviction::Config, OptionsError> {
+    let hard_text = match (&flags.eviction_hard, &file.eviction_hard) {
+        (Some(f), _) => f.clone(),
+        (None, Some(map)) => map
+            .iter()
+            .map(|(k, v)| format!("{k}<{v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+        (None, None) => crate::eviction::DEFAULT_HARD.to_string(),
+    };
+    let hard = crate::eviction::parse_thresholds(&hard_text)
+        .map_err(|e| invalid("--eviction-hard", &hard_text, e))?;
+    let duration = |field: &'static str, value: Option<&String>, default: &str| {
+        let text = value.map_or(default, |v| v.as_str());
+        component_base::duration::parse_go_duration(text)
+            .map_err(|e| invalid(field, text, e.to_string()))
+    };
+    let pressure_transition_period = duration(
+        "--eviction-pressure-transition-period",
+        flags
+            .eviction_pressure_transition_period
+            .as_ref()
+            .or(file.eviction_pressure_transition_period.as_ref()),
+        "5m",
+    )?;
+    let image_gc = crate::eviction::image_gc::Policy {
+        high_threshold_percent: flags
+            .image_gc_high_threshold
+            .or(file.image_gc_high_threshold_percent)
+            .unwrap_or(85),
+        low_threshold_percent: flags
+            .image_gc_low_threshold
+            .or(file.image_gc_low_threshold_percent)
+            .unwrap_or(80),
+        minimum_age: duration(
+            "--image-minimum-gc-age",
+            flags
+                .image_minimum_gc_age
+                .as_ref()
+                .or(file.image_minimum_gc_age.as_ref()),
+            "2m",
+        )?,
+        period: duration("--image-gc-period", flags.image_gc_period.as_ref(), "5m")?,
+    };
+    image_gc.validate().map_err(|e| {
+        invalid(
+            "--image-gc-high-threshold",
+            &image_gc.high_threshold_percent.to_string(),
+            e,
+        )
+    })?;
+    Ok(crate::eviction::Config {
+        hard,
+        pressure_transition_period,
+        image_gc,
+    })
 }
 
 /// The kubelet server's settings. Defaults differ as upstream's do: without a config file the

@@ -149,6 +149,7 @@ impl Kubelet {
             format!(
                 "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
                  podCIDR: {pod_cidr}\npodLogsDir: {logs}\nclusterDomain: cluster.local\n\
+                 evictionHard: {{}}\nimageGCHighThresholdPercent: 100\n\
                  address: 127.0.0.1\nport: {port}\n\
                  authentication:\n  x509:\n    clientCAFile: {ca}\n",
                 logs = dir.join("logs").display(),

@@ -290,7 +290,20 @@ async fn eviction(ctx: &mut Ctx) -> Result<Resp> {
 /// log/exec/attach/portforward/proxy go to the pod's kubelet.
 async fn streams(ctx: &mut Ctx) -> Result<Resp> {
     let name = ctx.info.name.clone();
-    let obj = super::read(ctx, &name).await?;
+    let obj = match super::read(ctx, &name).await {
+        // A deleted pod's logs may still be in its last node's archive.
+        Err(e) if e.code == 404 && ctx.resource() == "pods" && ctx.info.subresource == "log" => {
+            return crate::kubelet::archive::deleted_pod_log(
+                &ctx.api,
+                &ctx.info.namespace,
+                &name,
+                &ctx.query,
+                e,
+            )
+            .await
+        }
+        r => r?,
+    };
     match (ctx.resource(), ctx.info.subresource.as_str()) {
         ("pods", "log") => {
             return crate::kubelet::pod_log(&ctx.api, &obj, &ctx.info.namespace, &name, &ctx.query)
@@ -314,6 +327,19 @@ async fn streams(ctx: &mut Ctx) -> Result<Resp> {
                     &path,
                     &ctx.headers,
                     upgrade,
+                )
+                .await;
+            }
+            if sub != "portforward" && crate::kubelet::translator::negotiate(&ctx.headers).is_some()
+            {
+                let streams = crate::kubelet::translator::Streams::from_query(&ctx.query);
+                return crate::kubelet::translator::exec_or_attach(
+                    &ctx.api,
+                    &node,
+                    &path,
+                    &ctx.headers,
+                    upgrade,
+                    streams,
                 )
                 .await;
             }

@@ -193,9 +193,18 @@ fn authorize(
         Some(i) => crate::authz::Attributes {
             user,
             // Upstream has no "connect" verb: exec, attach, portforward and proxy are
-            // authorized with the verb of their HTTP method (POST create, GET get, ...).
+            // authorized with the verb of their HTTP method (POST create, GET get, ...), except
+            // that a pod's exec/attach/portforward over WebSocket (a GET) needs "create" as
+            // over SPDY (upstream's AuthorizePodWebsocketUpgradeCreatePermission, on by default).
             verb: if i.verb == "connect" {
-                connect_verb(method)
+                if *method == http::Method::GET
+                    && i.resource == "pods"
+                    && matches!(i.subresource.as_str(), "exec" | "attach" | "portforward")
+                {
+                    "create"
+                } else {
+                    connect_verb(method)
+                }
             } else {
                 &i.verb
             },

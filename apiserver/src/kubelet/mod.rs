@@ -18,6 +18,9 @@ use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use serde_json::Value;
 use tokio_stream::wrappers::ReceiverStream;
 
+pub mod archive;
+pub mod spdy;
+pub mod translator;
 pub mod tunnel;
 
 use crate::error::{ApiError, FieldError, Result};
@@ -343,6 +346,22 @@ pub async fn upgrade(
 /// pods/portforward asked for over WebSocket (`SPDY/3.1+portforward.k8s.io`): the kubelet
 /// side is upgraded to SPDY and the client's WebSocket messages carry its bytes.
 pub async fn port_forward_tunnel(
+    api: &ApiServer,
+    node_name: &str,
+    path_and_query: &str,
+    headers: &http::HeaderMap,
+    client: Option<hyper::upgrade::OnUpgrade>,
+) -> Result<Resp> {
+    let result = tunnel_port_forward(api, node_name, path_and_query, headers, client).await;
+    let code = match &result {
+        Ok(r) => r.status().as_u16(),
+        Err(e) => e.code,
+    };
+    api.metrics.stream_tunnel_request(code);
+    result
+}
+
+async fn tunnel_port_forward(
     api: &ApiServer,
     node_name: &str,
     path_and_query: &str,

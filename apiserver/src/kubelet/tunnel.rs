@@ -63,6 +63,8 @@ pub fn encode_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 /// A decoded frame: opcode and (unmasked) payload.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Frame {
+    /// The last frame of its message.
+    pub fin: bool,
     pub opcode: u8,
     pub payload: Vec<u8>,
 }
@@ -72,6 +74,7 @@ pub fn decode_frame(buf: &mut BytesMut) -> Result<Option<Frame>, String> {
     if buf.len() < 2 {
         return Ok(None);
     }
+    let fin = buf[0] & 0x80 != 0;
     let opcode = buf[0] & 0x0f;
     let masked = buf[1] & 0x80 != 0;
     let (len, mut at) = match buf[1] & 0x7f {
@@ -106,7 +109,11 @@ pub fn decode_frame(buf: &mut BytesMut) -> Result<Option<Frame>, String> {
         }
     }
     buf.advance(total);
-    Ok(Some(Frame { opcode, payload }))
+    Ok(Some(Frame {
+        fin,
+        opcode,
+        payload,
+    }))
 }
 
 /// Moves bytes between a WebSocket client and a raw backend stream until either side ends.

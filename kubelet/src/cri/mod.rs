@@ -303,6 +303,39 @@ impl Runtime {
         .map(|r| r.stats)
     }
 
+    /// Removes an image (by ID or reference).
+    pub async fn remove_image(&self, image: &str) -> Result<(), CriError> {
+        call!(
+            self.images.remove_image(api::RemoveImageRequest {
+                image: Some(api::ImageSpec {
+                    image: image.into(),
+                    ..Default::default()
+                }),
+            }),
+            "RemoveImage"
+        )
+        .map(|_| ())
+    }
+
+    /// The filesystems holding images: mountpoint and bytes used by images, per filesystem.
+    pub async fn image_fs_info(&self) -> Result<Vec<(String, u64)>, CriError> {
+        call!(
+            self.images.image_fs_info(api::ImageFsInfoRequest {}),
+            "ImageFsInfo"
+        )
+        .map(|r| {
+            r.image_filesystems
+                .into_iter()
+                .map(|f| {
+                    (
+                        f.fs_id.map(|id| id.mountpoint).unwrap_or_default(),
+                        f.used_bytes.map(|u| u.value).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+    }
+
     /// The image's status, `None` when the runtime does not have it.
     pub async fn image_status(&self, image: &str) -> Result<Option<api::Image>, CriError> {
         call!(
@@ -322,6 +355,7 @@ impl Runtime {
     pub async fn pull_image(
         &self,
         image: &str,
+        auth: Option<api::AuthConfig>,
         sandbox_config: Option<api::PodSandboxConfig>,
     ) -> Result<String, CriError> {
         call!(
@@ -330,7 +364,7 @@ impl Runtime {
                     image: image.into(),
                     ..Default::default()
                 }),
-                auth: None,
+                auth,
                 sandbox_config,
             }),
             "PullImage"

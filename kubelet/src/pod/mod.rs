@@ -4,6 +4,7 @@ pub mod backoff;
 pub mod hooks;
 pub mod resources;
 pub mod service_env;
+pub mod sidecars;
 pub mod spec;
 pub mod status;
 pub mod worker;

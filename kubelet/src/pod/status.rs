@@ -140,6 +140,15 @@ pub fn container_status(
     }
 }
 
+/// Whether a container has run at all (running now, or terminated now or before).
+fn has_run(s: &ContainerStatus) -> bool {
+    let state = s.state.as_ref();
+    state.is_some_and(|st| st.running.is_some() || st.terminated.is_some())
+        || s.last_state
+            .as_ref()
+            .is_some_and(|st| st.terminated.is_some())
+}
+
 fn restart_policy(pod: &Pod) -> &str {
     pod.spec
         .as_ref()
@@ -162,7 +171,23 @@ pub fn phase(pod: &Pod, init: &[ContainerStatus], main: &[ContainerStatus]) -> &
             .and_then(|st| st.terminated.as_ref())
             .map(|t| t.exit_code)
     };
+    let sidecar = |name: &str| {
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.init_containers.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|c| c.name == name && crate::pod::sidecars::is_sidecar(c))
+    };
+    let main_ran = main.iter().any(has_run);
     for s in init {
+        if sidecar(&s.name) {
+            // Sidecars never decide the phase; the pod waits only until they have started.
+            if main_ran || s.started == Some(true) {
+                continue;
+            }
+            return "Pending";
+        }
         match terminated(s) {
             Some(0) => continue,
             Some(_) if policy == "Never" => return "Failed",
@@ -239,23 +264,47 @@ pub fn pod_status(
     let spec = pod.spec.clone().unwrap_or_default();
     let empty = Vec::new();
     let instances = |name: &str| obs.instances.get(name).unwrap_or(&empty).as_slice();
+    let sidecar_names: Vec<&str> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .filter(|c| crate::pod::sidecars::is_sidecar(c))
+        .map(|c| c.name.as_str())
+        .collect();
+    let probed = |mut s: ContainerStatus| {
+        if obs.unready.contains(&s.name) {
+            s.ready = false;
+        }
+        if obs.not_started.contains(&s.name) {
+            s.started = Some(false);
+        }
+        s
+    };
     let init: Vec<ContainerStatus> = spec
         .init_containers
         .iter()
         .flatten()
         .map(|c| {
-            container_status(
+            let s = container_status(
                 c,
                 instances(&c.name),
                 obs.waiting.get(&c.name),
                 &obs.runtime_name,
                 "PodInitializing",
-            )
+            );
+            if sidecar_names.contains(&c.name.as_str()) {
+                probed(s)
+            } else {
+                s
+            }
         })
         .collect();
     let incomplete_init: Vec<&str> = init
         .iter()
         .filter(|s| {
+            if sidecar_names.contains(&s.name.as_str()) {
+                return s.started != Some(true);
+            }
             s.state
                 .as_ref()
                 .and_then(|st| st.terminated.as_ref())
@@ -263,7 +312,13 @@ pub fn pod_status(
         })
         .map(|s| s.name.as_str())
         .collect();
-    let initialized = incomplete_init.is_empty();
+    // A pod whose main containers have run stays initialized (a restarting sidecar does not
+    // undo it).
+    let main_ran = spec
+        .containers
+        .iter()
+        .any(|c| !instances(&c.name).is_empty());
+    let initialized = incomplete_init.is_empty() || main_ran;
     let main: Vec<ContainerStatus> = spec
         .containers
         .iter()
@@ -281,15 +336,7 @@ pub fn pod_status(
                 default,
             )
         })
-        .map(|mut s| {
-            if obs.unready.contains(&s.name) {
-                s.ready = false;
-            }
-            if obs.not_started.contains(&s.name) {
-                s.started = Some(false);
-            }
-            s
-        })
+        .map(probed)
         .collect();
     let phase = phase(pod, &init, &main);
     let old_conditions = pod
@@ -297,8 +344,10 @@ pub fn pod_status(
         .as_ref()
         .and_then(|s| s.conditions.clone())
         .unwrap_or_default();
-    let unready: Vec<&str> = main
+    let unready: Vec<&str> = init
         .iter()
+        .filter(|s| sidecar_names.contains(&s.name.as_str()))
+        .chain(&main)
         .filter(|s| !s.ready)
         .map(|s| s.name.as_str())
         .collect();
@@ -591,5 +640,161 @@ mod tests {
         assert_eq!(c.started, Some(true));
         assert_eq!(c.container_id.as_deref(), Some("containerd://a-0"));
         assert_eq!(c.image_id, "sha256:abc");
+    }
+}
+
+#[cfg(test)]
+mod sidecar_tests {
+    use super::*;
+    use api::ContainerState::{ContainerExited as Exited, ContainerRunning as Running};
+    use k8s_openapi::api::core::v1::PodSpec;
+
+    fn instance(name: &str, state: api::ContainerState, exit: i32) -> api::ContainerStatus {
+        api::ContainerStatus {
+            id: format!("{name}-0"),
+            metadata: Some(api::ContainerMetadata {
+                name: name.into(),
+                attempt: 0,
+            }),
+            state: state as i32,
+            exit_code: exit,
+            started_at: 1_700_000_000_000_000_000,
+            finished_at: if state == Exited {
+                1_700_000_001_000_000_000
+            } else {
+                0
+            },
+            ..Default::default()
+        }
+    }
+
+    /// Init containers `setup` (regular) and `proxy` (sidecar), main container `app`.
+    fn pod(policy: &str) -> Pod {
+        let c = |n: &str, restart: Option<&str>| Container {
+            name: n.into(),
+            image: Some("busybox".into()),
+            restart_policy: restart.map(str::to_string),
+            ..Default::default()
+        };
+        Pod {
+            spec: Some(PodSpec {
+                restart_policy: Some(policy.into()),
+                init_containers: Some(vec![c("setup", None), c("proxy", Some("Always"))]),
+                containers: vec![c("app", None)],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn status(policy: &str, instances: Vec<api::ContainerStatus>, unready: &[&str]) -> PodStatus {
+        let mut obs = Observed {
+            sandbox_ready: true,
+            runtime_name: "containerd".into(),
+            unready: unready.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        for i in instances {
+            let name = i.metadata.as_ref().expect("metadata").name.clone();
+            obs.instances.entry(name).or_default().push(i);
+        }
+        let t = Time(DateTime::<Utc>::from_timestamp_nanos(
+            1_700_000_002_000_000_000,
+        ));
+        pod_status(&pod(policy), &obs, "10.0.0.1", &t, &t)
+    }
+
+    fn cond(s: &PodStatus, t: &str) -> (String, Option<String>) {
+        let c = s
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == t)
+            .expect("condition");
+        (c.status.clone(), c.message.clone())
+    }
+
+    #[test]
+    fn a_started_sidecar_counts_as_initialized_and_its_readiness_for_the_pod() {
+        let s = status(
+            "Always",
+            vec![
+                instance("setup", Exited, 0),
+                instance("proxy", Running, 0),
+                instance("app", Running, 0),
+            ],
+            &["proxy"],
+        );
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        assert_eq!(cond(&s, "Initialized").0, "True");
+        assert_eq!(
+            cond(&s, "Ready"),
+            (
+                "False".into(),
+                Some("containers with unready status: [proxy]".into())
+            )
+        );
+        let proxy = &s.init_container_statuses.as_ref().expect("init")[1];
+        assert_eq!((proxy.started, proxy.ready), (Some(true), false));
+        let s = status(
+            "Always",
+            vec![
+                instance("setup", Exited, 0),
+                instance("proxy", Running, 0),
+                instance("app", Running, 0),
+            ],
+            &[],
+        );
+        assert_eq!(cond(&s, "Ready").0, "True");
+    }
+
+    #[test]
+    fn a_sidecar_not_started_keeps_the_pod_initializing() {
+        let s = status("Always", vec![instance("setup", Exited, 0)], &[]);
+        assert_eq!(s.phase.as_deref(), Some("Pending"));
+        assert_eq!(
+            cond(&s, "Initialized"),
+            (
+                "False".into(),
+                Some("containers with incomplete status: [proxy]".into())
+            )
+        );
+        let app = &s.container_statuses.as_ref().expect("main")[0];
+        assert_eq!(
+            app.state
+                .as_ref()
+                .and_then(|st| st.waiting.as_ref())
+                .and_then(|w| w.reason.as_deref()),
+            Some("PodInitializing")
+        );
+    }
+
+    #[test]
+    fn a_killed_sidecar_does_not_fail_a_completed_pod() {
+        let s = status(
+            "Never",
+            vec![
+                instance("setup", Exited, 0),
+                instance("proxy", Exited, 137),
+                instance("app", Exited, 0),
+            ],
+            &[],
+        );
+        assert_eq!(s.phase.as_deref(), Some("Succeeded"));
+        let s = status(
+            "Never",
+            vec![
+                instance("setup", Exited, 0),
+                instance("proxy", Exited, 1),
+                instance("app", Running, 0),
+            ],
+            &[],
+        );
+        assert_eq!(
+            s.phase.as_deref(),
+            Some("Running"),
+            "a crashed sidecar restarts"
+        );
+        assert_eq!(cond(&s, "Initialized").0, "True");
     }
 }

@@ -15,7 +15,7 @@ use crate::events::{Recorder, Type};
 use crate::pod::backoff::Backoff;
 use crate::pod::spec::{self, NodeContext, POD_UID_LABEL};
 use crate::pod::status::{self, is_exited, is_running, Observed, Waiting};
-use crate::pod::{hooks, service_env};
+use crate::pod::{hooks, service_env, sidecars};
 use crate::probes::{self, Prober};
 use crate::static_pods::{self, Mirrors};
 use crate::volumes::{self, PodVolumes};
@@ -31,6 +31,8 @@ pub struct Shared {
     /// Prefix of container IDs in pod status (the CRI runtime name, e.g. `containerd`).
     pub runtime_name: String,
     pub events: Recorder,
+    /// Evictions the eviction manager asked for, carried out by the pods' workers.
+    pub evictions: Arc<crate::eviction::State>,
 }
 
 /// Why a sync step failed; logged, and the next resync tries again.
@@ -160,6 +162,9 @@ pub struct Worker {
     uid: String,
     pod: Pod,
     backoff: Backoff,
+    /// Image pull back-off by image, and when each image's last pull failed with what error.
+    pull_backoff: Backoff,
+    pull_failed: HashMap<String, (SystemTime, String)>,
     waiting: HashMap<String, Waiting>,
     last_status: Option<serde_json::Value>,
     start_time: Option<Time>,
@@ -175,6 +180,8 @@ pub struct Worker {
     pre_stop_done: bool,
     /// Every volume has been set up once (containers may start).
     volumes_ready: bool,
+    /// The eviction manager evicted this pod: it is terminal, whatever the watch says yet.
+    evicted: bool,
 }
 
 impl Worker {
@@ -186,6 +193,8 @@ impl Worker {
             uid: pod.metadata.uid.clone().unwrap_or_default(),
             pod,
             backoff: Backoff::default(),
+            pull_backoff: Backoff::default(),
+            pull_failed: HashMap::new(),
             waiting: HashMap::new(),
             last_status: None,
             start_time,
@@ -196,6 +205,7 @@ impl Worker {
             prober: Prober::default(),
             pre_stop_done: false,
             volumes_ready: false,
+            evicted: false,
         }
     }
 
@@ -278,12 +288,24 @@ impl Worker {
                 }
                 self.run_pre_stop_hooks(grace).await
             };
+            let grace = self.stop_sidecars_last(grace).await?;
             kill_pod(&runtime, &self.uid, grace, &self.shared.node.cgroup_root).await?;
+            if self.mirrors.is_none() {
+                crate::log_archive::archive_pod(&spec::pod_log_dir(
+                    &self.shared.node.pod_logs_dir,
+                    &self.pod,
+                ));
+            }
             crate::volumes::teardown(&self.shared.node.root_dir, &self.uid);
             if !self.gone && self.mirrors.is_none() {
                 self.delete_pod_object().await?;
             }
             return Ok(Next::Done);
+        }
+        if self.mirrors.is_none() {
+            if let Some(message) = self.shared.evictions.take(&self.uid) {
+                return self.evict(message).await;
+            }
         }
         let mut state = runtime_state(&runtime, &self.uid).await?;
         let phase = self
@@ -292,7 +314,7 @@ impl Worker {
             .as_ref()
             .and_then(|s| s.phase.as_deref())
             .unwrap_or("Pending");
-        if matches!(phase, "Succeeded" | "Failed") {
+        if matches!(phase, "Succeeded" | "Failed") || self.evicted {
             // Terminal pods keep their status; only the runtime's resources go.
             self.stop_terminal(&state).await?;
             return Ok(Next::Continue);
@@ -516,12 +538,64 @@ impl Worker {
                 .cloned()
         };
 
+        // Once a main container has run in this sandbox the pod is initialized: init
+        // containers are not run again and sidecars restart on their own, without blocking.
+        let initialized = !sandbox_is_new
+            && spec
+                .containers
+                .iter()
+                .any(|c| state.latest(&c.name).is_some());
+        // Main containers that exited and will not restart: then sidecars stop too.
+        let mains_done = initialized
+            && spec.containers.iter().all(|c| {
+                state.latest(&c.name).is_some_and(|l| {
+                    is_exited(l)
+                        && match policy.as_str() {
+                            "Never" => true,
+                            "OnFailure" => l.exit_code == 0,
+                            _ => false,
+                        }
+                })
+            });
+        let mut changed = false;
         for c in spec.init_containers.iter().flatten() {
             let latest = if sandbox_is_new {
                 None
             } else {
                 current(&c.name)
             };
+            if sidecars::is_sidecar(c) {
+                match latest {
+                    Some(l) if is_running(&l) && mains_done => {
+                        ignore_not_found(runtime.stop_container(&l.id, self.grace_period()).await)?;
+                        changed = true;
+                    }
+                    _ if mains_done => {}
+                    None if initialized => changed |= self.start(c, 0, &ctx).await?,
+                    None => return self.start(c, 0, &ctx).await,
+                    // The next init container waits until the sidecar has started.
+                    Some(l) if is_running(&l) => {
+                        self.waiting.remove(&c.name);
+                        if !initialized && !self.prober.started(c) {
+                            return Ok(false);
+                        }
+                    }
+                    Some(l) if is_exited(&l) && initialized => {
+                        changed |= self.restart_with_backoff(c, &l, &ctx).await?
+                    }
+                    Some(l) if is_exited(&l) => {
+                        return self.restart_with_backoff(c, &l, &ctx).await
+                    }
+                    Some(l) => {
+                        ignore_not_found(runtime.remove_container(&l.id).await)?;
+                        return self.start(c, attempt_of(&l) + 1, &ctx).await;
+                    }
+                }
+                continue;
+            }
+            if initialized {
+                continue;
+            }
             match latest {
                 None => return self.start(c, 0, &ctx).await,
                 Some(l) if is_running(&l) => return Ok(false),
@@ -539,7 +613,6 @@ impl Worker {
             }
         }
 
-        let mut changed = false;
         for c in &spec.containers {
             let latest = if sandbox_is_new {
                 state.latest(&c.name).cloned().map(|mut l| {
@@ -648,13 +721,16 @@ impl Worker {
                 } else {
                     waiting.reason.as_str()
                 };
-                self.shared.events.pod(
-                    &self.pod,
-                    Some(&c.name),
-                    Type::Warning,
-                    reason,
-                    waiting.message.clone(),
-                );
+                // ensure_image recorded the back-off's own event.
+                if waiting.reason != "ImagePullBackOff" {
+                    self.shared.events.pod(
+                        &self.pod,
+                        Some(&c.name),
+                        Type::Warning,
+                        reason,
+                        waiting.message.clone(),
+                    );
+                }
                 self.waiting.insert(c.name.clone(), waiting);
                 return Ok(false);
             }
@@ -800,6 +876,37 @@ impl Worker {
         }
     }
 
+    /// For a pod with sidecars: stops the main containers together, then the sidecars one at
+    /// a time in reverse order, all within `grace`; returns the grace left.
+    async fn stop_sidecars_last(&self, grace: Duration) -> Result<Duration, CriError> {
+        let (main, side) = sidecars::stop_order(&self.pod);
+        if side.is_empty() {
+            return Ok(grace);
+        }
+        let runtime = &self.shared.runtime;
+        let deadline = tokio::time::Instant::now() + grace;
+        let state = runtime_state(runtime, &self.uid).await?;
+        let running = |name: &String| {
+            state
+                .latest(name)
+                .filter(|c| is_running(c))
+                .map(|c| c.id.clone())
+        };
+        let stops = main
+            .iter()
+            .filter_map(running)
+            .map(|id| async move { runtime.stop_container(&id, grace).await });
+        for r in futures::future::join_all(stops).await {
+            ignore_not_found(r)?;
+        }
+        tracing::info!(pod_uid = %self.uid, sidecars = ?side, "stopping sidecars after the main containers");
+        for id in side.iter().filter_map(running) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            ignore_not_found(runtime.stop_container(&id, left).await)?;
+        }
+        Ok(deadline.saturating_duration_since(tokio::time::Instant::now()))
+    }
+
     /// Runs the preStop hooks of the running containers concurrently within `grace`; returns
     /// the grace left for stopping them.
     async fn run_pre_stop_hooks(&self, grace: Duration) -> Duration {
@@ -835,7 +942,7 @@ impl Worker {
 
     /// Applies the pull policy; returns the image to create the container from.
     async fn ensure_image(
-        &self,
+        &mut self,
         c: &Container,
         sandbox_config: &api::PodSandboxConfig,
     ) -> Result<String, Waiting> {
@@ -873,6 +980,27 @@ impl Worker {
                 ),
             });
         }
+        // A failed pull is retried after a back-off (10 s doubling to 5 min), as upstream.
+        let now = SystemTime::now();
+        if let Some((failed_at, error)) = self.pull_failed.get(&image) {
+            if self
+                .pull_backoff
+                .remaining(&image, *failed_at, now)
+                .is_some()
+            {
+                events.pod(
+                    &self.pod,
+                    Some(&c.name),
+                    Type::Normal,
+                    "BackOff",
+                    format!("Back-off pulling image {image:?}"),
+                );
+                return Err(Waiting {
+                    reason: "ImagePullBackOff".into(),
+                    message: format!("Back-off pulling image {image:?}: ErrImagePull: {error}"),
+                });
+            }
+        }
         events.pod(
             &self.pod,
             Some(&c.name),
@@ -880,10 +1008,44 @@ impl Worker {
             "Pulling",
             format!("Pulling image {image:?}"),
         );
-        match runtime
-            .pull_image(&image, Some(sandbox_config.clone()))
-            .await
-        {
+        let keyring = self.pull_keyring().await;
+        let creds = keyring.lookup(&image);
+        // As upstream: anonymously when no credential matches, else each in turn until one
+        // pulls; the errors of all attempts are reported.
+        let attempts: Vec<Option<api::AuthConfig>> = if creds.is_empty() {
+            vec![None]
+        } else {
+            creds.iter().map(|(_, c)| Some(c.to_cri())).collect()
+        };
+        let mut result = Err(Vec::new());
+        for auth in attempts {
+            match runtime
+                .pull_image(&image, auth, Some(sandbox_config.clone()))
+                .await
+            {
+                Ok(r) => {
+                    result = Ok(r);
+                    break;
+                }
+                Err(e) => {
+                    if let Err(errs) = result.as_mut() {
+                        errs.push(e.to_string());
+                    }
+                }
+            }
+        }
+        let result = result.map_err(|errs| errs.join(", "));
+        match &result {
+            Ok(_) => {
+                self.pull_failed.remove(&image);
+            }
+            Err(e) => {
+                self.pull_backoff.next(&image, now);
+                self.pull_failed.insert(image.clone(), (now, e.clone()));
+            }
+        }
+        let events = &self.shared.events;
+        match result {
             Ok(_) => {
                 events.pod(
                     &self.pod,
@@ -896,9 +1058,64 @@ impl Worker {
             }
             Err(e) => Err(Waiting {
                 reason: "ErrImagePull".into(),
-                message: e.to_string(),
+                message: e,
             }),
         }
+    }
+
+    /// The credentials of the pod's imagePullSecrets; unreadable ones are reported with
+    /// upstream's FailedToRetrieveImagePullSecret event and skipped.
+    async fn pull_keyring(&self) -> crate::credentials::Keyring {
+        let mut keyring = crate::credentials::Keyring::default();
+        let names: Vec<String> = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|r| r.name.clone())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if names.is_empty() {
+            return keyring;
+        }
+        let namespace = self.pod.metadata.namespace.as_deref().unwrap_or("default");
+        let api: Api<Secret> = Api::namespaced(self.shared.client.clone(), namespace);
+        let mut missing = Vec::new();
+        for name in names {
+            match api.get(&name).await {
+                Ok(secret) => {
+                    let data: std::collections::BTreeMap<String, Vec<u8>> = secret
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0))
+                        .collect();
+                    if let Err(e) = keyring.add_secret_data(&data) {
+                        tracing::warn!(pod_uid = %self.uid, secret = %name, error = %e, "image pull secret");
+                        missing.push(name);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(pod_uid = %self.uid, secret = %name, error = %e, "image pull secret");
+                    missing.push(name);
+                }
+            }
+        }
+        if !missing.is_empty() {
+            self.shared.events.pod(
+                &self.pod,
+                None,
+                Type::Warning,
+                "FailedToRetrieveImagePullSecret",
+                format!(
+                    "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                    missing.join(", ")
+                ),
+            );
+        }
+        keyring
     }
 
     /// The service variables; static pods get none while the apiserver is unreachable.
@@ -973,6 +1190,100 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Stops the pod's containers (hard eviction: 1s grace, as upstream) and reports it
+    /// Failed with reason Evicted, the manager's message, an Evicted event and a
+    /// DisruptionTarget condition.
+    async fn evict(&mut self, message: String) -> Result<Next, SyncError> {
+        let runtime = self.shared.runtime.clone();
+        self.evicted = true;
+        self.shared
+            .events
+            .pod(&self.pod, None, Type::Warning, "Evicted", message.clone());
+        let state = runtime_state(&runtime, &self.uid).await?;
+        for c in state
+            .containers
+            .values()
+            .flatten()
+            .filter(|c| is_running(c))
+        {
+            ignore_not_found(runtime.stop_container(&c.id, Duration::from_secs(1)).await)?;
+        }
+        let state = runtime_state(&runtime, &self.uid).await?;
+        let mut status = self.compute_status(&state).await;
+        let now = Time(Utc::now());
+        status.phase = Some("Failed".into());
+        status.reason = Some("Evicted".into());
+        status.message = Some(message.clone());
+        let conditions = status.conditions.get_or_insert_with(Vec::new);
+        conditions.retain(|c| c.type_ != "DisruptionTarget");
+        conditions.push(k8s_openapi::api::core::v1::PodCondition {
+            type_: "DisruptionTarget".into(),
+            status: "True".into(),
+            reason: Some("TerminationByKubelet".into()),
+            message: Some(message),
+            last_transition_time: Some(now),
+            ..Default::default()
+        });
+        let value = serde_json::to_value(&status).unwrap_or_default();
+        let m = &self.pod.metadata;
+        let api: Api<Pod> = Api::namespaced(
+            self.shared.client.clone(),
+            m.namespace.as_deref().unwrap_or("default"),
+        );
+        let patch = serde_json::json!({"metadata": {"uid": self.uid}, "status": value});
+        match api
+            .patch_status(
+                m.name.as_deref().unwrap_or_default(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.last_status = Some(value);
+        self.pod.status = Some(status);
+        self.stop_terminal(&state).await?;
+        Ok(Next::Continue)
+    }
+
+    /// The status the runtime's state amounts to.
+    async fn compute_status(&self, state: &RuntimeState) -> k8s_openapi::api::core::v1::PodStatus {
+        let sandbox = state.ready_sandbox();
+        let pod_ip = match sandbox {
+            Some(s) => Some(self.sandbox_ip(&s.id).await),
+            None => None,
+        };
+        let observed = Observed {
+            sandbox_ready: sandbox.is_some(),
+            pod_ip,
+            instances: state.containers.clone(),
+            waiting: self.waiting.clone(),
+            runtime_name: self.shared.runtime_name.clone(),
+            unready: spec_containers(&self.pod)
+                .iter()
+                .filter(|c| !self.prober.ready(c))
+                .map(|c| c.name.clone())
+                .collect(),
+            not_started: spec_containers(&self.pod)
+                .iter()
+                .filter(|c| !self.prober.started(c))
+                .map(|c| c.name.clone())
+                .collect(),
+        };
+        let now = Time(Utc::now());
+        let start = self.start_time.clone().unwrap_or_else(|| now.clone());
+        status::pod_status(
+            &self.pod,
+            &observed,
+            &self.shared.node.node_ip.to_string(),
+            &start,
+            &now,
+        )
     }
 
     /// Computes the status and patches pods/status when it changed.
@@ -1110,11 +1421,17 @@ struct StartCtx<'a> {
     pod_ip: &'a str,
 }
 
+/// The long-running containers: sidecars (probed, hooked and killed like main containers)
+/// and the main containers.
 fn spec_containers(pod: &Pod) -> Vec<Container> {
-    pod.spec
-        .as_ref()
-        .map(|s| s.containers.clone())
-        .unwrap_or_default()
+    let mut all = sidecars::sidecars(pod);
+    all.extend(
+        pod.spec
+            .as_ref()
+            .map(|s| s.containers.clone())
+            .unwrap_or_default(),
+    );
+    all
 }
 
 fn attempt_of(c: &api::ContainerStatus) -> u32 {

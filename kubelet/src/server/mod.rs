@@ -491,10 +491,24 @@ async fn container_logs(
     };
     let store = synced_pods(state).await;
     let Some(pod) = find_pod(&store, ns, pod_name) else {
-        return text(
-            StatusCode::NOT_FOUND,
-            format!("pod {pod_name:?} does not exist"),
-        );
+        // A deleted pod: its logs may be in the archive.
+        return match crate::log_archive::find(ns, pod_name, container) {
+            Ok(path) => {
+                let (tx, rx) = mpsc::channel(16);
+                tokio::spawn(async move {
+                    if let Err(e) = logs::stream(path, opts, tx, || async { false }).await {
+                        tracing::debug!(error = %e, "archived log stream ended");
+                    }
+                });
+                let mut r = Response::new(channel_body(rx));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("text/plain"),
+                );
+                r
+            }
+            Err(message) => text(StatusCode::NOT_FOUND, message),
+        };
     };
     if !spec_has_container(&pod, container) {
         return text(

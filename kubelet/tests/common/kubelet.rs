@@ -56,11 +56,14 @@ impl Kubelet {
         let dir = containerd.dir().join(format!("kubelet-{n}"));
         fs::create_dir_all(dir.join("logs")).expect("kubelet dir");
         let config = dir.join("config.yaml");
+        // No eviction thresholds and no image GC: a nearly full test disk must not evict test
+        // pods or remove their images (tests/eviction.rs turns both on by flag).
         fs::write(
             &config,
             format!(
                 "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
-                 podCIDR: {pod_cidr}\npodLogsDir: {logs}\nclusterDomain: cluster.local\n",
+                 podCIDR: {pod_cidr}\npodLogsDir: {logs}\nclusterDomain: cluster.local\n\
+                 evictionHard: {{}}\nimageGCHighThresholdPercent: 100\n",
                 logs = dir.join("logs").display()
             ),
         )
