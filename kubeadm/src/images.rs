@@ -201,8 +201,18 @@ pub fn build(spec: &Spec, dir: &Path) -> Result<Option<Image>, Error> {
                         add_with_libs(&mut layer, tool, &rel(tool))?;
                     }
                 }
-                add_tree(&mut layer, Path::new("/usr/lib/x86_64-linux-gnu/xtables"))?;
-                add_tree(&mut layer, Path::new("/etc/alternatives"))?;
+                add_tree(
+                    &mut layer,
+                    Path::new("/usr/lib/x86_64-linux-gnu/xtables"),
+                    &|_| true,
+                )?;
+                // Only the iptables family's alternatives: the host's others (java, editors)
+                // have nothing to do in the image.
+                add_tree(&mut layer, Path::new("/etc/alternatives"), &|name| {
+                    ["iptables", "ip6tables", "ebtables", "arptables"]
+                        .iter()
+                        .any(|p| name.starts_with(p))
+                })?;
             }
             ImageConfig {
                 entrypoint: vec![format!("/usr/local/bin/{binary}")],
@@ -220,12 +230,16 @@ pub fn build(spec: &Spec, dir: &Path) -> Result<Option<Image>, Error> {
     }))
 }
 
-/// Copies a host directory (files with their libraries, symlinks as symlinks) into the layer.
-fn add_tree(layer: &mut Layer, dir: &Path) -> Result<(), Error> {
+/// Copies a host directory (files with their libraries, symlinks as symlinks) into the layer,
+/// the entries whose name `keep` accepts.
+fn add_tree(layer: &mut Layer, dir: &Path, keep: &dyn Fn(&str) -> bool) -> Result<(), Error> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(());
     };
     for entry in entries.flatten() {
+        if !keep(&entry.file_name().to_string_lossy()) {
+            continue;
+        }
         let path = entry.path();
         let meta = match std::fs::symlink_metadata(&path) {
             Ok(m) => m,
@@ -247,7 +261,7 @@ fn add_tree(layer: &mut Layer, dir: &Path) -> Result<(), Error> {
                 }
             }
         } else if meta.is_dir() {
-            add_tree(layer, &path)?;
+            add_tree(layer, &path, keep)?;
         } else if meta.is_file() {
             layer.host_file(&rel(&path), &path).map_err(oci)?;
         }

@@ -129,6 +129,42 @@ fn confirm() -> Result<bool, Error> {
     Ok(matches!(line.trim().to_lowercase().as_str(), "y" | "yes"))
 }
 
+/// The kube-proxy binary next to kubeadm, else the one on PATH.
+fn kube_proxy_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("kube-proxy")))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("kube-proxy"))
+}
+
+/// What the node's networking got from the cluster: kube-proxy's rules (its own `--cleanup`,
+/// which touches only KUBE-* chains and its nftables table) and the kubelet's CNI bridge.
+fn cleanup_network(root: &Root) {
+    println!("[reset] Removing kube-proxy's iptables and nftables rules");
+    match std::process::Command::new(kube_proxy_binary())
+        .arg("--cleanup")
+        .output()
+    {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => println!(
+            "[reset] WARNING: kube-proxy --cleanup failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => println!("[reset] WARNING: cannot run kube-proxy --cleanup: {e}"),
+    }
+    let bridge = kubelet_flag(root, "cni-bridge-name").unwrap_or_else(|| "cni0".to_string());
+    if Path::new("/sys/class/net").join(&bridge).exists() {
+        match std::process::Command::new("ip")
+            .args(["link", "delete", &bridge])
+            .status()
+        {
+            Ok(s) if s.success() => println!("[reset] Deleted the CNI bridge {bridge}"),
+            _ => println!("[reset] WARNING: could not delete the CNI bridge {bridge}"),
+        }
+    }
+}
+
 pub fn run(o: &Options) -> Result<(), Error> {
     println!(
         "[reset] WARNING: Changes made to this host by 'kubeadm init' or 'kubeadm join' will be reverted."
@@ -153,6 +189,7 @@ pub fn run(o: &Options) -> Result<(), Error> {
             "[reset] WARNING: failed to remove the containers of {endpoint}: {e}; remove them manually"
         ),
     }
+    cleanup_network(&o.root);
     let kubernetes = o.root.host("/etc/kubernetes");
     let manifests_dir = kubernetes.join("manifests");
     let store_manifest = manifests_dir.join(format!("{}.yaml", manifests::KUBE_STORE));
@@ -219,7 +256,8 @@ pub fn run(o: &Options) -> Result<(), Error> {
     }
     println!(
         "\nThe reset process does not clean other CNI configuration. To do so, you must remove {}\n\n\
-The reset process does not reset or clean up iptables rules or IPVS tables.\n\n\
+The reset process removed kube-proxy's iptables and nftables rules (kube-proxy --cleanup) and\n\
+the kubelet's CNI bridge; rules of other programs were left alone.\n\n\
 The reset process does not clean your kubeconfig files and you must remove them manually.\n\
 Please, check the contents of the $HOME/.kube/config file.",
         cni_dir.display()

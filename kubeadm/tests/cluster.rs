@@ -177,6 +177,9 @@ kind: KubeletConfiguration
 healthzPort: {healthz}
 port: {kport}
 address: 127.0.0.1
+# A test machine's disk may be nearly full: no eviction or image GC of the cluster's pods.
+evictionHard: {{}}
+imageGCHighThresholdPercent: 100
 "#,
         cri = containerd.endpoint(),
         cni = containerd.cni_conf_dir.display(),

@@ -102,6 +102,9 @@ pub async fn run(options: HollowOptions, shutdown: Shutdown) -> Result<(), Hollo
             "--port=0".to_string(),
             "--address=127.0.0.1".to_string(),
             "--node-ip=127.0.0.1".to_string(),
+            // The host's disk and memory are not the hollow nodes': no eviction, no image GC.
+            "--eviction-hard=".to_string(),
+            "--image-gc-high-threshold=100".to_string(),
             format!(
                 "--node-status-update-frequency={}",
                 options.node_status_update_frequency

@@ -597,7 +597,7 @@ mod tests {
         assert_eq!(rt.version().await.unwrap().runtime_name, RUNTIME_NAME);
 
         assert!(rt.image_status("busybox").await.unwrap().is_none());
-        rt.pull_image("busybox", None).await.unwrap();
+        rt.pull_image("busybox", None, None).await.unwrap();
         assert!(rt.image_status("busybox").await.unwrap().is_some());
 
         let config = sandbox_config("web", "u1");

@@ -258,12 +258,31 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, node: &NodeContext) -> api::PodSa
                     ipc: mode(host_ipc),
                     ..Default::default()
                 }),
+                // The runtime refuses privileged containers in an unprivileged sandbox; the
+                // sandbox is privileged when any container is, as upstream decides it.
+                privileged: any_privileged(pod),
                 ..Default::default()
             }),
             ..Default::default()
         }),
         windows: None,
     }
+}
+
+/// Whether any (init, sidecar or main) container of the pod asks for privileged mode.
+fn any_privileged(pod: &Pod) -> bool {
+    pod.spec.as_ref().is_some_and(|spec| {
+        spec.init_containers
+            .iter()
+            .flatten()
+            .chain(spec.containers.iter())
+            .any(|c| {
+                c.security_context
+                    .as_ref()
+                    .and_then(|sc| sc.privileged)
+                    .unwrap_or(false)
+            })
+    })
 }
 
 /// Data of the ConfigMaps and Secrets a container's env refers to, fetched by the caller.
@@ -814,9 +833,29 @@ mod tests {
         assert_eq!(s.log_directory, "/var/log/pods/app_web_u1");
         assert_eq!(s.hostname, "web");
         assert_eq!(s.metadata.expect("metadata").attempt, 2);
-        assert_eq!(
-            s.linux.expect("linux").cgroup_parent,
-            "/kubepods/besteffort/podu1"
-        );
+        let linux = s.linux.expect("linux");
+        assert_eq!(linux.cgroup_parent, "/kubepods/besteffort/podu1");
+        assert!(!linux.security_context.expect("security context").privileged);
+    }
+
+    #[test]
+    fn a_privileged_container_makes_the_sandbox_privileged() {
+        let p = pod(PodSpec {
+            containers: vec![Container {
+                name: "proxy".into(),
+                security_context: Some(k8s_openapi::api::core::v1::SecurityContext {
+                    privileged: Some(true),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let s = sandbox_config(&p, 0, &node());
+        let sc = s
+            .linux
+            .and_then(|l| l.security_context)
+            .expect("security context");
+        assert!(sc.privileged);
     }
 }
