@@ -829,9 +829,7 @@ fn watch_narrowed_to_one_node_sees_only_its_pods() {
     k.ok_stdin(&["create", "-f", "-"], &pod("later", None));
     k.ok_stdin(&["create", "-f", "-"], &pod("mine", Some("node-a")));
     watch.wait_for_line("ADDED mine", WAIT, |l| event(l, "ADDED", "mine"));
-    let binding = format!(
-        r#"{{"apiVersion":"v1","kind":"Binding","metadata":{{"name":"later"}},"target":{{"kind":"Node","name":"node-a"}}}}"#
-    );
+    let binding = r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"later"},"target":{"kind":"Node","name":"node-a"}}"#;
     let (code, body) = k.raw_request(
         "POST",
         &format!("/api/v1/namespaces/{ns}/pods/later/binding"),
