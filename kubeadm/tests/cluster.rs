@@ -414,11 +414,9 @@ imageGCHighThresholdPercent: 100
     assert!(list.contains("abcdef.0123456789abcdef"), "{list}");
     assert!(list.lines().count() >= 3, "{list}");
 
-    // The join part is opt-in until the apiserver serves cluster-info to anonymous readers
-    // (it answers 401 today; see the kubeadm2 report): KUBEADM_TEST_JOIN=1.
-    if std::env::var_os("KUBEADM_TEST_JOIN").is_some() {
-        join_a_worker(&out, api, &pid, dir.path(), &bin, &kc);
-    }
+    // A second node joins with the printed command (anonymous cluster-info, CA pinning, TLS
+    // bootstrap through an approved CSR).
+    join_a_worker(&out, api, &pid, dir.path(), &bin, &kc);
 
     // reset: no kubelet, no containers, no files.
     let supervisor_pid = root.join("run/kubeadm/kubelet-supervisor.pid");
