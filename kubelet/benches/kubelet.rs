@@ -43,7 +43,7 @@ use kubelet::cri::{api, Runtime};
 use serde_json::json;
 
 use common::{free_port, ApiServer};
-use containerd::{Containerd, BUSYBOX_IMAGE, PAUSE_IMAGE};
+use containerd::{Containerd, BUSYBOX_IMAGE};
 use kubelet_process::Kubelet;
 
 const GOAL_P99: Duration = Duration::from_secs(1);
@@ -303,7 +303,9 @@ async fn cri_remove(rt: &Runtime, sandboxes: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn startup(lines: &mut Vec<String>) -> anyhow::Result<()> {
+/// The apiserver, containerd and kubelet are made (and dropped) outside the async runtime:
+/// the containerd harness tears down through a runtime of its own.
+fn startup(rt: &tokio::runtime::Runtime, lines: &mut Vec<String>) -> anyhow::Result<()> {
     let server = ApiServer::start();
     let containerd = Containerd::start();
     let kubelet = Kubelet::start(
@@ -311,8 +313,17 @@ async fn startup(lines: &mut Vec<String>) -> anyhow::Result<()> {
         "bench",
         (230, "kbb"),
         |node| server.kubeconfig_for_cert(&format!("system:node:{node}"), &["system:nodes"]),
-        &[format!("--pod-infra-container-image={PAUSE_IMAGE}")],
+        &[],
     );
+    rt.block_on(measure_startup(&server, &containerd, &kubelet, lines))
+}
+
+async fn measure_startup(
+    server: &ApiServer,
+    containerd: &Containerd,
+    kubelet: &Kubelet,
+    lines: &mut Vec<String>,
+) -> anyhow::Result<()> {
     let admin = client(&server.kubeconfig(common::User::Admin)).await?;
     let nodes: Api<Node> = Api::all(admin.clone());
     let node = kubelet.node.clone();
@@ -675,7 +686,7 @@ fn main() -> anyhow::Result<()> {
     let mut lines = Vec::new();
     let started = Instant::now();
     if enabled("startup") {
-        rt.block_on(startup(&mut lines))?;
+        startup(&rt, &mut lines)?;
     }
     if enabled("hollow") {
         rt.block_on(hollow(&mut lines))?;
