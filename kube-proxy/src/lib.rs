@@ -125,6 +125,31 @@ impl NodePortAddresses {
     }
 }
 
+/// Runs `tool args` with `input` on stdin (one iptables-restore or nft transaction); its stderr
+/// becomes the error when it fails.
+fn feed(tool: &'static str, args: &[&str], input: &str) -> Result<(), Error> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let spawn = |source| Error::Spawn { tool, source };
+    let mut child = Command::new(tool)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes()).map_err(spawn)?;
+    }
+    let out = child.wait_with_output().map_err(spawn)?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        tracing::debug!(%stderr, input, "{tool} failed");
+        return Err(Error::Tool { tool, stderr });
+    }
+    Ok(())
+}
+
 fn cidr_contains(net: Ipv4Addr, len: u8, ip: Ipv4Addr) -> bool {
     if len == 0 {
         return true;

@@ -5,7 +5,6 @@ pub mod rules;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use crate::changes::{ServiceKey, ServicePort};
@@ -323,37 +322,11 @@ fn diff(out: &mut String, chain: &str, old: &[String], new: &[String], insert: b
 
 /// Feeds `input` to one `iptables-restore --noflush` (atomic per table).
 fn restore(input: &str) -> Result<(), Error> {
-    let mut child = Command::new("iptables-restore")
-        .args(["-w", "5", "-W", "100000", "--noflush", "--counters"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| Error::Spawn {
-            tool: "iptables-restore",
-            source,
-        })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.as_bytes())
-            .map_err(|source| Error::Spawn {
-                tool: "iptables-restore",
-                source,
-            })?;
-    }
-    let out = child.wait_with_output().map_err(|source| Error::Spawn {
-        tool: "iptables-restore",
-        source,
-    })?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        tracing::debug!(%stderr, input, "iptables-restore failed");
-        return Err(Error::Tool {
-            tool: "iptables-restore",
-            stderr,
-        });
-    }
-    Ok(())
+    crate::feed(
+        "iptables-restore",
+        &["-w", "5", "-W", "100000", "--noflush", "--counters"],
+        input,
+    )
 }
 
 fn iptables(args: &[&str]) -> Result<std::process::Output, Error> {

@@ -5,7 +5,6 @@ pub mod rules;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use crate::changes::{ServiceKey, ServicePort};
@@ -351,37 +350,7 @@ fn write_changed(decl: &mut String, rules: &mut String, new: &Rendered, old: &Re
 
 /// Runs one `nft -f -` transaction.
 fn nft(input: &str) -> Result<(), Error> {
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| Error::Spawn {
-            tool: "nft",
-            source,
-        })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.as_bytes())
-            .map_err(|source| Error::Spawn {
-                tool: "nft",
-                source,
-            })?;
-    }
-    let out = child.wait_with_output().map_err(|source| Error::Spawn {
-        tool: "nft",
-        source,
-    })?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        tracing::debug!(%stderr, input, "nft failed");
-        return Err(Error::Tool {
-            tool: "nft",
-            stderr,
-        });
-    }
-    Ok(())
+    crate::feed("nft", &["-f", "-"], input)
 }
 
 /// The chains and sets (maps included) currently in the table; empty when it does not exist.
