@@ -60,25 +60,7 @@ impl Stack {
     }
 
     fn wait_node_ready(&self) {
-        eventually("node Ready=True", WAIT, || {
-            let node = self
-                .server
-                .kubectl(&["get", "node", &self.kubelet.node, "-o", "json"]);
-            if !node.success() {
-                return Err(node.to_string());
-            }
-            let node = node.json();
-            let ready = node["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|c| c["type"] == "Ready")
-                .cloned();
-            match ready {
-                Some(c) if c["status"] == "True" => Ok(()),
-                other => Err(format!("Ready condition: {other:?}")),
-            }
-        });
+        self.server.wait_node_ready(&self.kubelet.node, WAIT);
     }
 
     fn apply(&self, yaml: &str) {

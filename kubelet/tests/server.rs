@@ -251,23 +251,7 @@ impl Stack {
         let kubelet = Kubelet::start(&server, &containerd, &pki, name, verify_kubelet);
         let ns = server.namespace(name);
         let _ = server.kubectl(&["create", "serviceaccount", "default", "-n", &ns]);
-        eventually("node Ready", WAIT, || {
-            let out = server.kubectl(&["get", "node", &kubelet.node, "-o", "json"]);
-            if !out.success() {
-                return Err(out.to_string());
-            }
-            let node = out.json();
-            let ready = node["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True");
-            if ready {
-                Ok(())
-            } else {
-                Err(node["status"].to_string())
-            }
-        });
+        server.wait_node_ready(&kubelet.node, WAIT);
         Stack {
             kubelet,
             containerd,

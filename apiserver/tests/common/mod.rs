@@ -611,6 +611,28 @@ impl ApiServer {
             .and_then(|c| c.as_ref().map(|c| c.id()))
     }
 
+    /// Waits until Node `node` reports Ready=True (a kubelet registered and is healthy).
+    #[track_caller]
+    pub fn wait_node_ready(&self, node: &str, timeout: Duration) {
+        eventually(&format!("node {node} Ready=True"), timeout, || {
+            let out = self.kubectl(&["get", "node", node, "-o", "json"]);
+            if !out.success() {
+                return Err(out.to_string());
+            }
+            let node = out.json();
+            let ready = node["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            if ready {
+                Ok(())
+            } else {
+                Err(node["status"].to_string())
+            }
+        });
+    }
+
     /// `https://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)
