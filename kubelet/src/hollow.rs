@@ -98,6 +98,7 @@ pub async fn run(options: HollowOptions, shutdown: Shutdown) -> Result<(), Hollo
             format!("--cert-dir={}", dir.join("pki").display()),
             format!("--container-runtime-endpoint=unix://{}", socket.display()),
             format!("--cni-conf-dir={}", dir.join("cni").display()),
+            "--pod-network-routes=false".to_string(),
             "--healthz-port=0".to_string(),
             "--port=0".to_string(),
             "--address=127.0.0.1".to_string(),

@@ -13,6 +13,7 @@ pub mod node;
 pub mod options;
 pub mod pod;
 pub mod probes;
+pub mod routes;
 pub mod server;
 pub mod static_pods;
 pub mod volumes;
@@ -166,6 +167,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         evictions: eviction_state.clone(),
     });
 
+    if config.pod_network_routes {
+        let routes = routes::Routes::new(
+            client.clone(),
+            config.node_name.clone(),
+            config.pod_cidr.clone(),
+        );
+        tokio::spawn(routes.run(shutdown.clone()));
+    }
     let client_for_mirrors = client.clone();
     let agent = Arc::new(node::NodeAgent {
         config: config.clone(),

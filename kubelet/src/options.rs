@@ -120,6 +120,10 @@ pub struct Options {
     /// kubelets share a host in tests).
     #[arg(long, default_value = "cni0")]
     pub cni_bridge_name: String,
+    /// Keep routes to the other nodes' podCIDRs via their InternalIPs (not an upstream flag: this
+    /// kubelet provides the pod network itself; turn off when a CNI add-on owns the routes).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub pod_network_routes: bool,
     /// How often the node status is computed and posted when it changed.
     #[arg(long)]
     pub node_status_update_frequency: Option<String>,
@@ -262,6 +266,7 @@ pub struct Config {
     pub pod_cidr: Option<String>,
     pub cni_conf_dir: PathBuf,
     pub cni_bridge_name: String,
+    pub pod_network_routes: bool,
     pub node_status_update_frequency: Duration,
     pub server: crate::server::ServerConfig,
     pub sync_frequency: Duration,
@@ -456,6 +461,7 @@ impl Options {
             pod_cidr,
             cni_conf_dir: self.cni_conf_dir,
             cni_bridge_name: self.cni_bridge_name,
+            pod_network_routes: self.pod_network_routes,
             node_status_update_frequency,
             server,
             sync_frequency,
