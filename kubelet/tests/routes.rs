@@ -1,0 +1,350 @@
+//! The kubelet's routes to the other nodes' podCIDRs (`--pod-network-routes`, protocol 75),
+//! with the real apiserver, containerd and kubelet binary, all inside a throwaway network
+//! namespace: the test binary re-runs itself there (`ip netns exec`), so the apiserver is on
+//! the namespace's loopback and every route the kubelet writes stays in the namespace.
+//!
+//! Needs root (ip netns add); the namespace has a link on 198.18.0.1/24 (the benchmarking
+//! range) standing in for the nodes' L2 network.
+
+#[path = "../../apiserver/tests/common/mod.rs"]
+mod common;
+
+#[path = "common/containerd.rs"]
+mod containerd;
+
+#[path = "common/kubelet.rs"]
+mod kubelet_process;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{eventually, ApiServer};
+use containerd::Containerd;
+use kubelet_process::Kubelet;
+
+/// The kubelet's routing protocol number (kubelet::routes::ROUTE_PROTOCOL).
+const PROTO: &str = "75";
+const WAIT: Duration = Duration::from_secs(60);
+/// This suite's pod networks (10.100-149.x.0/24) and bridge names.
+const NET: (u32, &str) = (100, "krt");
+/// Set in the re-run inside the namespace.
+const INSIDE: &str = "KUBELET_ROUTES_NETNS";
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+fn ip(args: &[&str]) -> String {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace with lo and a link `krt0` on 198.18.0.1/24; deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Self {
+        let name = format!(
+            "krt-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        ip(&["netns", "add", &name]);
+        let ns = Netns(name);
+        ip(&["-n", &ns.0, "link", "set", "lo", "up"]);
+        // A veth pair with both ends inside (the machine may lack the dummy link type).
+        ip(&[
+            "-n", &ns.0, "link", "add", "krt0", "type", "veth", "peer", "name", "krt1",
+        ]);
+        ip(&["-n", &ns.0, "addr", "add", "198.18.0.1/24", "dev", "krt0"]);
+        ip(&["-n", &ns.0, "link", "set", "krt1", "up"]);
+        ip(&["-n", &ns.0, "link", "set", "krt0", "up"]);
+        ns
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Runs the ignored test `name` of this binary inside a fresh namespace; fails if it fails.
+fn run_inside(name: &str) {
+    let ns = Netns::new();
+    let exe = std::env::current_exe().expect("test binary path");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.0])
+        .arg(exe)
+        .args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(INSIDE, &ns.0)
+        .output()
+        .expect("run the test inside the namespace");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "{name} inside {}:\n{text}",
+        ns.0
+    );
+}
+
+/// Our routes: (destination, gateway) from `ip route show proto 75`.
+fn our_routes() -> BTreeSet<(String, String)> {
+    ip(&["route", "show", "proto", PROTO])
+        .lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let via = words.iter().position(|w| *w == "via")?;
+            Some((words[0].to_string(), words.get(via + 1)?.to_string()))
+        })
+        .collect()
+}
+
+fn routes(list: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+    list.iter()
+        .map(|(d, v)| (d.to_string(), v.to_string()))
+        .collect()
+}
+
+#[track_caller]
+fn wait_routes(want: &BTreeSet<(String, String)>) {
+    eventually("the kubelet's routes", WAIT, || {
+        let got = our_routes();
+        if &got == want {
+            Ok(())
+        } else {
+            Err(format!("want {want:?}\ngot  {got:?}"))
+        }
+    });
+}
+
+/// A Node with `pod_cidr` (may be empty) and InternalIP `address`, as an admin creates it.
+fn create_node(server: &ApiServer, name: &str, pod_cidr: &str, address: &str) {
+    let spec = if pod_cidr.is_empty() {
+        serde_json::json!({})
+    } else {
+        serde_json::json!({"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]})
+    };
+    let node = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name},
+        "spec": spec,
+    });
+    server.ok_stdin(&["create", "-f", "-"], &node.to_string());
+    set_address(server, name, address);
+}
+
+fn set_address(server: &ApiServer, name: &str, address: &str) {
+    let patch = serde_json::json!({"status": {"addresses": [
+        {"type": "InternalIP", "address": address},
+        {"type": "Hostname", "address": name},
+    ]}});
+    server.ok(&[
+        "patch",
+        "node",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &patch.to_string(),
+    ]);
+}
+
+/// Lets nodes list and watch all Nodes, which the Node authorizer alone does not (a node reads
+/// only its own Node); kubeadm init creates the same binding.
+fn allow_nodes_to_list_nodes(server: &ApiServer) {
+    let name = "kubeadm:kubelet-pod-network-routes";
+    server.ok(&[
+        "create",
+        "clusterrole",
+        name,
+        "--verb=get,list,watch",
+        "--resource=nodes",
+    ]);
+    server.ok(&[
+        "create",
+        "clusterrolebinding",
+        name,
+        &format!("--clusterrole={name}"),
+        "--group=system:nodes",
+    ]);
+}
+
+fn node_kubeconfig(server: &ApiServer) -> impl FnOnce(&str) -> std::path::PathBuf + '_ {
+    |node| server.kubeconfig_for_cert(&format!("system:node:{node}"), &["system:nodes"])
+}
+
+#[test]
+fn routes_follow_other_nodes_pod_cidrs() {
+    run_inside("routes_follow_other_nodes_pod_cidrs_in_netns");
+}
+
+#[test]
+#[ignore = "runs inside a network namespace, started by routes_follow_other_nodes_pod_cidrs"]
+fn routes_follow_other_nodes_pod_cidrs_in_netns() {
+    assert!(
+        std::env::var_os(INSIDE).is_some(),
+        "run through the outer test"
+    );
+    let server = ApiServer::start();
+    let containerd = Containerd::start();
+    // 10.<k>.x.0/24: the kubelet's own range is 10.<k>.<small>.0/24, the fake nodes' above 200.
+    let k = NET.0 + std::process::id() % 50;
+    let net = |third: u32| format!("10.{k}.{third}.0/24");
+
+    // Routes of others: one the fake node "foreign" also claims, one nobody claims; and a
+    // stale route of ours for a node that no longer exists.
+    ip(&[
+        "route",
+        "add",
+        &net(204),
+        "via",
+        "198.18.0.99",
+        "proto",
+        "static",
+    ]);
+    ip(&["route", "add", &net(250), "via", "198.18.0.98"]);
+    ip(&[
+        "route",
+        "add",
+        &net(205),
+        "via",
+        "198.18.0.16",
+        "proto",
+        PROTO,
+    ]);
+    let foreign_before = ip(&[
+        "route",
+        "show",
+        "table",
+        "main",
+        "root",
+        &format!("10.{k}.0.0/16"),
+    ])
+    .lines()
+    .filter(|l| !l.contains(&format!("proto {PROTO}")))
+    .map(str::to_string)
+    .collect::<Vec<_>>();
+    assert_eq!(foreign_before.len(), 2, "{foreign_before:?}");
+
+    let kubelet = Kubelet::start(&containerd, "routes", NET, node_kubeconfig(&server), &[]);
+    server.wait_node_ready(&kubelet.node, WAIT);
+
+    create_node(&server, "node-a", &net(201), "198.18.0.11");
+    create_node(&server, "node-b", &net(202), "198.18.0.12");
+    // Off-link next hop: not on any subnet of this namespace.
+    create_node(&server, "node-off", &net(203), "198.19.5.5");
+    // Another owner's route holds this destination.
+    create_node(&server, "node-foreign", &net(204), "198.18.0.15");
+    // The kubelet's own range.
+    create_node(&server, "node-own", &kubelet.pod_cidr, "198.18.0.14");
+    // A range and no address yet / an address and no range yet.
+    create_node(&server, "node-late", "", "198.18.0.17");
+
+    // The Node authorizer lets a node read only its own Node: without RBAC for listing nodes
+    // the kubelet says so, and nothing is touched (not even the stale route).
+    eventually("the kubelet to report it cannot list nodes", WAIT, || {
+        let logs = kubelet.logs();
+        if logs.contains("cannot list Nodes for the pod network routes") {
+            Ok(())
+        } else {
+            Err(logs)
+        }
+    });
+    assert_eq!(our_routes(), routes(&[(&net(205), "198.18.0.16")]));
+
+    allow_nodes_to_list_nodes(&server);
+    // The first full list deletes the stale route and adds the on-link, non-conflicting ones.
+    wait_routes(&routes(&[
+        (&net(201), "198.18.0.11"),
+        (&net(202), "198.18.0.12"),
+    ]));
+
+    // A new InternalIP moves the route; a podCIDR set later adds one.
+    set_address(&server, "node-a", "198.18.0.21");
+    server.ok(&[
+        "patch",
+        "node",
+        "node-late",
+        "--type=merge",
+        "-p",
+        &serde_json::json!({"spec": {"podCIDR": net(206), "podCIDRs": [net(206)]}}).to_string(),
+    ]);
+    wait_routes(&routes(&[
+        (&net(201), "198.18.0.21"),
+        (&net(202), "198.18.0.12"),
+        (&net(206), "198.18.0.17"),
+    ]));
+
+    // A deleted node loses its route; a node recreated with another range moves it.
+    server.ok(&["delete", "node", "node-b"]);
+    server.ok(&["delete", "node", "node-late"]);
+    create_node(&server, "node-late", &net(207), "198.18.0.17");
+    wait_routes(&routes(&[
+        (&net(201), "198.18.0.21"),
+        (&net(207), "198.18.0.17"),
+    ]));
+
+    // Others' routes were never touched, and no route of ours shares their destinations.
+    let foreign_after = ip(&[
+        "route",
+        "show",
+        "table",
+        "main",
+        "root",
+        &format!("10.{k}.0.0/16"),
+    ])
+    .lines()
+    .filter(|l| !l.contains(&format!("proto {PROTO}")))
+    .map(str::to_string)
+    .collect::<Vec<_>>();
+    assert_eq!(foreign_after, foreign_before);
+    let logs = kubelet.logs();
+    for (node, why) in [
+        ("node-off", "not on a subnet of this host"),
+        ("node-foreign", "a route of another owner"),
+        ("node-own", "overlaps this node's"),
+    ] {
+        assert!(
+            logs.lines().any(|l| l.contains(node) && l.contains(why)),
+            "no skip logged for {node}:\n{logs}"
+        );
+    }
+
+    // A kubelet stops; its routes stay (pods keep running). Another one with routes off, on the
+    // same cluster, installs none.
+    drop(kubelet);
+    ip(&["route", "flush", "proto", PROTO]);
+    let off = Kubelet::start(
+        &containerd,
+        "routes-off",
+        NET,
+        node_kubeconfig(&server),
+        &["--pod-network-routes=false".to_string()],
+    );
+    server.wait_node_ready(&off.node, WAIT);
+    // A negative: watch for a bounded time (the enabled kubelet routed within a second).
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        assert_eq!(our_routes(), BTreeSet::new(), "{}", off.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!off.logs().contains("pod network route"), "{}", off.logs());
+}
