@@ -401,6 +401,9 @@ fn configmap(name: &str, ns: &str, key: &str, value: String) -> ConfigMap {
     }
 }
 
+/// The ClusterRole (and binding for system:nodes) that lets kubelets list and watch all Nodes.
+pub const KUBELET_ROUTES_ROLE: &str = "kubeadm:kubelet-pod-network-routes";
+
 /// upload-config kubeadm|kubelet|all.
 pub async fn upload_config(
     client: &kube::Client,
@@ -455,6 +458,32 @@ pub async fn upload_config(
             readers,
         )
         .await?;
+        // Not upstream: this project's kubelet routes to the other nodes' podCIDRs
+        // (--pod-network-routes), which needs every Node; the Node authorizer lets a node
+        // read only its own.
+        let roles: Api<ClusterRole> = Api::all(client.clone());
+        create_or_update(
+            &roles,
+            &ClusterRole {
+                metadata: meta(KUBELET_ROUTES_ROLE, None),
+                rules: Some(vec![rule(
+                    &[""],
+                    &["nodes"],
+                    &["get", "list", "watch"],
+                    &[],
+                )]),
+                ..Default::default()
+            },
+        )
+        .await?;
+        cluster_role_binding(
+            client,
+            KUBELET_ROUTES_ROLE,
+            KUBELET_ROUTES_ROLE,
+            vec![subject("Group", NODES_GROUP, None)],
+        )
+        .await?;
+        println!("[kubelet] Configured RBAC rules to allow the kubelets to list Nodes for the routes to other nodes' pod networks");
     }
     Ok(())
 }

@@ -139,7 +139,8 @@ fn kube_proxy_binary() -> PathBuf {
 }
 
 /// What the node's networking got from the cluster: kube-proxy's rules (its own `--cleanup`,
-/// which touches only KUBE-* chains and its nftables table) and the kubelet's CNI bridge.
+/// which touches only KUBE-* chains and its nftables table), the kubelet's CNI bridge and its
+/// routes to the other nodes' podCIDRs.
 fn cleanup_network(root: &Root) {
     println!("[reset] Removing kube-proxy's iptables and nftables rules");
     match std::process::Command::new(kube_proxy_binary())
@@ -163,7 +164,28 @@ fn cleanup_network(root: &Root) {
             _ => println!("[reset] WARNING: could not delete the CNI bridge {bridge}"),
         }
     }
+    // The kubelet's routes to the other nodes' podCIDRs: routing protocol 75
+    // (kubelet/src/routes.rs), so only those go. `flush` fails when nothing matched.
+    let ours = std::process::Command::new("ip")
+        .args(["-4", "route", "show", "proto", KUBELET_ROUTE_PROTOCOL])
+        .output();
+    if ours.is_ok_and(|out| out.status.success() && !out.stdout.is_empty()) {
+        match std::process::Command::new("ip")
+            .args(["-4", "route", "flush", "proto", KUBELET_ROUTE_PROTOCOL])
+            .status()
+        {
+            Ok(s) if s.success() => println!(
+                "[reset] Deleted the kubelet's routes to other nodes' pod networks (proto {KUBELET_ROUTE_PROTOCOL})"
+            ),
+            _ => println!(
+                "[reset] WARNING: could not delete the routes with proto {KUBELET_ROUTE_PROTOCOL}"
+            ),
+        }
+    }
 }
+
+/// The routing protocol number of the kubelet's pod network routes (`--pod-network-routes`).
+const KUBELET_ROUTE_PROTOCOL: &str = "75";
 
 pub fn run(o: &Options) -> Result<(), Error> {
     println!(

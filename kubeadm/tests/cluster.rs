@@ -333,6 +333,11 @@ imageGCHighThresholdPercent: 100
             "kubeadm:node-autoapprove-certificate-rotation",
         ),
         ("clusterrolebinding", "", "kubeadm:node-proxier"),
+        (
+            "clusterrolebinding",
+            "",
+            "kubeadm:kubelet-pod-network-routes",
+        ),
     ] {
         let mut args = vec!["get", kind, name];
         if !ns.is_empty() {
