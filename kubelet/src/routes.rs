@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use component_base::Shutdown;
@@ -30,6 +31,14 @@ use rtnetlink::{Handle, RouteMessageBuilder};
 /// The routing protocol number (`rtm_protocol`) of the kubelet's routes: 75 (0x4b, 'K'), unused
 /// by the protocols iproute2 names (rt_protos) and by the common CNI plugins (calico uses 80).
 pub const ROUTE_PROTOCOL: u8 = 75;
+
+/// Routes of ours in the kernel after the last reconcile, for `kubelet_pod_network_routes`.
+static PROGRAMMED: AtomicI64 = AtomicI64::new(0);
+
+/// The number of pod network routes the kubelet keeps (as of its last reconcile).
+pub fn programmed() -> i64 {
+    PROGRAMMED.load(Ordering::Relaxed)
+}
 
 /// How often the kernel is reconciled without a Node event: repairs routes someone deleted and
 /// picks up next hops that became on-link after an address change.
@@ -476,12 +485,16 @@ impl Routes {
             .map(|(cidr, (via, _))| (*cidr, *via))
             .collect();
         let plan = plan(&wanted, &ours);
+        let mut kept = ours.len() as i64;
         for cidr in &plan.delete {
             let Some((_, msg)) = kernel.ours.get(cidr) else {
                 continue;
             };
             match handle.route().del(msg.clone()).execute().await {
-                Ok(()) => tracing::info!(destination = %cidr, "deleted pod network route"),
+                Ok(()) => {
+                    kept -= 1;
+                    tracing::info!(destination = %cidr, "deleted pod network route")
+                }
                 Err(e) => {
                     tracing::warn!(destination = %cidr, error = %e, "delete pod network route")
                 }
@@ -501,6 +514,7 @@ impl Routes {
             }
             match request.execute().await {
                 Ok(()) => {
+                    kept += i64::from(!replace);
                     tracing::info!(destination = %cidr, via = %via, "programmed pod network route")
                 }
                 Err(e) => {
@@ -508,6 +522,7 @@ impl Routes {
                 }
             }
         }
+        PROGRAMMED.store(kept, Ordering::Relaxed);
     }
 
     fn log_skip(&mut self, node: &str, reason: Skip, route: Option<(Cidr, Ipv4Addr)>) {

@@ -244,7 +244,18 @@ fn routes_follow_other_nodes_pod_cidrs_in_netns() {
     .collect::<Vec<_>>();
     assert_eq!(foreign_before.len(), 2, "{foreign_before:?}");
 
-    let kubelet = Kubelet::start(&containerd, "routes", NET, node_kubeconfig(&server), &[]);
+    // An open kubelet API, for /metrics without client certificates.
+    let open_api = [
+        "--anonymous-auth=true".to_string(),
+        "--authorization-mode=AlwaysAllow".to_string(),
+    ];
+    let kubelet = Kubelet::start(
+        &containerd,
+        "routes",
+        NET,
+        node_kubeconfig(&server),
+        &open_api,
+    );
     server.wait_node_ready(&kubelet.node, WAIT);
 
     create_node(&server, "node-a", &net(201), "198.18.0.11");
@@ -276,6 +287,26 @@ fn routes_follow_other_nodes_pod_cidrs_in_netns() {
         (&net(201), "198.18.0.11"),
         (&net(202), "198.18.0.12"),
     ]));
+
+    // The kubelet API's /metrics counts them.
+    let port = kubelet
+        .args
+        .iter()
+        .find_map(|a| a.strip_prefix("--port="))
+        .expect("the harness sets --port")
+        .to_string();
+    eventually("kubelet_pod_network_routes 2", WAIT, || {
+        let out = Command::new("curl")
+            .args(["-sk", &format!("https://127.0.0.1:{port}/metrics")])
+            .output()
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.lines().any(|l| l == "kubelet_pod_network_routes 2") {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    });
 
     // A new InternalIP moves the route; a podCIDR set later adds one.
     set_address(&server, "node-a", "198.18.0.21");

@@ -339,6 +339,11 @@ async fn metrics(state: &State) -> Resp {
             containers.with_label_values(&[label]).set(n as i64);
         }
     }
+    gauge(
+        "kubelet_pod_network_routes",
+        "Number of routes to other nodes' podCIDRs the kubelet keeps (protocol 75)",
+    )
+    .set(crate::routes::programmed());
     let mut out = Vec::new();
     if prometheus::TextEncoder::new()
         .encode(&registry.gather(), &mut out)
