@@ -305,12 +305,42 @@ fn import(socket: &str, archive: &Path) -> Result<(), Error> {
 
 /// The phase: build every image whose binary exists and import it.
 pub fn phase(cfg: &Config, binaries: &Path) -> Result<(), Error> {
-    let socket = socket_path(&cfg.cri_socket);
     println!("[images] Building the images of the binaries in {binaries:?} and importing them into the container runtime at {:?}", cfg.cri_socket);
-    let tmp = cfg.root.host("/var/lib/kubeadm/images");
+    import_all(&cfg.root, &cfg.cri_socket, &list(cfg), binaries)
+}
+
+/// The images any node may run (the add-ons' and the sandbox's): what `kubeadm join` imports
+/// into a new node's runtime, as a registry pull would have brought them there.
+pub fn node_list(repository: &str, version: &str) -> Vec<Spec> {
+    let component = |name: &'static str| Spec {
+        name: format!("{repository}/{name}:{version}"),
+        binary: Some(name),
+        optional: true,
+    };
+    vec![
+        component(KUBE_PROXY),
+        component(KUBE_DNS),
+        Spec {
+            name: format!("{repository}/pause:{PAUSE_VERSION}"),
+            binary: None,
+            optional: false,
+        },
+    ]
+}
+
+/// Builds each image whose binary exists (a missing optional one is skipped with a warning)
+/// and imports it into the runtime at `cri_socket`.
+pub fn import_all(
+    root: &crate::config::Root,
+    cri_socket: &str,
+    specs: &[Spec],
+    binaries: &Path,
+) -> Result<(), Error> {
+    let socket = socket_path(cri_socket);
+    let tmp = root.host("/var/lib/kubeadm/images");
     std::fs::create_dir_all(&tmp).map_err(|e| Error::Io(format!("creating {tmp:?}"), e))?;
-    for spec in list(cfg) {
-        let Some(image) = build(&spec, binaries)? else {
+    for spec in specs {
+        let Some(image) = build(spec, binaries)? else {
             let binary = spec.binary.unwrap_or_default();
             if spec.optional {
                 println!(

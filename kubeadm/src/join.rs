@@ -212,7 +212,8 @@ pub fn run(root: &Root, args: &JoinArgs) -> Result<(), Error> {
         .clone()
         .or(node_reg.cri_socket)
         .unwrap_or_else(|| DEFAULT_CRI_SOCKET.to_string());
-    let kubelet_binary = crate::images::binaries_dir(args.binaries_dir.as_deref()).join("kubelet");
+    let binaries = crate::images::binaries_dir(args.binaries_dir.as_deref());
+    let kubelet_binary = binaries.join("kubelet");
 
     println!("[preflight] Running pre-flight checks");
     for f in [kubelet::KUBELET_CONF, kubelet::BOOTSTRAP_KUBELET_CONF] {
@@ -270,6 +271,18 @@ pub fn run(root: &Root, args: &JoinArgs) -> Result<(), Error> {
             .as_str()
             .unwrap_or(DEFAULT_IMAGE_REPOSITORY)
             .to_string();
+        let version = cluster_cfg["kubernetesVersion"]
+            .as_str()
+            .unwrap_or(crate::config::DEFAULT_KUBERNETES_VERSION);
+        // No registry to pull from: the add-ons' images (kube-proxy runs on every node) come
+        // from the binaries here, as `kubeadm init`'s images phase does on the control plane.
+        println!("[preflight] Importing the node images into the container runtime at {cri_socket:?}");
+        crate::images::import_all(
+            root,
+            &cri_socket,
+            &crate::images::node_list(&repo, version),
+            &binaries,
+        )?;
         let kc = cms.get("kubelet-config").await.map_err(|e| {
             Error::Config(format!("unable to fetch the kubelet-config ConfigMap: {e}"))
         })?;
