@@ -74,7 +74,9 @@ impl Metrics {
         )?;
         let rules_total = GaugeVec::new(
             Opts::new(
-                "kubeproxy_sync_proxy_rules_iptables_total",
+                // Upstream's gauge is `..._iptables_total`; a gauge with that suffix fails
+                // `promtool check metrics`, so it is exported without it.
+                "kubeproxy_sync_proxy_rules_iptables",
                 "Total number of iptables rules owned by kube-proxy",
             ),
             &["table"],

@@ -357,7 +357,7 @@ fn traffic_suite(mode: &str) {
         assert!(
             metric(
                 &m1,
-                "kubeproxy_sync_proxy_rules_iptables_total{table=\"nat\"}"
+                "kubeproxy_sync_proxy_rules_iptables{table=\"nat\"}"
             )
             .unwrap_or(0.0)
                 > 0.0

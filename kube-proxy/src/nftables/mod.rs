@@ -87,7 +87,7 @@ impl Proxier {
                 self.installed.insert(k.clone(), r);
             }
         }
-        // kubeproxy_sync_proxy_rules_iptables_total is iptables-only, as upstream.
+        // kubeproxy_sync_proxy_rules_iptables is iptables-only, as upstream.
         Ok(SyncReport {
             rules: Vec::new(),
             bytes: input.len(),

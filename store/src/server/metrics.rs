@@ -82,15 +82,15 @@ impl Metrics {
             &labels,
         )?;
         let watch_streams = IntGauge::new(
-            "etcd_debugging_mvcc_watch_stream_total",
+            "etcd_debugging_mvcc_watch_streams",
             "Total number of watch streams.",
         )?;
         let watchers = IntGauge::new(
-            "etcd_debugging_mvcc_watcher_total",
+            "etcd_debugging_mvcc_watchers",
             "Total number of watchers.",
         )?;
         let slow_watchers = IntGauge::new(
-            "etcd_debugging_mvcc_slow_watcher_total",
+            "etcd_debugging_mvcc_slow_watchers",
             "Total number of unsynced slow watchers.",
         )?;
         let version_gauge = GaugeVec::new(
