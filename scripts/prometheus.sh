@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make prometheus`: Debian's prometheus scraping every component of the `make up` cluster with
 # prometheus/prometheus.yml. Issues the scraper's client certificate (CN prometheus,
-# O system:monitoring, signed by the cluster CA) into prometheus/local/, grants it what
+# O system:monitoring, signed by the cluster CA) into $PROM_DIR/local/ (default prometheus/local/), grants it what
 # the kubelet and service discovery check (nodes/metrics; list/watch nodes, endpoints,
 # services, pods), and starts prometheus on 127.0.0.1:9090 with its data in $OUT/prometheus.
 # `scripts/prometheus.sh stop` stops it.
@@ -11,7 +11,9 @@ OUT=$(realpath -m "${OUT:-_out}")
 ROOTFS=${ROOTFS:-$OUT/root}
 PKI=$ROOTFS/etc/kubernetes/pki
 KUBECONFIG=${KUBECONFIG:-$ROOTFS/etc/kubernetes/admin.conf}
-CREDS=prometheus/local
+# The directory holding prometheus.yml; the credentials and file targets go to its local/.
+PROM_DIR=${PROM_DIR:-prometheus}
+CREDS=$PROM_DIR/local
 PIDFILE=$OUT/prometheus.pid
 LISTEN=${PROMETHEUS_LISTEN:-127.0.0.1:9090}
 KUBECTL=${KUBECTL:-kubectl}
@@ -97,8 +99,8 @@ targets() {
 
 stop
 targets
-promtool check config prometheus/prometheus.yml >/dev/null
-nohup prometheus --config.file=prometheus/prometheus.yml \
+promtool check config "$PROM_DIR/prometheus.yml" >/dev/null
+nohup prometheus --config.file="$PROM_DIR/prometheus.yml" \
 	--storage.tsdb.path="$OUT/prometheus" --web.listen-address="$LISTEN" \
 	>"$OUT/prometheus.log" 2>&1 &
 echo $! >"$PIDFILE"

@@ -355,12 +355,7 @@ fn traffic_suite(mode: &str) {
     let np1 = metric(&m1, "kubeproxy_network_programming_duration_seconds_count").unwrap_or(0.0);
     if mode == "iptables" {
         assert!(
-            metric(
-                &m1,
-                "kubeproxy_sync_proxy_rules_iptables{table=\"nat\"}"
-            )
-            .unwrap_or(0.0)
-                > 0.0
+            metric(&m1, "kubeproxy_sync_proxy_rules_iptables{table=\"nat\"}").unwrap_or(0.0) > 0.0
         );
     }
 

@@ -276,7 +276,9 @@ pub fn run(root: &Root, args: &JoinArgs) -> Result<(), Error> {
             .unwrap_or(crate::config::DEFAULT_KUBERNETES_VERSION);
         // No registry to pull from: the add-ons' images (kube-proxy runs on every node) come
         // from the binaries here, as `kubeadm init`'s images phase does on the control plane.
-        println!("[preflight] Importing the node images into the container runtime at {cri_socket:?}");
+        println!(
+            "[preflight] Importing the node images into the container runtime at {cri_socket:?}"
+        );
         crate::images::import_all(
             root,
             &cri_socket,

@@ -155,7 +155,15 @@ fn cleanup_network(root: &Root) {
         Err(e) => println!("[reset] WARNING: cannot run kube-proxy --cleanup: {e}"),
     }
     let bridge = kubelet_flag(root, "cni-bridge-name").unwrap_or_else(|| "cni0".to_string());
-    if Path::new("/sys/class/net").join(&bridge).exists() {
+    // Asked through netlink (`ip link show`), not /sys/class/net: sysfs shows the namespace
+    // it was mounted in, which need not be this process's network namespace.
+    let exists = std::process::Command::new("ip")
+        .args(["link", "show", "dev", &bridge])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if exists {
         match std::process::Command::new("ip")
             .args(["link", "delete", &bridge])
             .status()

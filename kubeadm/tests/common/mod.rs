@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod netns;
+
 use base64::Engine as _;
 
 /// The init phases that need a container runtime and a kubelet, for tests of the file phases.
@@ -29,7 +31,25 @@ fn finish(out: Output) -> Run {
 
 /// Runs kubeadm with `--rootfs root`.
 pub fn kubeadm(root: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_kubeadm"))
+    kubeadm_in(None, root, args)
+}
+
+/// A command run inside the network namespace `/run/netns/<ns>` when given (the host's
+/// mount namespace is kept, so files and unix sockets are shared).
+pub fn in_netns(ns: Option<&str>, program: &str) -> Command {
+    match ns {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{ns}")).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+/// Runs kubeadm with `--rootfs root` in a node's network namespace.
+pub fn kubeadm_in(ns: Option<&str>, root: &Path, args: &[&str]) -> Run {
+    let out = in_netns(ns, env!("CARGO_BIN_EXE_kubeadm"))
         .arg("--rootfs")
         .arg(root)
         .args(args)

@@ -110,6 +110,12 @@ pub fn build_images(dir: &Path) -> Vec<PathBuf> {
 
 impl Containerd {
     pub fn start() -> Self {
+        Self::start_in(None)
+    }
+
+    /// Starts containerd inside the network namespace `/run/netns/<netns>` when given (a node
+    /// of a multi-node test): its CNI bridge and the host-network pods live there.
+    pub fn start_in(netns: Option<&str>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("kubelet-containerd-")
             .tempdir()
@@ -147,7 +153,15 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         let config_path = root.join("config.toml");
         fs::write(&config_path, config).expect("write containerd config");
         let log = File::create(root.join("containerd.log")).expect("containerd log");
-        let child = Command::new("containerd")
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg("containerd");
+                c
+            }
+            None => Command::new("containerd"),
+        };
+        let child = cmd
             .arg("--config")
             .arg(&config_path)
             .stdin(Stdio::null())

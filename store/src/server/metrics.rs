@@ -85,10 +85,7 @@ impl Metrics {
             "etcd_debugging_mvcc_watch_streams",
             "Total number of watch streams.",
         )?;
-        let watchers = IntGauge::new(
-            "etcd_debugging_mvcc_watchers",
-            "Total number of watchers.",
-        )?;
+        let watchers = IntGauge::new("etcd_debugging_mvcc_watchers", "Total number of watchers.")?;
         let slow_watchers = IntGauge::new(
             "etcd_debugging_mvcc_slow_watchers",
             "Total number of unsynced slow watchers.",
