@@ -78,6 +78,75 @@ pub async fn ensure_defaults(api: &ApiServer) {
     .await;
     reconcile_endpoints(api).await;
     reconcile_rbac(api).await;
+    publish_authentication_info(api).await;
+}
+
+/// The data of kube-system/extension-apiserver-authentication: the client CA and the front
+/// proxy's CA and header names, for the components that authenticate requests by delegation
+/// (kube-scheduler, kube-controller-manager, aggregated apiservers).
+fn authentication_info(config: &crate::options::Config) -> serde_json::Map<String, Value> {
+    let mut data = serde_json::Map::new();
+    let read = |p: &std::path::Path| match std::fs::read_to_string(p) {
+        Ok(pem) => Some(pem),
+        Err(e) => {
+            tracing::warn!(path = %p.display(), error = %e, "reading a CA to publish");
+            None
+        }
+    };
+    if let Some(pem) = config.client_ca_file.as_deref().and_then(read) {
+        data.insert("client-ca-file".into(), json!(pem));
+    }
+    let rh = &config.requestheader;
+    if let Some(pem) = rh.client_ca_file.as_deref().and_then(read) {
+        data.insert("requestheader-client-ca-file".into(), json!(pem));
+        for (key, list) in [
+            ("requestheader-allowed-names", &rh.allowed_names),
+            ("requestheader-username-headers", &rh.username_headers),
+            ("requestheader-group-headers", &rh.group_headers),
+            (
+                "requestheader-extra-headers-prefix",
+                &rh.extra_headers_prefix,
+            ),
+        ] {
+            data.insert(key.into(), json!(json!(list).to_string()));
+        }
+    }
+    data
+}
+
+/// Creates or updates the ConfigMap when its data differs from this apiserver's flags.
+async fn publish_authentication_info(api: &ApiServer) {
+    let data = authentication_info(&api.config);
+    if data.is_empty() {
+        return;
+    }
+    let key = "/registry/configmaps/kube-system/extension-apiserver-authentication";
+    for _ in 0..5 {
+        match api.storage.get(key, "configmaps").await {
+            Ok(None) => {
+                let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": meta("extension-apiserver-authentication", Some("kube-system")),
+                    "data": data});
+                match api.storage.create(key, &obj, "configmaps").await {
+                    Ok(_) => return,
+                    Err(crate::storage::StorageError::AlreadyExists) => continue,
+                    Err(e) => return tracing::warn!(error = %e, "publishing {key}"),
+                }
+            }
+            Ok(Some((mut obj, rev))) => {
+                if obj["data"].as_object() == Some(&data) {
+                    return;
+                }
+                obj["data"] = Value::Object(data.clone());
+                match api.storage.update(key, &obj, rev, "configmaps").await {
+                    Ok(_) => return,
+                    Err(crate::storage::StorageError::Conflict(_)) => continue,
+                    Err(e) => return tracing::warn!(error = %e, "publishing {key}"),
+                }
+            }
+            Err(e) => return tracing::warn!(error = %e, "reading {key}"),
+        }
+    }
 }
 
 /// Upstream's rbac/bootstrap-roles: creates the default roles and bindings and adds what an

@@ -281,6 +281,16 @@ pub struct Options {
     pub default_unreachable_toleration_seconds: i64,
 }
 
+/// `--requestheader-*` as given.
+#[derive(Debug, Clone, Default)]
+pub struct RequestHeaderInfo {
+    pub client_ca_file: Option<PathBuf>,
+    pub allowed_names: Vec<String>,
+    pub username_headers: Vec<String>,
+    pub group_headers: Vec<String>,
+    pub extra_headers_prefix: Vec<String>,
+}
+
 /// A certificate file and the private key file that goes with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertKeyPair {
@@ -463,6 +473,9 @@ pub struct Config {
     pub encryption_provider_config: Option<PathBuf>,
     pub default_not_ready_toleration_seconds: i64,
     pub default_unreachable_toleration_seconds: i64,
+    /// The front proxy's CA and header names (`--requestheader-*`), published with the client
+    /// CA in the extension-apiserver-authentication ConfigMap.
+    pub requestheader: RequestHeaderInfo,
 }
 
 /// Where and what to audit (--audit-*).
@@ -525,6 +538,7 @@ impl Config {
             encryption_provider_config: None,
             default_not_ready_toleration_seconds: 300,
             default_unreachable_toleration_seconds: 300,
+            requestheader: RequestHeaderInfo::default(),
         }
     }
 }
@@ -713,6 +727,13 @@ impl Options {
             encryption_provider_config: self.encryption_provider_config,
             default_not_ready_toleration_seconds: self.default_not_ready_toleration_seconds,
             default_unreachable_toleration_seconds: self.default_unreachable_toleration_seconds,
+            requestheader: RequestHeaderInfo {
+                client_ca_file: self.requestheader_client_ca_file,
+                allowed_names: self.requestheader_allowed_names,
+                username_headers: self.requestheader_username_headers,
+                group_headers: self.requestheader_group_headers,
+                extra_headers_prefix: self.requestheader_extra_headers_prefix,
+            },
         })
     }
 }

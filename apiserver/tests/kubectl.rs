@@ -115,6 +115,39 @@ fn health_endpoints_and_version_answer_200_without_credentials() {
 }
 
 #[test]
+fn the_client_ca_is_published_for_delegated_authentication() {
+    let k = ApiServer::start();
+    let cm = k.json(&[
+        "get",
+        "configmap",
+        "-n",
+        "kube-system",
+        "extension-apiserver-authentication",
+    ]);
+    let ca = std::fs::read_to_string(&k.pki.ca_cert).expect("CA file");
+    assert_eq!(
+        cm["data"]["client-ca-file"].as_str(),
+        Some(ca.as_str()),
+        "{cm:#}"
+    );
+    // The scheduler's and controller-manager's identities may read it (upstream's
+    // extension-apiserver-authentication-reader Role in kube-system).
+    for user in ["system:kube-scheduler", "system:kube-controller-manager"] {
+        let can = k.ok(&[
+            "auth",
+            "can-i",
+            "get",
+            "configmaps/extension-apiserver-authentication",
+            "-n",
+            "kube-system",
+            "--as",
+            user,
+        ]);
+        assert_eq!(can.trim(), "yes", "{user}");
+    }
+}
+
+#[test]
 fn request_without_credentials_is_refused_on_namespaces() {
     let k = ApiServer::start();
     let (status, body) = k.raw_request("GET", "/api/v1/namespaces", None, None, User::Anonymous);

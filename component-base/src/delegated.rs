@@ -91,6 +91,92 @@ impl CertFlags {
     }
 }
 
+/// The namespace and name of the ConfigMap kube-apiserver publishes its client-authentication
+/// settings in.
+pub const AUTHENTICATION_INFO: (&str, &str) = ("kube-system", "extension-apiserver-authentication");
+
+impl CertFlags {
+    /// Fills what the flags leave unset from kube-apiserver's `extension-apiserver-authentication`
+    /// ConfigMap, as upstream's delegated authentication does: `client-ca-file`, and
+    /// `requestheader-client-ca-file` with its allowed names and header names. The CA bundles
+    /// are written into `dir` (the TLS layer and [`CertFlags::cert_auth`] read files). The
+    /// apiserver may still be starting: an unreachable one is retried for up to `wait`; after
+    /// that, or when the ConfigMap is missing or forbidden, the flags stay as they are and a
+    /// warning says so.
+    pub async fn with_cluster_lookup(
+        mut self,
+        client: &kube::Client,
+        dir: &std::path::Path,
+        wait: Duration,
+    ) -> Self {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        if !self.client_ca_file.is_empty() && !self.requestheader_client_ca_file.is_empty() {
+            return self;
+        }
+        let (ns, name) = AUTHENTICATION_INFO;
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+        let deadline = Instant::now() + wait;
+        let data = loop {
+            match api.get_opt(name).await {
+                Ok(Some(cm)) => break cm.data.unwrap_or_default(),
+                // The apiserver publishes it before it serves, so a reachable one without it
+                // has nothing to publish.
+                Ok(None) => {
+                    tracing::warn!("configmap {ns}/{name} not found; client certificates are not trusted unless --client-ca-file is set");
+                    return self;
+                }
+                Err(kube::Error::Api(e)) if e.code == 403 => {
+                    tracing::warn!(error = %e.message, "unable to read {ns}/{name}; client certificates are not trusted unless --client-ca-file is set");
+                    return self;
+                }
+                Err(e) if Instant::now() >= deadline => {
+                    tracing::warn!(error = %e, "unable to read {ns}/{name}; client certificates are not trusted unless --client-ca-file is set");
+                    return self;
+                }
+                _ => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        };
+        let write = |file: &str, pem: &str| -> Option<String> {
+            let path = dir.join(file);
+            std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::write(&path, pem))
+                .map_err(|e| tracing::warn!(path = %path.display(), error = %e, "writing a client CA bundle"))
+                .ok()?;
+            Some(path.display().to_string())
+        };
+        let list = |key: &str| -> Option<Vec<String>> { serde_json::from_str(data.get(key)?).ok() };
+        if self.client_ca_file.is_empty() {
+            if let Some(path) = data
+                .get("client-ca-file")
+                .and_then(|pem| write("client-ca.crt", pem))
+            {
+                self.client_ca_file = path;
+            }
+        }
+        if self.requestheader_client_ca_file.is_empty() {
+            if let Some(path) = data
+                .get("requestheader-client-ca-file")
+                .and_then(|pem| write("requestheader-client-ca.crt", pem))
+            {
+                self.requestheader_client_ca_file = path;
+                if let Some(v) = list("requestheader-allowed-names") {
+                    self.requestheader_allowed_names = v;
+                }
+                if let Some(v) = list("requestheader-username-headers") {
+                    self.requestheader_username_headers = v;
+                }
+                if let Some(v) = list("requestheader-group-headers") {
+                    self.requestheader_group_headers = v;
+                }
+                if let Some(v) = list("requestheader-extra-headers-prefix") {
+                    self.requestheader_extra_headers_prefix = v;
+                }
+            }
+        }
+        self
+    }
+}
+
 /// Client-certificate authenticators of the secure port.
 #[derive(Default, Clone)]
 pub struct CertAuth {

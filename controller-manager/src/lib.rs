@@ -114,9 +114,24 @@ async fn kubeconfig_config(
 }
 
 /// Runs the controller manager until `shutdown` triggers or leadership is lost.
-pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
+pub async fn run(mut config: Config, shutdown: Shutdown) -> Result<(), Error> {
     let kube_config = client_config(&config).await?;
     let client = limited(kube_config.clone(), &config)?;
+    // The client CAs the flags leave out come from the apiserver's
+    // extension-apiserver-authentication ConfigMap, as upstream's delegated authentication.
+    let authn = client_or(config.authentication_kubeconfig.as_deref(), &client).await?;
+    config.cert_auth = config
+        .cert_auth
+        .clone()
+        .with_cluster_lookup(
+            &authn,
+            &std::env::temp_dir().join(format!(
+                "kube-controller-manager-{}-authn",
+                std::process::id()
+            )),
+            std::time::Duration::from_secs(60),
+        )
+        .await;
     let builder = if config.use_service_account_credentials {
         let dir = token_dir(config.cert_dir.as_deref());
         Some(ClientBuilder::new(

@@ -215,13 +215,23 @@ pub struct Running {
 /// lease when leader election is on. The handle ends when `shutdown` triggers or, with
 /// [`Error::LeadershipLost`], when the lease is lost.
 pub async fn start(
-    cfg: Config,
+    mut cfg: Config,
     shutdown: Shutdown,
 ) -> Result<(Running, tokio::task::JoinHandle<Result<(), Error>>), Error> {
     if let Some(p) = cfg.scheduler.parallelism {
         framework::parallel::set_parallelism(usize::try_from(p).unwrap_or(1));
     }
     let client = client(&cfg).await?;
+    if cfg.secure_addr.is_some() {
+        // The client CAs the flags leave out come from the apiserver's
+        // extension-apiserver-authentication ConfigMap, as upstream's delegated authentication.
+        let dir = std::env::temp_dir().join(format!("kube-scheduler-{}-authn", std::process::id()));
+        cfg.cert_auth = cfg
+            .cert_auth
+            .clone()
+            .with_cluster_lookup(&client, &dir, std::time::Duration::from_secs(60))
+            .await;
+    }
     let volumes = Arc::new(volumes::VolumeStore::default());
     let frameworks =
         config::build_frameworks(&cfg.scheduler, Some(client.clone()), volumes.clone())?;

@@ -256,6 +256,27 @@ async fn pods_are_bound_honouring_requests_selectors_and_taints_and_pending_pods
     })
     .await;
 
+    // No --client-ca-file was given: the client CA comes from the apiserver's
+    // extension-apiserver-authentication ConfigMap, so the admin's certificate is accepted.
+    let out = Command::new("curl")
+        .args([
+            "-sk",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
+        .arg("--cert")
+        .arg(&server.pki.admin_cert)
+        .arg("--key")
+        .arg(&server.pki.admin_key)
+        .arg(format!("https://127.0.0.1:{port}/metrics"))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+
     // The debug endpoint lists node -> plugin -> reason.
     let out = curl(port, &format!("/debug/pending/{ns}/too-big"));
     let body: serde_json::Value = serde_json::from_str(&out).expect("debug json");
