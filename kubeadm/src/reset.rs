@@ -139,8 +139,8 @@ fn kube_proxy_binary() -> PathBuf {
 }
 
 /// What the node's networking got from the cluster: kube-proxy's rules (its own `--cleanup`,
-/// which touches only KUBE-* chains and its nftables table), the kubelet's CNI bridge and its
-/// routes to the other nodes' podCIDRs.
+/// which touches only KUBE-* chains and its nftables table), the kubelet's CNI bridge, its
+/// routes to the other nodes' podCIDRs and its pod masquerade chain.
 fn cleanup_network(root: &Root) {
     println!("[reset] Removing kube-proxy's iptables and nftables rules");
     match std::process::Command::new(kube_proxy_binary())
@@ -189,6 +189,14 @@ fn cleanup_network(root: &Root) {
                 "[reset] WARNING: could not delete the routes with proto {KUBELET_ROUTE_PROTOCOL}"
             ),
         }
+    }
+    // The kubelet's masquerade chain for pod traffic leaving the pod network, and the jump to
+    // it from nat POSTROUTING (kubelet/src/masquerade.rs); only if present.
+    let chain = kubelet::masquerade::CHAIN;
+    match kubelet::masquerade::remove() {
+        Ok(true) => println!("[reset] Deleted the kubelet's iptables chain {chain} (nat table)"),
+        Ok(false) => {}
+        Err(e) => println!("[reset] WARNING: could not delete the iptables chain {chain}: {e}"),
     }
 }
 
@@ -287,7 +295,7 @@ pub fn run(o: &Options) -> Result<(), Error> {
     println!(
         "\nThe reset process does not clean other CNI configuration. To do so, you must remove {}\n\n\
 The reset process removed kube-proxy's iptables and nftables rules (kube-proxy --cleanup) and\n\
-the kubelet's CNI bridge; rules of other programs were left alone.\n\n\
+the kubelet's CNI bridge, routes and masquerade chain; rules of other programs were left alone.\n\n\
 The reset process does not clean your kubeconfig files and you must remove them manually.\n\
 Please, check the contents of the $HOME/.kube/config file.",
         cni_dir.display()

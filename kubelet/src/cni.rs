@@ -21,7 +21,9 @@ pub fn parse_ipv4_cidr(cidr: &str) -> Option<(Ipv4Addr, u8)> {
 }
 
 /// The bridge + host-local + portmap (+ loopback, which the runtime adds itself) conflist for
-/// `pod_cidr`; the bridge is the pods' gateway (first address of the range).
+/// `pod_cidr`; the bridge is the pods' gateway (first address of the range). No `ipMasq`: the
+/// plugin would masquerade pod-to-pod traffic to other nodes too; the kubelet's own rule
+/// ([`crate::masquerade`]) masquerades only what leaves the pod network.
 pub fn bridge_conflist(
     pod_cidr: &str,
     bridge: &str,
@@ -37,7 +39,7 @@ pub fn bridge_conflist(
                 "type": "bridge",
                 "bridge": bridge,
                 "isGateway": true,
-                "ipMasq": true,
+                "ipMasq": false,
                 "hairpinMode": true,
                 "ipam": {
                     "type": "host-local",
@@ -99,6 +101,8 @@ mod tests {
             "10.88.3.0/24"
         );
         assert_eq!(c["plugins"][1]["type"], "portmap");
+        // Pods talk to pods without NAT: the kubelet's masquerade chain exempts pod ranges.
+        assert_eq!(c["plugins"][0]["ipMasq"], false);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod events;
 pub mod eviction;
 pub mod hollow;
 pub mod log_archive;
+pub mod masquerade;
 pub mod node;
 pub mod options;
 pub mod pod;

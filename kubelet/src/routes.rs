@@ -9,7 +9,8 @@
 //!
 //! Not upstream: upstream's kubelet leaves routes to the network plugin. This kubelet provides the
 //! pod network itself (the bridge CNI config in [`crate::cni`]), so it routes too; turn it off
-//! with `--pod-network-routes=false` when a CNI add-on owns the routes.
+//! with `--pod-network-routes=false` when a CNI add-on owns the routes. Each reconcile also
+//! keeps the masquerade rule of [`crate::masquerade`] (no NAT between pods).
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
@@ -446,6 +447,8 @@ impl Routes {
             Some(text) => desired_routes(&self.node_name, Cidr::parse(text), nodes),
             None => (BTreeMap::new(), Vec::new()),
         };
+        // Pod traffic leaving the pod network is masqueraded; pod to pod is not.
+        crate::masquerade::reconcile(own_cidr_text.as_deref().and_then(Cidr::parse), nodes).await;
         for (node, reason) in skipped {
             self.log_skip(&node, reason, None);
         }

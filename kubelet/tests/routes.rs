@@ -1,7 +1,8 @@
-//! The kubelet's routes to the other nodes' podCIDRs (`--pod-network-routes`, protocol 75),
-//! with the real apiserver, containerd and kubelet binary, all inside a throwaway network
-//! namespace: the test binary re-runs itself there (`ip netns exec`), so the apiserver is on
-//! the namespace's loopback and every route the kubelet writes stays in the namespace.
+//! The kubelet's routes to the other nodes' podCIDRs (`--pod-network-routes`, protocol 75) and
+//! its masquerade chain (no NAT between pods), with the real apiserver, containerd and kubelet
+//! binary, all inside a throwaway network namespace: the test binary re-runs itself there (`ip
+//! netns exec`), so the apiserver is on the namespace's loopback and every route and iptables
+//! rule the kubelet writes stays in the namespace.
 //!
 //! Needs root (ip netns add); the namespace has a link on 198.18.0.1/24 (the benchmarking
 //! range) standing in for the nodes' L2 network.
@@ -132,6 +133,74 @@ fn wait_routes(want: &BTreeSet<(String, String)>) {
             Err(format!("want {want:?}\ngot  {got:?}"))
         }
     });
+}
+
+/// The nat table as `iptables-save -t nat` prints it (inside the namespace).
+fn nat_table() -> String {
+    let out = Command::new("iptables-save")
+        .args(["-t", "nat"])
+        .output()
+        .expect("run iptables-save");
+    assert!(
+        out.status.success(),
+        "iptables-save: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The rules of the kubelet's masquerade chain, and how many times POSTROUTING jumps to it;
+/// `None` when the chain does not exist.
+fn masquerade_chain() -> Option<(Vec<String>, usize)> {
+    let nat = nat_table();
+    let chain = kubelet::masquerade::CHAIN;
+    if !nat.lines().any(|l| l.starts_with(&format!(":{chain} "))) {
+        return None;
+    }
+    let rules = nat
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("-A {chain} ")))
+        .map(str::to_string)
+        .collect();
+    let jumps = nat
+        .lines()
+        .filter(|l| {
+            l.starts_with("-A POSTROUTING ")
+                && l.ends_with(&format!("-j {chain}"))
+                && l.contains(kubelet::masquerade::JUMP_COMMENT)
+        })
+        .count();
+    Some((rules, jumps))
+}
+
+/// The chain wanted for this kubelet's range `own` and the nodes' ranges `others`: RETURN for
+/// every pod range (sorted, own included) and multicast, then MASQUERADE from the own range.
+fn masquerade_rules(own: &str, others: &[&str]) -> Vec<String> {
+    let mut ranges: BTreeSet<&str> = others.iter().copied().collect();
+    ranges.insert(own);
+    let mut sorted: Vec<&str> = ranges.into_iter().collect();
+    // The chain lists the ranges in numeric order.
+    sorted.sort_by_key(|r| {
+        r.split(['.', '/'])
+            .map(|p| p.parse::<u32>().unwrap_or(0))
+            .collect::<Vec<_>>()
+    });
+    let mut rules: Vec<String> = sorted.iter().map(|r| format!("-d {r} -j RETURN")).collect();
+    rules.push("-d 224.0.0.0/4 -j RETURN".to_string());
+    rules.push(format!("-s {own} -j MASQUERADE"));
+    rules
+}
+
+#[track_caller]
+fn wait_masquerade(want: &[String]) {
+    eventually(
+        "the kubelet's masquerade chain",
+        WAIT,
+        || match masquerade_chain() {
+            Some((rules, 1)) if rules == want => Ok(()),
+            got => Err(format!("want {want:?} with one jump\ngot  {got:?}")),
+        },
+    );
 }
 
 /// A Node with `pod_cidr` (may be empty) and InternalIP `address`, as an admin creates it.
@@ -280,6 +349,7 @@ fn routes_follow_other_nodes_pod_cidrs_in_netns() {
         }
     });
     assert_eq!(our_routes(), routes(&[(&net(205), "198.18.0.16")]));
+    assert_eq!(masquerade_chain(), None, "{}", nat_table());
 
     allow_nodes_to_list_nodes(&server);
     // The first full list deletes the stale route and adds the on-link, non-conflicting ones.
@@ -287,6 +357,14 @@ fn routes_follow_other_nodes_pod_cidrs_in_netns() {
         (&net(201), "198.18.0.11"),
         (&net(202), "198.18.0.12"),
     ]));
+    // Pod to pod stays unmasqueraded for every node's range, routed or not (off-link, another
+    // owner's route, the own range listed by another Node); the rest from the own range is
+    // masqueraded. POSTROUTING jumps to the chain once.
+    let own = kubelet.pod_cidr.clone();
+    wait_masquerade(&masquerade_rules(
+        &own,
+        &[&net(201), &net(202), &net(203), &net(204)],
+    ));
 
     // The kubelet API's /metrics counts them.
     let port = kubelet
@@ -323,6 +401,10 @@ fn routes_follow_other_nodes_pod_cidrs_in_netns() {
         (&net(202), "198.18.0.12"),
         (&net(206), "198.18.0.17"),
     ]));
+    wait_masquerade(&masquerade_rules(
+        &own,
+        &[&net(201), &net(202), &net(203), &net(204), &net(206)],
+    ));
 
     // A deleted node loses its route; a node recreated with another range moves it.
     server.ok(&["delete", "node", "node-b"]);
@@ -332,6 +414,34 @@ fn routes_follow_other_nodes_pod_cidrs_in_netns() {
         (&net(201), "198.18.0.21"),
         (&net(207), "198.18.0.17"),
     ]));
+    wait_masquerade(&masquerade_rules(
+        &own,
+        &[&net(201), &net(203), &net(204), &net(207)],
+    ));
+
+    // Someone flushes the chain and deletes the jump: the periodic reconcile (30 s) puts both
+    // back, the jump still once.
+    let chain = kubelet::masquerade::CHAIN;
+    let iptables = |args: &[&str]| {
+        let out = Command::new("iptables")
+            .args(args)
+            .output()
+            .expect("run iptables");
+        assert!(
+            out.status.success(),
+            "iptables {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    iptables(&["-w", "-t", "nat", "-F", chain]);
+    let mut delete = vec!["-w", "-t", "nat", "-D", "POSTROUTING"];
+    delete.extend(kubelet::masquerade::jump_spec());
+    iptables(&delete);
+    assert_eq!(masquerade_chain(), Some((Vec::new(), 0)));
+    wait_masquerade(&masquerade_rules(
+        &own,
+        &[&net(201), &net(203), &net(204), &net(207)],
+    ));
 
     // Others' routes were never touched, and no route of ours shares their destinations.
     let foreign_after = ip(&[
@@ -363,6 +473,12 @@ fn routes_follow_other_nodes_pod_cidrs_in_netns() {
     // same cluster, installs none.
     drop(kubelet);
     ip(&["route", "flush", "proto", PROTO]);
+    // The chain stays too; kubeadm reset's removal deletes the jump and the chain.
+    assert!(masquerade_chain().is_some());
+    assert!(kubelet::masquerade::remove().expect("remove the masquerade chain"));
+    assert_eq!(masquerade_chain(), None, "{}", nat_table());
+    assert!(!nat_table().contains(chain), "{}", nat_table());
+    assert!(!kubelet::masquerade::remove().expect("nothing left to remove"));
     let off = Kubelet::start(
         &containerd,
         "routes-off",
@@ -375,6 +491,7 @@ fn routes_follow_other_nodes_pod_cidrs_in_netns() {
     let until = Instant::now() + Duration::from_secs(5);
     while Instant::now() < until {
         assert_eq!(our_routes(), BTreeSet::new(), "{}", off.logs());
+        assert!(!nat_table().contains(chain), "{}", nat_table());
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(!off.logs().contains("pod network route"), "{}", off.logs());
