@@ -553,8 +553,8 @@ imageGCHighThresholdPercent: 100
             .exists());
         let (_, rules, _) = on_node(n, "iptables-save", &[]);
         assert!(
-            !rules.contains("KUBE-"),
-            "kube-proxy rules left on {}:\n{rules}",
+            !rules.contains("KUBE-") && !rules.contains("KUBELET-POD-MASQUERADE"),
+            "kube-proxy or kubelet rules left on {}:\n{rules}",
             n.ns
         );
         let (_, routes, _) = on_node(n, "ip", &["route", "show", "proto", "75"]);
@@ -699,7 +699,16 @@ spec:
       - name: httpd
         image: {BUSYBOX_IMAGE}
         imagePullPolicy: IfNotPresent
-        command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www']
+        # index.html names the pod; /cgi-bin/ip echoes the caller's address as the pod sees it.
+        command:
+        - sh
+        - -c
+        - |
+          mkdir -p /www/cgi-bin
+          hostname > /www/index.html
+          printf '#!/bin/sh\necho Content-Type: text/plain\necho\necho $REMOTE_ADDR\n' > /www/cgi-bin/ip
+          chmod +x /www/cgi-bin/ip
+          exec httpd -f -p 8080 -h /www
         ports:
         - containerPort: 8080
         readinessProbe:
@@ -809,6 +818,34 @@ spec:
             });
         }
     }
+
+    // No NAT between pods: the pod on the other node sees the client pod's own address (the
+    // kubelets masquerade only what leaves the pod network).
+    for n in [cp, wk] {
+        let (_, nat, _) = on_node(n, "iptables-save", &["-t", "nat"]);
+        assert!(
+            nat.contains("-j KUBELET-POD-MASQUERADE"),
+            "no pod masquerade chain on {}:\n{nat}",
+            n.ns
+        );
+    }
+    let client_ip = jsonpath(kc, &["get", "pod", "client"], "{.status.podIP}");
+    let (_, remote_ip, _) = web
+        .iter()
+        .find(|(_, _, n)| n == node)
+        .expect("a web pod on the control-plane node");
+    // busybox httpd listens on IPv6 and shows IPv4 peers as `[::ffff:a.b.c.d]`.
+    let seen_as =
+        wget_in_pod(kc, "client", &format!("http://{remote_ip}:8080/cgi-bin/ip")).map(|a| {
+            a.trim_start_matches("[::ffff:")
+                .trim_end_matches(']')
+                .to_string()
+        });
+    assert_eq!(
+        seen_as.as_deref(),
+        Some(client_ip.as_str()),
+        "the source address a pod on the other node sees"
+    );
 
     // The ClusterIP from a node and from a pod, balanced across both pods.
     let cluster_ip = jsonpath(kc, &["get", "svc", "web"], "{.spec.clusterIP}");
