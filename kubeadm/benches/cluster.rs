@@ -21,7 +21,7 @@
 //! The kubelet, kube-proxy, kube-dns and containerd (with its shims) are reported beside it.
 //!
 //! Everything runs in a throwaway network namespace (the benchmark re-executes itself under
-//! `ip netns exec`), so the cluster's kube-proxy programs its own iptables, not the host's, and
+//! `nsenter --net`), so the cluster's kube-proxy programs its own iptables, not the host's, and
 //! no host port is taken. `kubeadm reset -f` and the containerd teardown run on exit, also on
 //! Ctrl-C.
 //!
@@ -156,8 +156,11 @@ fn rerun_in_netns() -> i32 {
     ip(&["netns", "add", &name]);
     ip(&["-n", &name, "link", "set", "lo", "up"]);
     let me = std::env::current_exe().expect("own path");
-    let status = Command::new("ip")
-        .args(["netns", "exec", &name])
+    // nsenter, not `ip netns exec`: that also remounts /sys, which hides the cgroup mounts
+    // runc needs.
+    let status = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{name}"))
+        .arg("--")
         .arg(me)
         .args(std::env::args_os().skip(1))
         .env(NETNS_ENV, &name)
@@ -166,7 +169,7 @@ fn rerun_in_netns() -> i32 {
     match status {
         Ok(s) => s.code().unwrap_or(1),
         Err(e) => {
-            eprintln!("bench-cluster: ip netns exec: {e}");
+            eprintln!("bench-cluster: nsenter: {e}");
             1
         }
     }
@@ -486,7 +489,7 @@ impl Component {
         self.live().map(|p| p.hwm_kib).sum()
     }
     fn cpu_ticks(&self) -> u64 {
-        self.procs.iter().map(|p| p.cpu_last - p.cpu_first).sum()
+        self.procs.iter().map(|p| p.cpu_last.saturating_sub(p.cpu_first)).sum()
     }
 }
 
@@ -671,6 +674,14 @@ fn report(comps: &BTreeMap<String, Component>, elapsed: Duration, window: Durati
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     let empty = Component::default();
     let row = |name: &str, c: &Component| {
+        let n = c.live().count();
+        let name = if n > 1 && name != RUNTIME {
+            format!("{name} ({n} processes)")
+        } else if name == RUNTIME {
+            format!("containerd + {} shims", n.saturating_sub(1))
+        } else {
+            name.to_string()
+        };
         println!(
             "| {name} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} |",
             mib(c.rss_kib()),
