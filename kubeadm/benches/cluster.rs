@@ -10,10 +10,10 @@
 //! - **RSS**: `VmRSS` (and `RssAnon`) from /proc/<pid>/status every few seconds; the value at
 //!   the end of the window, the largest sample, and `VmHWM` (the peak since the process started,
 //!   start-up included).
-//! - **CPU**: the process's own user + system time (/proc/<pid>/stat utime + stime, plus cutime
-//!   + cstime of the children it reaped, e.g. kube-proxy's iptables-restore) over the window,
-//!   divided by the window's wall time, in % of one core. These are the measured processes'
-//!   own CPU seconds, so other load on the machine does not inflate them.
+//! - **CPU**: the process's own user and system time over the window (utime, stime, and the
+//!   cutime and cstime of children it reaped, e.g. kube-proxy's iptables-restore, all from
+//!   /proc/<pid>/stat), divided by the window's wall time, in % of one core. These are the
+//!   measured processes' own CPU seconds, so other load on the machine does not inflate them.
 //!
 //! The control-plane total (kube-store + kube-apiserver + kube-controller-manager +
 //! kube-scheduler) is compared with upstream v1.26 + etcd idle on this kind of VM (~463 MiB,
@@ -489,7 +489,10 @@ impl Component {
         self.live().map(|p| p.hwm_kib).sum()
     }
     fn cpu_ticks(&self) -> u64 {
-        self.procs.iter().map(|p| p.cpu_last.saturating_sub(p.cpu_first)).sum()
+        self.procs
+            .iter()
+            .map(|p| p.cpu_last.saturating_sub(p.cpu_first))
+            .sum()
     }
 }
 
@@ -661,7 +664,12 @@ fn run() {
     println!("\nkube-system pods at the end:\n{pods}");
 }
 
-fn report(comps: &BTreeMap<String, Component>, elapsed: Duration, window: Duration, settle: Duration) {
+fn report(
+    comps: &BTreeMap<String, Component>,
+    elapsed: Duration,
+    window: Duration,
+    settle: Duration,
+) {
     let hz = clock_ticks();
     let secs = elapsed.as_secs_f64();
     let cpu_percent = |c: &Component| c.cpu_ticks() as f64 / hz / secs * 100.0;
@@ -670,7 +678,9 @@ fn report(comps: &BTreeMap<String, Component>, elapsed: Duration, window: Durati
         settle_s = settle.as_secs(),
         w = window.as_secs()
     );
-    println!("| component | RSS end | RSS max | VmHWM | anon end | CPU % of a core | CPU s | restarts |");
+    println!(
+        "| component | RSS end | RSS max | VmHWM | anon end | CPU % of a core | CPU s | restarts |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     let empty = Component::default();
     let row = |name: &str, c: &Component| {
