@@ -16,7 +16,7 @@ export RELEASE_DIR ?= $(or $(CARGO_TARGET_DIR),target)/release
 STORE_BIN ?= $(BIN_DIR)/kube-store
 export STORE_BIN
 
-.PHONY: help deps build test verify fix bench bench-store bench-apiserver bench-scheduler bench-kubelet bench-proxy prometheus up up-store down e2e e2e-kubelet
+.PHONY: help deps build test verify fix bench bench-store bench-apiserver bench-scheduler bench-kubelet bench-proxy bench-cluster prometheus up up-store down e2e e2e-kubelet
 
 help: ## List the targets
 	@echo "Targets:"
@@ -43,7 +43,7 @@ fix: ## Rewrite: cargo fmt and clippy --fix
 	$(CARGO) fmt --all
 	$(CARGO) clippy --workspace --all-targets --fix --allow-dirty --allow-staged
 
-bench: bench-store bench-apiserver bench-scheduler bench-kubelet bench-proxy ## Every benchmark (release builds; not part of `make test`)
+bench: bench-store bench-apiserver bench-scheduler bench-kubelet bench-proxy bench-cluster ## Every benchmark (release builds; not part of `make test`)
 
 bench-store: deps ## kube-store vs real etcd 3.4, same client and workload, ratios (docs/benchmarks.md)
 	$(CARGO) bench -p store --bench store
@@ -61,6 +61,10 @@ bench-kubelet: deps ## kubelet pod startup on containerd vs raw CRI, RSS with 20
 
 bench-proxy: deps ## kube-proxy: one Service change with 1,000/10,000 Services present and a full 10,000-Service sync, iptables and nftables (root; throwaway netns)
 	$(CARGO) bench -p kube-proxy --bench proxy
+
+bench-cluster: deps ## Idle control plane after `kubeadm init` (release, private containerd, throwaway netns): RSS and CPU per component over 10 min vs upstream (BENCH_IDLE_SECS)
+	$(CARGO) build --release -p store --bin kube-store -p apiserver --bin kube-apiserver -p scheduler --bin kube-scheduler -p controller-manager --bin kube-controller-manager -p kubelet --bin kubelet -p dns --bin kube-dns -p kube-proxy --bin kube-proxy
+	$(CARGO) bench -p kubeadm --bench cluster
 
 up: deps ## Build (release) and run `kubeadm init` on a private containerd under _out/: the control plane as static pods of a supervised kubelet; kubeconfig _out/root/etc/kubernetes/admin.conf
 	$(CARGO) build --release -p store --bin kube-store -p apiserver --bin kube-apiserver -p scheduler --bin kube-scheduler -p controller-manager --bin kube-controller-manager -p kubelet --bin kubelet -p kubeadm --bin kubeadm -p dns --bin kube-dns -p kube-proxy --bin kube-proxy
