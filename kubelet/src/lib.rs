@@ -11,6 +11,7 @@ pub mod hollow;
 pub mod log_archive;
 pub mod node;
 pub mod options;
+pub mod pleg;
 pub mod pod;
 pub mod probes;
 pub mod server;
@@ -113,6 +114,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     }
 
     let node_ip = node::detect_node_ip(config.node_ip);
+    let pleg = Arc::new(pleg::Pleg::new(runtime.clone()));
     let (_, server_task) = server::start(
         &config.server,
         &config.cert_dir,
@@ -120,6 +122,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         node_ip,
         client.clone(),
         runtime.clone(),
+        pleg.clone(),
         shutdown.clone(),
     )
     .await
@@ -164,6 +167,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         runtime_name: version.runtime_name.clone(),
         events: events::Recorder::start(client.clone(), config.node_name.clone()),
         evictions: eviction_state.clone(),
+        pleg,
     });
 
     let client_for_mirrors = client.clone();
