@@ -250,6 +250,11 @@ impl Pleg {
         )
     }
 
+    /// How many relists ran (successful or not).
+    pub fn relists(&self) -> u64 {
+        self.relist_duration.get_sample_count()
+    }
+
     /// The relist metrics, for the kubelet's /metrics.
     pub fn metrics(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
         vec![
