@@ -683,9 +683,9 @@ async fn hollow(lines: &mut Vec<String>) -> anyhow::Result<()> {
     ));
     lines.push(format!(
         "\nSteady state over {steady_secs:.0} s with the pods Running: hollow-node {:.0} ms CPU per \
-         second, {:.1} ms CPU per pod per second.",
+         second, {:.0} µs CPU per pod per second.",
         steady_cpu * 1000.0,
-        steady_cpu * 1000.0 / n_pods as f64
+        steady_cpu * 1e6 / n_pods.max(1) as f64
     ));
     Ok(())
 }
