@@ -639,9 +639,15 @@ async fn hollow(lines: &mut Vec<String>) -> anyhow::Result<()> {
     let hollow_rss = rss_mib(hollow.0.id());
     let hollow_cpu = cpu_secs(hollow.0.id());
     let api_cpu = api_pid.map_or(0.0, cpu_secs) - api_cpu0;
+    running?;
+    // Steady state: what keeping the pods running costs the kubelets (relists, resyncs, node
+    // status and leases), with nothing else happening.
+    let steady_secs = env_num("BENCH_HOLLOW_STEADY_SECS", 10u64) as f64;
+    let steady_cpu0 = cpu_secs(hollow.0.id());
+    tokio::time::sleep(Duration::from_secs_f64(steady_secs)).await;
+    let steady_cpu = (cpu_secs(hollow.0.id()) - steady_cpu0) / steady_secs;
     node_watch.abort();
     pod_watch.abort();
-    running?;
 
     lines.push(format!(
         "\n### hollow nodes: {n_nodes} kubelets on in-memory runtimes, {n_pods} pods\n"
@@ -674,6 +680,12 @@ async fn hollow(lines: &mut Vec<String>) -> anyhow::Result<()> {
          with the pods Running ({:.1} MiB per node), {hollow_cpu:.1} CPU s; apiserver {api_cpu:.1} \
          CPU s over the run.",
         hollow_rss / n_nodes as f64
+    ));
+    lines.push(format!(
+        "\nSteady state over {steady_secs:.0} s with the pods Running: hollow-node {:.0} ms CPU per \
+         second, {:.0} µs CPU per pod per second.",
+        steady_cpu * 1000.0,
+        steady_cpu * 1e6 / n_pods.max(1) as f64
     ));
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod log_archive;
 pub mod masquerade;
 pub mod node;
 pub mod options;
+pub mod pleg;
 pub mod pod;
 pub mod probes;
 pub mod routes;
@@ -115,6 +116,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     }
 
     let node_ip = node::detect_node_ip(config.node_ip);
+    let pleg = Arc::new(pleg::Pleg::new(runtime.clone()));
     let (_, server_task) = server::start(
         &config.server,
         &config.cert_dir,
@@ -122,6 +124,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         node_ip,
         client.clone(),
         runtime.clone(),
+        pleg.clone(),
         shutdown.clone(),
     )
     .await
@@ -166,6 +169,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         runtime_name: version.runtime_name.clone(),
         events: events::Recorder::start(client.clone(), config.node_name.clone()),
         evictions: eviction_state.clone(),
+        pleg,
     });
 
     if config.pod_network_routes {

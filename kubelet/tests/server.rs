@@ -385,6 +385,14 @@ fn kubelet_api_authenticates_authorizes_and_serves_pods_and_metrics() {
         body.contains("kubelet_running_containers{container_state=\"running\"} 1"),
         "{body}"
     );
+    // The PLEG's relist metrics, as upstream names them.
+    for metric in [
+        "kubelet_pleg_relist_duration_seconds_count",
+        "kubelet_pleg_relist_interval_seconds_count",
+        "kubelet_pleg_last_seen_seconds",
+    ] {
+        assert!(body.contains(metric), "{metric} missing: {body}");
+    }
 
     // /stats/summary and /metrics/resource (stats and metrics subresources).
     let (code, body) = s.curl_kubelet("/stats/summary", &["-H", bob]);

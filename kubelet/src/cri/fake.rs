@@ -72,6 +72,8 @@ impl State {
 pub struct FakeRuntime {
     base: u32,
     state: Mutex<State>,
+    /// ContainerStatus and PodSandboxStatus calls answered (what a relist should spare).
+    status_calls: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl FakeRuntime {
@@ -79,7 +81,18 @@ impl FakeRuntime {
         Self {
             base: u32::from(first_ip),
             state: Mutex::new(State::default()),
+            status_calls: Default::default(),
         }
+    }
+
+    /// A counter of the ContainerStatus and PodSandboxStatus calls this runtime answers.
+    pub fn status_calls(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.status_calls.clone()
+    }
+
+    fn count_status_call(&self) {
+        self.status_calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -268,6 +281,7 @@ impl RuntimeService for FakeRuntime {
         &self,
         request: Request<api::PodSandboxStatusRequest>,
     ) -> Result<Response<api::PodSandboxStatusResponse>, Status> {
+        self.count_status_call();
         let id = request.into_inner().pod_sandbox_id;
         let state = self.lock();
         let s = state
@@ -447,6 +461,7 @@ impl RuntimeService for FakeRuntime {
         &self,
         request: Request<api::ContainerStatusRequest>,
     ) -> Result<Response<api::ContainerStatusResponse>, Status> {
+        self.count_status_call();
         let id = request.into_inner().container_id;
         let state = self.lock();
         let c = state

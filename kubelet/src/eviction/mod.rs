@@ -233,6 +233,8 @@ pub struct State {
     memory_pressure: AtomicBool,
     disk_pressure: AtomicBool,
     requests: Mutex<HashMap<String, String>>,
+    /// Bumped on every request, so that pod workers wake to carry it out.
+    requested: tokio::sync::watch::Sender<u64>,
 }
 
 impl State {
@@ -249,10 +251,16 @@ impl State {
         self.requests.lock().ok()?.remove(uid)
     }
 
+    /// Changes whenever an eviction is requested.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.requested.subscribe()
+    }
+
     fn request(&self, uid: &str, message: String) {
         if let Ok(mut r) = self.requests.lock() {
             r.insert(uid.to_string(), message);
         }
+        self.requested.send_modify(|n| *n += 1);
     }
 
     fn pending(&self) -> bool {

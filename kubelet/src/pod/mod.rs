@@ -22,7 +22,6 @@ use kube::Api;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::pod::spec::POD_UID_LABEL;
 use crate::pod::worker::{kill_pod, Shared, Worker};
 use crate::static_pods::{self, Mirrors, StaticPods};
 
@@ -66,6 +65,7 @@ pub async fn run(
         &statics.borrow_and_update().clone(),
         &mirrors_rx,
     );
+    tokio::spawn(shared.pleg.clone().run(shutdown.clone()));
     let orphans_in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
     let mut scan = tokio::time::interval(ORPHAN_SCAN);
     scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -225,24 +225,17 @@ async fn remove_orphans(
     known: &HashSet<String>,
     in_flight: &Arc<Mutex<HashSet<String>>>,
 ) {
-    let sandboxes = match shared.runtime.list_pod_sandbox(None).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "list pod sandboxes");
-            return;
-        }
+    // The last relist's view: sandboxes are only made by workers, which `workers` lists.
+    let Some(with_sandbox) = shared.pleg.pods_with_sandboxes() else {
+        return;
     };
-    let orphans: HashSet<String> = sandboxes
+    let orphans: HashSet<String> = with_sandbox
         .iter()
-        .filter_map(|s| s.labels.get(POD_UID_LABEL).cloned())
-        .filter(|uid| !known.contains(uid) && !workers.contains_key(uid))
+        .filter(|uid| !known.contains(*uid) && !workers.contains_key(*uid))
+        .cloned()
         .collect();
     // Directories (volumes) of pods that are gone and have nothing left in the runtime, e.g.
     // deleted while the kubelet was down.
-    let with_sandbox: HashSet<&String> = sandboxes
-        .iter()
-        .filter_map(|s| s.labels.get(POD_UID_LABEL))
-        .collect();
     let pods_dir = shared.node.root_dir.join("pods");
     for entry in std::fs::read_dir(&pods_dir).into_iter().flatten().flatten() {
         let uid = entry.file_name().to_string_lossy().into_owned();

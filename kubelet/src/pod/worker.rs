@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -20,7 +20,9 @@ use crate::probes::{self, Prober};
 use crate::static_pods::{self, Mirrors};
 use crate::volumes::{self, PodVolumes};
 
-/// How often a worker re-examines its pod without being told of a change (the relist period).
+/// How often a worker whose pod is in flux (starting, backing off, probed, failing) re-examines
+/// it without being told of a change. Settled pods wait for a relist event, a pod update or
+/// --sync-frequency.
 pub const RESYNC: Duration = Duration::from_secs(1);
 
 /// What every worker shares.
@@ -33,6 +35,8 @@ pub struct Shared {
     pub events: Recorder,
     /// Evictions the eviction manager asked for, carried out by the pods' workers.
     pub evictions: Arc<crate::eviction::State>,
+    /// The node's relist: the runtime's state per pod, and wake-ups when it changes.
+    pub pleg: Arc<crate::pleg::Pleg>,
 }
 
 /// Why a sync step failed; logged, and the next resync tries again.
@@ -50,9 +54,19 @@ struct RuntimeState {
     sandboxes: Vec<api::PodSandbox>,
     /// Instances per container name, newest first.
     containers: HashMap<String, Vec<api::ContainerStatus>>,
+    /// Known IPs of ready sandboxes by sandbox ID (from the relist; others are asked for).
+    ips: HashMap<String, String>,
 }
 
 impl RuntimeState {
+    fn from_record(record: &crate::pleg::PodRecord) -> Self {
+        Self {
+            sandboxes: record.sandboxes.clone(),
+            containers: by_name(record.containers.iter().cloned()),
+            ips: record.ips.clone(),
+        }
+    }
+
     fn ready_sandbox(&self) -> Option<&api::PodSandbox> {
         self.sandboxes
             .iter()
@@ -88,13 +102,27 @@ async fn runtime_state(runtime: &Runtime, uid: &str) -> Result<RuntimeState, Cri
             ..Default::default()
         }))
         .await?;
-    let mut containers: HashMap<String, Vec<api::ContainerStatus>> = HashMap::new();
+    let mut statuses = Vec::with_capacity(listed.len());
     for c in listed {
-        let status = match runtime.container_status(&c.id).await {
-            Ok(s) => s,
+        match runtime.container_status(&c.id).await {
+            Ok(s) => statuses.push(s),
             Err(e) if e.is_not_found() => continue,
             Err(e) => return Err(e),
-        };
+        }
+    }
+    Ok(RuntimeState {
+        sandboxes,
+        containers: by_name(statuses),
+        ips: HashMap::new(),
+    })
+}
+
+/// Container instances by container name, newest first.
+fn by_name(
+    statuses: impl IntoIterator<Item = api::ContainerStatus>,
+) -> HashMap<String, Vec<api::ContainerStatus>> {
+    let mut containers: HashMap<String, Vec<api::ContainerStatus>> = HashMap::new();
+    for status in statuses {
         let name = status
             .metadata
             .as_ref()
@@ -107,10 +135,7 @@ async fn runtime_state(runtime: &Runtime, uid: &str) -> Result<RuntimeState, Cri
             std::cmp::Reverse((c.metadata.as_ref().map_or(0, |m| m.attempt), c.created_at))
         });
     }
-    Ok(RuntimeState {
-        sandboxes,
-        containers,
-    })
+    containers
 }
 
 /// Stops and removes everything the runtime holds for pod `uid`, giving containers `grace`.
@@ -182,6 +207,11 @@ pub struct Worker {
     volumes_ready: bool,
     /// The eviction manager evicted this pod: it is terminal, whatever the watch says yet.
     evicted: bool,
+    /// When this worker last changed (or may have changed) the runtime: relists that started
+    /// earlier do not show it, so the runtime is asked directly until a newer one.
+    dirty_at: Instant,
+    /// The current sync changed the runtime.
+    busy: bool,
 }
 
 impl Worker {
@@ -206,6 +236,9 @@ impl Worker {
             pre_stop_done: false,
             volumes_ready: false,
             evicted: false,
+            // A new worker may follow one that just tore the pod down.
+            dirty_at: Instant::now(),
+            busy: false,
         }
     }
 
@@ -217,13 +250,18 @@ impl Worker {
         worker
     }
 
-    /// Syncs on every change of `rx` and every [`RESYNC`] until the pod is gone and torn down.
+    /// Syncs on every change of `rx`, every relist that saw the pod change in the runtime, every
+    /// eviction request and mirror pod change, and after [`Worker::resync_after`], until the
+    /// pod is gone and torn down.
     pub async fn run(mut self, mut rx: watch::Receiver<Option<Pod>>) {
         let pod_ref = format!(
             "{}/{}",
             self.pod.metadata.namespace.as_deref().unwrap_or_default(),
             self.pod.metadata.name.as_deref().unwrap_or_default()
         );
+        let relisted = self.shared.pleg.subscribe(&self.uid);
+        let mut evictions = self.shared.evictions.subscribe();
+        let mut mirrors = self.mirrors.clone();
         loop {
             match rx.borrow_and_update().clone() {
                 // A static pod's status exists only here (its mirror pod holds a copy).
@@ -235,19 +273,65 @@ impl Worker {
                 Some(pod) => self.pod = pod,
                 None => self.gone = true,
             }
-            match self.sync().await {
+            self.busy = false;
+            let failed = match self.sync().await {
                 Ok(Next::Done) => {
                     tracing::info!(pod = %pod_ref, "pod torn down");
                     return;
                 }
-                Ok(Next::Continue) => {}
-                Err(e) => tracing::warn!(pod = %pod_ref, error = %e, "sync failed"),
-            }
+                Ok(Next::Continue) => false,
+                Err(e) => {
+                    tracing::warn!(pod = %pod_ref, error = %e, "sync failed");
+                    true
+                }
+            };
+            let delay = self.resync_after(failed);
             tokio::select! {
                 changed = rx.changed() => if changed.is_err() { return },
-                _ = tokio::time::sleep(RESYNC) => {}
+                _ = relisted.changed() => {}
+                Ok(()) = evictions.changed() => {}
+                Ok(()) = mirror_changed(&mut mirrors) => {}
+                _ = tokio::time::sleep(delay) => {}
             }
         }
+    }
+
+    /// How long the worker may wait for a wake-up before it looks again: [`RESYNC`] while the
+    /// pod is in flux, so that back-offs, probes and retries keep their timing; else the
+    /// periodic sync (--sync-frequency, as upstream's resync interval).
+    fn resync_after(&self, failed: bool) -> Duration {
+        let phase = self.pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        let probed = spec_containers(&self.pod).iter().any(|c| {
+            c.liveness_probe.is_some() || c.readiness_probe.is_some() || c.startup_probe.is_some()
+        });
+        let in_flux = failed
+            || self.busy
+            || !self.waiting.is_empty()
+            || !self.volumes_ready
+            || matches!(phase, None | Some("Pending"))
+            || (probed && !matches!(phase, Some("Succeeded" | "Failed")));
+        if in_flux {
+            RESYNC
+        } else {
+            self.shared.node.sync_frequency.max(RESYNC)
+        }
+    }
+
+    /// Notes that the runtime was (or may have been) changed just now.
+    fn touched(&mut self) {
+        self.busy = true;
+        self.dirty_at = Instant::now();
+    }
+
+    /// The pod's runtime state: the relist's copy when it is newer than this worker's last
+    /// change, else straight from the runtime.
+    async fn observe(&self) -> Result<RuntimeState, CriError> {
+        if let Some(seen) = self.shared.pleg.observe(&self.uid) {
+            if seen.at > self.dirty_at {
+                return Ok(RuntimeState::from_record(&seen.record));
+            }
+        }
+        runtime_state(&self.shared.runtime, &self.uid).await
     }
 
     fn grace_period(&self) -> Duration {
@@ -304,10 +388,11 @@ impl Worker {
         }
         if self.mirrors.is_none() {
             if let Some(message) = self.shared.evictions.take(&self.uid) {
+                self.touched();
                 return self.evict(message).await;
             }
         }
-        let mut state = runtime_state(&runtime, &self.uid).await?;
+        let mut state = self.observe().await?;
         let phase = self
             .pod
             .status
@@ -316,16 +401,31 @@ impl Worker {
             .unwrap_or("Pending");
         if matches!(phase, "Succeeded" | "Failed") || self.evicted {
             // Terminal pods keep their status; only the runtime's resources go.
+            let stopping = state.containers.values().flatten().any(is_running)
+                || state.ready_sandbox().is_some();
+            if stopping {
+                self.touched();
+            }
             self.stop_terminal(&state).await?;
             return Ok(Next::Continue);
         }
-        if self.act(&state).await? {
+        let acted = self.act(&state).await;
+        if !matches!(acted, Ok(false)) {
+            self.touched();
+        }
+        if acted? {
             state = runtime_state(&runtime, &self.uid).await?;
         }
-        if self.probe(&state).await? {
+        let probed = self.probe(&state).await;
+        if !matches!(probed, Ok(false)) {
+            self.touched();
+        }
+        if probed? {
             state = runtime_state(&runtime, &self.uid).await?;
         }
-        self.gc_old_instances(&state).await;
+        if self.gc_old_instances(&state).await {
+            self.touched();
+        }
         self.report(&state).await?;
         Ok(Next::Continue)
     }
@@ -363,7 +463,7 @@ impl Worker {
             .unwrap_or(false);
         let pod_ip: String = match state.ready_sandbox() {
             _ if host_network => self.shared.node.node_ip.to_string(),
-            Some(s) => self.sandbox_ip(&s.id).await,
+            Some(s) => self.sandbox_ip(state, &s.id).await,
             None => return Ok(false),
         };
         let tick = self
@@ -518,7 +618,7 @@ impl Worker {
                 .map(|n| n.ip)
                 .unwrap_or_default()
         } else {
-            self.sandbox_ip(&sandbox_id).await
+            self.sandbox_ip(state, &sandbox_id).await
         };
         let spec = self.pod.spec.clone().unwrap_or_default();
         let policy = spec
@@ -652,7 +752,10 @@ impl Worker {
         Ok(changed || sandbox_is_new)
     }
 
-    async fn sandbox_ip(&self, id: &str) -> String {
+    async fn sandbox_ip(&self, state: &RuntimeState, id: &str) -> String {
+        if let Some(ip) = state.ips.get(id) {
+            return ip.clone();
+        }
         match self.shared.runtime.pod_sandbox_status(id).await {
             Ok(s) => s.network.map(|n| n.ip).unwrap_or_default(),
             Err(_) => String::new(),
@@ -924,7 +1027,7 @@ impl Worker {
             return grace;
         };
         let sandbox_ip = match state.ready_sandbox() {
-            Some(s) => self.sandbox_ip(&s.id).await,
+            Some(s) => self.sandbox_ip(&state, &s.id).await,
             None => String::new(),
         };
         let pod_ip = self.probe_ip(&sandbox_ip);
@@ -1181,15 +1284,18 @@ impl Worker {
     }
 
     /// Keeps the newest two instances of each container (current and previous) and removes
-    /// older exited ones.
-    async fn gc_old_instances(&self, state: &RuntimeState) {
+    /// older exited ones; returns whether there were any.
+    async fn gc_old_instances(&self, state: &RuntimeState) -> bool {
+        let mut removed = false;
         for list in state.containers.values() {
             for old in list.iter().skip(2).filter(|c| !is_running(c)) {
+                removed = true;
                 if let Err(e) = self.shared.runtime.remove_container(&old.id).await {
                     tracing::debug!(id = %old.id, error = %e, "remove old container");
                 }
             }
         }
+        removed
     }
 
     /// Stops the pod's containers (hard eviction: 1s grace, as upstream) and reports it
@@ -1255,7 +1361,7 @@ impl Worker {
     async fn compute_status(&self, state: &RuntimeState) -> k8s_openapi::api::core::v1::PodStatus {
         let sandbox = state.ready_sandbox();
         let pod_ip = match sandbox {
-            Some(s) => Some(self.sandbox_ip(&s.id).await),
+            Some(s) => Some(self.sandbox_ip(state, &s.id).await),
             None => None,
         };
         let observed = Observed {
@@ -1290,7 +1396,7 @@ impl Worker {
     async fn report(&mut self, state: &RuntimeState) -> Result<(), SyncError> {
         let sandbox = state.ready_sandbox();
         let pod_ip = match sandbox {
-            Some(s) => Some(self.sandbox_ip(&s.id).await),
+            Some(s) => Some(self.sandbox_ip(state, &s.id).await),
             None => None,
         };
         let observed = Observed {
@@ -1412,6 +1518,16 @@ impl Worker {
             Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// A change of the mirror pods, for static pods' workers; never for the others.
+async fn mirror_changed(
+    mirrors: &mut Option<watch::Receiver<Mirrors>>,
+) -> Result<(), watch::error::RecvError> {
+    match mirrors {
+        Some(rx) => rx.changed().await,
+        None => std::future::pending().await,
     }
 }
 

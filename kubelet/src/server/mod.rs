@@ -80,12 +80,15 @@ pub struct ServerConfig {
 /// the reviewer.
 struct State {
     runtime: Runtime,
+    pleg: Arc<crate::pleg::Pleg>,
     pods: Store<Pod>,
     auth: Auth,
     node_name: String,
 }
 
 /// Binds the server and serves it until `shutdown`; returns the bound address and the task.
+// Each argument is one of the kubelet's parts the server reads; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub async fn start(
     config: &ServerConfig,
     cert_dir: &std::path::Path,
@@ -93,6 +96,7 @@ pub async fn start(
     node_ip: IpAddr,
     client: kube::Client,
     runtime: Runtime,
+    pleg: Arc<crate::pleg::Pleg>,
     shutdown: Shutdown,
 ) -> Result<(SocketAddr, JoinHandle<()>), ServerError> {
     let (cert, key) = match (&config.tls_cert_file, &config.tls_private_key_file) {
@@ -121,6 +125,7 @@ pub async fn start(
     );
     let state = Arc::new(State {
         runtime,
+        pleg,
         pods,
         auth: Auth::new(
             client,
@@ -302,6 +307,9 @@ async fn metrics(state: &State) -> Resp {
     .expect("static metric names are valid");
     let _ = registry.register(Box::new(node_name.clone()));
     node_name.with_label_values(&[&state.node_name]).set(1);
+    for collector in state.pleg.metrics() {
+        let _ = registry.register(collector);
+    }
     let running_pods = gauge(
         "kubelet_running_pods",
         "Number of pods that have a running pod sandbox",
