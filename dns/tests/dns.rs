@@ -357,9 +357,15 @@ fn upstream_answer(query: &[u8]) -> Option<Vec<u8>> {
 
 impl Upstream {
     fn start() -> Self {
-        let port = free_udp_and_tcp_port();
-        let udp = UdpSocket::bind(("127.0.0.1", port)).expect("bind upstream udp");
-        let tcp = TcpListener::bind(("127.0.0.1", port)).expect("bind upstream tcp");
+        // Bound here and kept (a port found free and bound later can be taken meanwhile by
+        // another test running in parallel).
+        let (udp, tcp, port) = loop {
+            let udp = UdpSocket::bind(("127.0.0.1", 0)).expect("bind upstream udp");
+            let port = udp.local_addr().expect("udp addr").port();
+            if let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)) {
+                break (udp, tcp, port);
+            }
+        };
         let queries = Arc::new(AtomicUsize::new(0));
         let counted = queries.clone();
         thread::spawn(move || {
