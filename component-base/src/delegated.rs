@@ -116,11 +116,28 @@ impl CertFlags {
         let (ns, name) = AUTHENTICATION_INFO;
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
         let deadline = Instant::now() + wait;
+        // An apiserver serves before it has published the ConfigMap and reconciled the roles
+        // that let us read it; /readyz turns ok once both are done.
+        loop {
+            let ready = http::Request::get("/readyz")
+                .body(Vec::new())
+                .map_err(kube::Error::HttpError);
+            match ready {
+                Ok(req) => match client.request_text(req).await {
+                    Ok(_) => break,
+                    Err(e) if Instant::now() >= deadline => {
+                        tracing::warn!(error = %e, "the apiserver is not ready; client certificates are not trusted unless --client-ca-file is set");
+                        return self;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+                },
+                Err(_) => break,
+            }
+        }
         let data = loop {
             match api.get_opt(name).await {
                 Ok(Some(cm)) => break cm.data.unwrap_or_default(),
-                // The apiserver publishes it before it serves, so a reachable one without it
-                // has nothing to publish.
+                // A ready apiserver without it has nothing to publish.
                 Ok(None) => {
                     tracing::warn!("configmap {ns}/{name} not found; client certificates are not trusted unless --client-ca-file is set");
                     return self;

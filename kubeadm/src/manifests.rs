@@ -187,15 +187,9 @@ pub fn scheduler_command(cfg: &Config) -> Vec<String> {
     d.insert("authentication-kubeconfig", kc.clone());
     d.insert("authorization-kubeconfig", kc.clone());
     d.insert("bind-address", "127.0.0.1".into());
-    // Upstream's scheduler finds the client CAs in the extension-apiserver-authentication
-    // ConfigMap; ours reads them from these flags (as the controller-manager's manifest has).
-    d.insert("client-ca-file", p(&cfg.cert_dir.join("ca.crt")));
+    // The client CAs come from the apiserver's extension-apiserver-authentication ConfigMap.
     d.insert("kubeconfig", kc);
     d.insert("leader-elect", "true".into());
-    d.insert(
-        "requestheader-client-ca-file",
-        p(&cfg.cert_dir.join("front-proxy-ca.crt")),
-    );
     let mut cmd = vec![KUBE_SCHEDULER.to_string()];
     cmd.extend(build_args(d, &cfg.scheduler_extra_args));
     cmd
@@ -519,16 +513,12 @@ pub fn scheduler_pod(cfg: &Config) -> Pod {
         liveness: liveness(&ep, "/livez"),
         readiness: Some(readiness(&ep, "/readyz")),
         startup: startup(&ep, "/livez"),
-        mounts: vec![
-            // The client CAs of --client-ca-file / --requestheader-client-ca-file.
-            mount("k8s-certs", cfg.cert_dir.clone(), "DirectoryOrCreate", true),
-            mount(
-                "kubeconfig",
-                kubeconfig::path(cfg, kubeconfig::SCHEDULER),
-                "FileOrCreate",
-                true,
-            ),
-        ],
+        mounts: vec![mount(
+            "kubeconfig",
+            kubeconfig::path(cfg, kubeconfig::SCHEDULER),
+            "FileOrCreate",
+            true,
+        )],
         annotations: BTreeMap::new(),
     })
 }

@@ -984,6 +984,14 @@ fn prometheus(kc: &Path, dir: &Path, root: &Path, cp: &NodeNet) {
             .iter()
             .filter_map(|t| t["labels"]["job"].as_str())
             .collect();
+        let down: Vec<String> = targets
+            .iter()
+            .filter(|t| t["health"] != "up")
+            .map(|t| format!("{} {} {}", t["scrapeUrl"], t["health"], t["lastError"]))
+            .collect();
+        if !down.is_empty() {
+            eprintln!("prometheus targets not up yet: {down:?}");
+        }
         let kubelets = targets
             .iter()
             .filter(|t| t["labels"]["job"] == "kubelet")
