@@ -43,7 +43,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{component_binary, free_port, kubeadm, kubeadm_ok, kubectl_run};
+use common::{binaries_dir, free_port, kubeadm, kubeadm_ok, kubectl_run, pids_with};
 use containerd::Containerd;
 
 /// Upstream v1.26 control plane with etcd, idle, on this kind of VM.
@@ -214,26 +214,6 @@ impl Drop for Reset {
     }
 }
 
-/// The binaries kubeadm builds the images from and runs the kubelet from.
-fn binaries_dir(into: &Path) -> PathBuf {
-    let dir = into.join("bin");
-    std::fs::create_dir_all(&dir).expect("bin dir");
-    for (name, var) in [
-        ("kube-store", "KUBE_STORE_BIN"),
-        ("kube-apiserver", "KUBE_APISERVER_BIN"),
-        ("kube-controller-manager", "KUBE_CONTROLLER_MANAGER_BIN"),
-        ("kube-scheduler", "KUBE_SCHEDULER_BIN"),
-        ("kubelet", "KUBELET_BIN"),
-        ("kube-proxy", "KUBE_PROXY_BIN"),
-        ("kube-dns", "KUBE_DNS_BIN"),
-    ] {
-        let bin = component_binary(name, var);
-        println!("  {name}: {}", bin.display());
-        std::os::unix::fs::symlink(bin, dir.join(name)).expect("symlink");
-    }
-    dir
-}
-
 fn config(containerd: &Containerd, node: &str, bridge: &str) -> String {
     let [api, client, peer, metrics, kcm, sched, healthz, kport] =
         std::array::from_fn(|_| free_port());
@@ -361,21 +341,6 @@ fn cmdline(pid: u32) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// PIDs of processes whose command line contains every needle.
-fn pids_with(needles: &[&str]) -> Vec<u32> {
-    let mut pids = vec![];
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let cmd = cmdline(pid).join(" ");
-        if needles.iter().all(|n| cmd.contains(n)) {
-            pids.push(pid);
-        }
-    }
-    pids
 }
 
 /// The processes to measure, by component: the containers' main processes (the task PIDs of
@@ -582,6 +547,14 @@ fn run() {
     std::fs::create_dir_all(&root).expect("root");
     println!("binaries:");
     let bin = binaries_dir(dir.path());
+    for entry in std::fs::read_dir(&bin).into_iter().flatten().flatten() {
+        let target = std::fs::read_link(entry.path()).unwrap_or_default();
+        println!(
+            "  {}: {}",
+            entry.file_name().to_string_lossy(),
+            target.display()
+        );
+    }
     let _reset = Reset {
         root: root.clone(),
         cri: containerd.endpoint(),

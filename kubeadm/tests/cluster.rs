@@ -22,25 +22,6 @@ use containerd::{Containerd, BUSYBOX_IMAGE};
 const SLOW: Duration = Duration::from_secs(300);
 const TOKEN: &str = "abcdef.0123456789abcdef";
 
-/// A directory with the binaries kubeadm builds images from and runs the kubelet from:
-/// `$KUBE_*_BIN` / `$KUBELET_BIN` where set, else the ones next to kubeadm.
-fn binaries_dir(into: &Path) -> PathBuf {
-    let dir = into.join("bin");
-    std::fs::create_dir_all(&dir).expect("bin dir");
-    for (name, var) in [
-        ("kube-store", "KUBE_STORE_BIN"),
-        ("kube-apiserver", "KUBE_APISERVER_BIN"),
-        ("kube-controller-manager", "KUBE_CONTROLLER_MANAGER_BIN"),
-        ("kube-scheduler", "KUBE_SCHEDULER_BIN"),
-        ("kubelet", "KUBELET_BIN"),
-        ("kube-proxy", "KUBE_PROXY_BIN"),
-        ("kube-dns", "KUBE_DNS_BIN"),
-    ] {
-        std::os::unix::fs::symlink(component_binary(name, var), dir.join(name)).expect("symlink");
-    }
-    dir
-}
-
 /// `kubeadm reset -f` in the node's namespace on drop, so a failing test leaves no kubelet or
 /// pods behind.
 struct Reset {
@@ -81,24 +62,6 @@ fn running(pid: &str) -> bool {
 
 fn pid_alive(file: &Path) -> bool {
     std::fs::read_to_string(file).is_ok_and(|p| running(&p))
-}
-
-/// PIDs of processes whose command line contains every needle.
-fn pids_with(needles: &[&str]) -> Vec<u32> {
-    let mut pids = vec![];
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if needles.iter().all(|n| cmd.contains(n)) {
-            pids.push(pid);
-        }
-    }
-    pids
 }
 
 fn ok(kc: &Path, args: &[&str]) -> String {

@@ -141,6 +141,44 @@ pub fn component_binary(name: &str, var: &str) -> PathBuf {
     sibling
 }
 
+/// A directory with the binaries kubeadm builds images from and runs the kubelet from (each
+/// a symlink to `$KUBE_*_BIN` / `$KUBELET_BIN` where set, else to the one next to kubeadm), for
+/// `--binaries-dir`.
+pub fn binaries_dir(into: &Path) -> PathBuf {
+    let dir = into.join("bin");
+    std::fs::create_dir_all(&dir).expect("bin dir");
+    for (name, var) in [
+        ("kube-store", "KUBE_STORE_BIN"),
+        ("kube-apiserver", "KUBE_APISERVER_BIN"),
+        ("kube-controller-manager", "KUBE_CONTROLLER_MANAGER_BIN"),
+        ("kube-scheduler", "KUBE_SCHEDULER_BIN"),
+        ("kubelet", "KUBELET_BIN"),
+        ("kube-proxy", "KUBE_PROXY_BIN"),
+        ("kube-dns", "KUBE_DNS_BIN"),
+    ] {
+        std::os::unix::fs::symlink(component_binary(name, var), dir.join(name)).expect("symlink");
+    }
+    dir
+}
+
+/// PIDs of processes whose command line contains every needle.
+pub fn pids_with(needles: &[&str]) -> Vec<u32> {
+    let mut pids = vec![];
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if needles.iter().all(|n| cmd.contains(n)) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
 pub fn kubectl() -> String {
     std::env::var("KUBECTL")
         .ok()
