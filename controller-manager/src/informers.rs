@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource};
@@ -143,16 +143,29 @@ impl SharedInformers {
 
 async fn drive<K>(
     api: Api<K>,
-    mut writer: reflector::store::Writer<K>,
+    writer: reflector::store::Writer<K>,
     reader: Store<K>,
     tx: broadcast::Sender<Arc<K>>,
     synced: Arc<AtomicBool>,
 ) where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    let mut events = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
+    let events = watcher(api, watcher::Config::default()).default_backoff();
+    fan_out(events, writer, reader, tx, synced).await
+}
+
+/// Applies watch events to the cache and announces every changed object to the subscribers.
+async fn fan_out<K>(
+    events: impl Stream<Item = Result<Event<K>, watcher::Error>>,
+    mut writer: reflector::store::Writer<K>,
+    reader: Store<K>,
+    tx: broadcast::Sender<Arc<K>>,
+    synced: Arc<AtomicBool>,
+) where
+    K: Resource<DynamicType = ()> + Clone + Debug + Send + Sync + 'static,
+{
+    let mut before: Vec<Arc<K>> = Vec::new();
+    let mut events = std::pin::pin!(events);
     while let Some(event) = events.next().await {
         let event = match event {
             Ok(event) => event,
@@ -166,13 +179,81 @@ async fn drive<K>(
             Event::Apply(obj) | Event::Delete(obj) => {
                 let _ = tx.send(Arc::new(obj));
             }
+            Event::Init => {
+                // A relist (the watch could not resume): remember what the cache held, so
+                // objects deleted while no watch was open are still announced.
+                if synced.load(Ordering::Acquire) {
+                    tracing::info!(kind = %K::kind(&()), "watch restarted from a new list");
+                    before = reader.state();
+                }
+            }
             Event::InitDone => {
                 synced.store(true, Ordering::Release);
+                // Objects gone from the new list were deleted unseen: subscribers get their
+                // last known state, as upstream informers deliver DeletedFinalStateUnknown.
+                for obj in std::mem::take(&mut before) {
+                    if reader.get(&ObjectRef::from_obj(&*obj)).is_none() {
+                        let _ = tx.send(obj);
+                    }
+                }
                 for obj in reader.state() {
                     let _ = tx.send(obj);
                 }
             }
-            Event::Init | Event::InitApply(_) => {}
+            Event::InitApply(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use kube::api::ObjectMeta;
+
+    fn account(name: &str) -> ServiceAccount {
+        ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                ..ObjectMeta::default()
+            },
+            ..ServiceAccount::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_relist_announces_objects_deleted_while_unwatched() {
+        let (reader, writer) = reflector::store::<ServiceAccount>();
+        let (tx, mut rx) = broadcast::channel(16);
+        let events = futures::stream::iter(
+            [
+                Event::Init,
+                Event::InitApply(account("a")),
+                Event::InitApply(account("b")),
+                Event::InitDone,
+                // The watch broke and "b" was deleted before the new list.
+                Event::Init,
+                Event::InitApply(account("a")),
+                Event::InitDone,
+            ]
+            .map(Ok),
+        );
+        fan_out(
+            events,
+            writer,
+            reader.clone(),
+            tx,
+            Arc::new(AtomicBool::new(false)),
+        )
+        .await;
+        let mut seen = Vec::new();
+        while let Ok(obj) = rx.try_recv() {
+            seen.push(obj.metadata.name.clone().unwrap_or_default());
+        }
+        // First list: a and b (in any order); the relist: b as deleted, then a.
+        assert_eq!(seen.len(), 4, "{seen:?}");
+        assert_eq!(seen[2..], ["b".to_string(), "a".to_string()], "{seen:?}");
+        assert!(reader.get(&ObjectRef::new("b").within("ns")).is_none());
     }
 }
