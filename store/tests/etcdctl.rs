@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{json_kvs, json_revision, Cluster, CtlOutput};
+use common::{etcdctl_raw, json_kvs, json_revision, Cluster, CtlOutput};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -552,6 +552,52 @@ fn member_list_shows_every_member(c: &mut Cluster) {
     }
     let out = c.etcdctl(&["member", "list"]).ok();
     assert_eq!(lines(&out).len(), c.len());
+}
+
+#[test]
+fn a_single_member_grows_to_two_with_a_stable_leader() {
+    // A lone leader stops its Raft timer; once a second member joins it must heartbeat again,
+    // or the newcomer times out, campaigns and the term climbs.
+    let mut c = Cluster::start(1);
+    let spec = c.new_member_spec("b");
+    let peer_urls = format!("--peer-urls={}", spec.peer_url());
+    let initial_cluster = format!(
+        "{},{}",
+        c.spec(0).initial_cluster_entry(),
+        spec.initial_cluster_entry()
+    );
+    // Adding a voter to one member needs the new member's vote to commit (here as in etcd,
+    // the cluster has no quorum until it starts), so the add runs while it joins.
+    let add = {
+        let endpoint = c.endpoint(0);
+        std::thread::spawn(move || {
+            etcdctl_raw(
+                &endpoint,
+                &["--command-timeout=60s", "member", "add", "b", &peer_urls],
+                None,
+            )
+        })
+    };
+    let b = c.join(spec, &initial_cluster);
+    add.join().expect("member add").ok();
+    let r = put(&c, b, "/grow/via-b", "x");
+    let term = |i: usize| -> u64 {
+        let v = c
+            .etcdctl_at(i, &["endpoint", "status", "-w", "json"])
+            .ok()
+            .json();
+        v[0]["Status"]["header"]["raft_term"].as_u64().unwrap_or(0)
+    };
+    let before = term(0);
+    // Several election timeouts (1 s each) without a heartbeat would start an election.
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < until {
+        assert_eq!(term(b), before, "the new member started an election");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(term(0), before);
+    let out = c.etcdctl_at(0, &["get", "/grow/via-b", "-w", "json"]).ok();
+    assert!(json_revision(&out.json()) >= r);
 }
 
 #[test]

@@ -47,6 +47,38 @@ fn raft_err(e: impl std::fmt::Display) -> Status {
     Status::new(tonic::Code::Unavailable, format!("etcdserver: {e}"))
 }
 
+/// How long a membership change waits for an earlier one to finish.
+const CHANGE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Raft's change_membership, queued behind a change still in progress instead of failing: a
+/// new member publishes its name (itself a membership change) while the add that admitted it
+/// may still wait for its vote, as when a single member grows to two. etcd applies membership
+/// changes one after another the same way.
+pub(crate) async fn change_membership(
+    server: &EtcdServer,
+    change: ChangeMembers<NodeId, Member>,
+    retain: bool,
+) -> Result<(), Status> {
+    use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
+    let deadline = tokio::time::Instant::now() + CHANGE_WAIT;
+    loop {
+        match server
+            .node
+            .raft
+            .change_membership(change.clone(), retain)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                ChangeMembershipError::InProgress(_),
+            ))) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(raft_err(e)),
+        }
+    }
+}
+
 /// Member add on the leader.
 pub async fn member_add_local(
     server: &EtcdServer,
@@ -79,12 +111,7 @@ pub async fn member_add_local(
         .map_err(raft_err)?;
     if !req.is_learner {
         let change = ChangeMembers::AddVoterIds([id].into_iter().collect());
-        server
-            .node
-            .raft
-            .change_membership(change, false)
-            .await
-            .map_err(raft_err)?;
+        change_membership(server, change, false).await?;
     }
     let members = members(server);
     let member = members.iter().find(|m| m.id == id).cloned();
@@ -106,20 +133,10 @@ pub async fn member_remove_local(
     };
     let ids: BTreeSet<NodeId> = [req.id].into_iter().collect();
     if !target.is_learner {
-        server
-            .node
-            .raft
-            .change_membership(ChangeMembers::RemoveVoters(ids.clone()), false)
-            .await
-            .map_err(raft_err)?;
+        change_membership(server, ChangeMembers::RemoveVoters(ids.clone()), false).await?;
     }
     if members(server).iter().any(|m| m.id == req.id) {
-        server
-            .node
-            .raft
-            .change_membership(ChangeMembers::RemoveNodes(ids), false)
-            .await
-            .map_err(raft_err)?;
+        change_membership(server, ChangeMembers::RemoveNodes(ids), false).await?;
     }
     Ok(pb::MemberRemoveResponse {
         header: Some(server.current_header()),
@@ -175,12 +192,7 @@ impl ClusterService {
         };
         node.peer_urls = req.peer_ur_ls;
         let change = ChangeMembers::SetNodes([(req.id, node)].into_iter().collect());
-        self.server
-            .node
-            .raft
-            .change_membership(change, true)
-            .await
-            .map_err(raft_err)?;
+        change_membership(&self.server, change, true).await?;
         Ok(pb::MemberUpdateResponse {
             header: Some(self.server.current_header()),
             members: members(&self.server),
@@ -204,12 +216,7 @@ impl ClusterService {
             Some(_) => {}
         }
         let change = ChangeMembers::AddVoterIds([req.id].into_iter().collect());
-        self.server
-            .node
-            .raft
-            .change_membership(change, false)
-            .await
-            .map_err(raft_err)?;
+        change_membership(&self.server, change, false).await?;
         Ok(pb::MemberPromoteResponse {
             header: Some(self.server.current_header()),
             members: members(&self.server),

@@ -86,7 +86,8 @@ impl Lessor {
 
     /// The expiry loop: runs on every member, acts only while it leads.
     pub async fn run(server: Arc<EtcdServer>, shutdown: component_base::shutdown::Shutdown) {
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        // etcd's lessor looks for expired leases every 500 ms.
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
         let mut last_full_scan = Instant::now();
         loop {
             tokio::select! {

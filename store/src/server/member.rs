@@ -280,11 +280,7 @@ impl EtcdServer {
         member.name = attrs.name;
         member.client_urls = attrs.client_urls;
         let change = openraft::ChangeMembers::SetNodes([(attrs.id, member)].into_iter().collect());
-        self.node
-            .raft
-            .change_membership(change, true)
-            .await
-            .map_err(|e| Status::new(tonic::Code::Unavailable, format!("etcdserver: {e}")))?;
+        super::cluster::change_membership(self, change, true).await?;
         Ok(InternalRaftResponse::default())
     }
 }

@@ -526,6 +526,10 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, Error>
         server.clone(),
         shutdown.clone(),
     )));
+    tasks.push(tokio::spawn(tick_only_with_peers(
+        server.clone(),
+        shutdown.clone(),
+    )));
     tasks.push(tokio::spawn(count_leader_changes(
         server.clone(),
         shutdown.clone(),
@@ -607,6 +611,32 @@ impl raft::ForwardHandler for Forward {
         req: pb::MemberRemoveRequest,
     ) -> Result<pb::MemberRemoveResponse, tonic::Status> {
         cluster::member_remove_local(&self.0, req).await
+    }
+}
+
+/// A lone member that leads has no one to send heartbeats to and no election to time out, so
+/// Raft's timer (every 1.5 heartbeat intervals) is stopped while that holds; it runs again as
+/// soon as the membership has anyone else or the member stops leading. An idle single-member
+/// store then wakes only for requests.
+async fn tick_only_with_peers(server: Arc<EtcdServer>, shutdown: Shutdown) {
+    let mut rx = server.node.raft.metrics();
+    let mut ticking = true;
+    loop {
+        let alone = {
+            let m = rx.borrow_and_update();
+            let membership = m.membership_config.membership();
+            m.current_leader == Some(server.id)
+                && membership.nodes().all(|(id, _)| *id == server.id)
+        };
+        if alone == ticking {
+            ticking = !alone;
+            server.node.raft.runtime_config().tick(ticking);
+            tracing::debug!(ticking, "raft timer");
+        }
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            r = rx.changed() => if r.is_err() { return },
+        }
     }
 }
 
