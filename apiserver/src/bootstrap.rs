@@ -34,6 +34,14 @@ async fn ensure(api: &ApiServer, key: &str, obj: Value) {
 
 /// Creates whatever of the defaults is missing (idempotent, safe with several apiservers).
 pub async fn ensure_defaults(api: &ApiServer) {
+    ensure_system_objects(api).await;
+    ensure_kubernetes_service(api).await;
+    reconcile_rbac(api).await;
+}
+
+/// The system namespaces and priority classes, the kubernetes Service's IP reservation and
+/// the published authentication info.
+async fn ensure_system_objects(api: &ApiServer) {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let mut m = meta(ns, None);
         m["labels"] = json!({"kubernetes.io/metadata.name": ns});
@@ -62,6 +70,12 @@ pub async fn ensure_defaults(api: &ApiServer) {
     if let Err(e) = api.allocator.reserve_ip(ip).await {
         tracing::warn!(error = %e, "reserving the kubernetes service IP");
     }
+    publish_authentication_info(api).await;
+}
+
+/// The `kubernetes` Service in `default` and its endpoints.
+async fn ensure_kubernetes_service(api: &ApiServer) {
+    let ip = api.config.service_cluster_ip_range.first_ip();
     let port = api.secure_port();
     let mut svc_meta = meta("kubernetes", Some("default"));
     svc_meta["labels"] = json!({"component": "apiserver", "provider": "kubernetes"});
@@ -77,8 +91,6 @@ pub async fn ensure_defaults(api: &ApiServer) {
     )
     .await;
     reconcile_endpoints(api).await;
-    reconcile_rbac(api).await;
-    publish_authentication_info(api).await;
 }
 
 /// The data of kube-system/extension-apiserver-authentication: the client CA and the front
@@ -273,13 +285,24 @@ async fn reconcile_endpoints(api: &ApiServer) {
     }
 }
 
-/// Keeps the defaults in place (someone may delete them) until shutdown.
+/// Keeps the defaults in place (someone may delete them) until shutdown, at upstream's
+/// intervals: the `kubernetes` Service and endpoints every 10 s, the system namespaces (and
+/// the rest of the system objects) every minute. The default RBAC policy is reconciled once at
+/// start, as upstream's rbac/bootstrap-roles hook does; re-reading its ~150 objects every 10 s
+/// was most of an idle cluster's store traffic.
 pub async fn maintain(api: Arc<ApiServer>) {
+    const SERVICE_EVERY: Duration = Duration::from_secs(10);
+    const SYSTEM_EVERY: u32 = 6;
+    let mut round = 0u32;
     loop {
         tokio::select! {
             _ = api.shutdown.wait() => return,
-            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+            _ = tokio::time::sleep(SERVICE_EVERY) => {}
         }
-        ensure_defaults(&api).await;
+        round += 1;
+        if round % SYSTEM_EVERY == 0 {
+            ensure_system_objects(&api).await;
+        }
+        ensure_kubernetes_service(&api).await;
     }
 }

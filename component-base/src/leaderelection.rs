@@ -74,6 +74,9 @@ pub struct LeaderElector {
     timings: Timings,
     /// The last record we saw and when (on our clock) we saw it change.
     observed: Option<(LeaseSpec, Instant)>,
+    /// The lease as we last wrote it while holding it: a renewal updates it directly, without
+    /// reading it first (client-go's fast path); `None` after any failure.
+    written: Option<Lease>,
     /// When we last acquired or renewed the lease while leading; `None` when not leading.
     renewed: Arc<Mutex<Option<Instant>>>,
 }
@@ -130,6 +133,7 @@ impl LeaderElector {
             lock,
             timings,
             observed: None,
+            written: None,
             renewed: Arc::new(Mutex::new(None)),
         }
     }
@@ -237,6 +241,27 @@ impl LeaderElector {
 
     async fn try_acquire_or_renew(&mut self) -> Attempt {
         let now = MicroTime(Utc::now());
+        // Fast path for the holder: update the record we wrote last. Its resourceVersion makes
+        // the write fail if anyone else changed the lease since; then read and decide as usual.
+        if let Some(mut lease) = self.written.take() {
+            if let Some(spec) = lease.spec.as_mut() {
+                spec.renew_time = Some(now.clone());
+            }
+            match self
+                .api
+                .replace(&self.lock.name, &PostParams::default(), &lease)
+                .await
+            {
+                Ok(updated) => {
+                    self.observe(updated.spec.clone().unwrap_or_default());
+                    self.written = Some(updated);
+                    return Attempt::Held;
+                }
+                Err(e) => {
+                    tracing::debug!(lease = %self.lease_name(), error = %e, "optimistic renewal failed; reading the lease");
+                }
+            }
+        }
         let existing = match self.api.get_opt(&self.lock.name).await {
             Ok(existing) => existing,
             Err(e) => return Attempt::Failed(e.to_string()),
@@ -259,7 +284,8 @@ impl LeaderElector {
             };
             return match self.api.create(&PostParams::default(), &lease).await {
                 Ok(created) => {
-                    self.observe(created.spec.unwrap_or_default());
+                    self.observe(created.spec.clone().unwrap_or_default());
+                    self.written = Some(created);
                     Attempt::Held
                 }
                 Err(e) => Attempt::Failed(e.to_string()),
@@ -291,7 +317,8 @@ impl LeaderElector {
             .await
         {
             Ok(updated) => {
-                self.observe(updated.spec.unwrap_or_default());
+                self.observe(updated.spec.clone().unwrap_or_default());
+                self.written = Some(updated);
                 Attempt::Held
             }
             Err(e) => Attempt::Failed(e.to_string()),

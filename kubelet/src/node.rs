@@ -351,17 +351,33 @@ impl NodeAgent {
         }
     }
 
-    async fn renew_lease(&self, node: &Node) -> Result<(), kube::Error> {
+    /// Renews the node's Lease. `last` is the Lease as this kubelet last wrote it: it is
+    /// updated directly, as upstream's lease controller does, and read first only when that
+    /// write conflicts or nothing was written yet.
+    async fn renew_lease(&self, node: &Node, last: &mut Option<Lease>) -> Result<(), kube::Error> {
         let api: Api<Lease> = Api::namespaced(self.client.clone(), NODE_LEASE_NAMESPACE);
         let name = &self.config.node_name;
         let now = MicroTime(Utc::now());
+        let renew = |lease: &mut Lease| {
+            let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+            spec.holder_identity = Some(name.clone());
+            spec.lease_duration_seconds = Some(LEASE_DURATION_SECONDS);
+            spec.renew_time = Some(now.clone());
+        };
+        if let Some(mut lease) = last.take() {
+            renew(&mut lease);
+            match api.replace(name, &PostParams::default(), &lease).await {
+                Ok(written) => {
+                    *last = Some(written);
+                    return Ok(());
+                }
+                Err(e) => tracing::debug!(error = %e, "node lease update failed; reading it"),
+            }
+        }
         match api.get_opt(name).await? {
             Some(mut lease) => {
-                let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
-                spec.holder_identity = Some(name.clone());
-                spec.lease_duration_seconds = Some(LEASE_DURATION_SECONDS);
-                spec.renew_time = Some(now);
-                api.replace(name, &PostParams::default(), &lease).await?;
+                renew(&mut lease);
+                *last = Some(api.replace(name, &PostParams::default(), &lease).await?);
             }
             None => {
                 let lease = Lease {
@@ -386,7 +402,7 @@ impl NodeAgent {
                         ..Default::default()
                     }),
                 };
-                api.create(&PostParams::default(), &lease).await?;
+                *last = Some(api.create(&PostParams::default(), &lease).await?);
             }
         }
         Ok(())
@@ -419,8 +435,9 @@ impl NodeAgent {
         let lease_node = node.clone();
         let lease_shutdown = shutdown.clone();
         let lease = tokio::spawn(async move {
+            let mut last = None;
             loop {
-                if let Err(e) = lease_agent.renew_lease(&lease_node).await {
+                if let Err(e) = lease_agent.renew_lease(&lease_node, &mut last).await {
                     tracing::warn!(error = %e, "renew node lease");
                 }
                 tokio::select! {

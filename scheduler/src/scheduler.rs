@@ -328,13 +328,13 @@ impl Scheduler {
         }
     }
 
-    /// Moves backed-off pods and refreshes the pending-pods gauge every 200 ms.
+    /// Moves backed-off pods and refreshes the pending-pods gauge: every 200 ms while pods
+    /// back off, every second (upstream's period) otherwise, so an idle scheduler rarely wakes.
     pub async fn run_flusher(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
-            tick.tick().await;
             self.queue.flush();
             let counts = self.queue.counts();
+            let backing_off = counts.get(&Where::Backoff).copied().unwrap_or(0) > 0;
             for (label, place) in [
                 ("active", Where::Active),
                 ("backoff", Where::Backoff),
@@ -346,6 +346,8 @@ impl Scheduler {
                     .with_label_values(&[label])
                     .set(counts.get(&place).copied().unwrap_or(0) as i64);
             }
+            let period = if backing_off { 200 } else { 1000 };
+            tokio::time::sleep(Duration::from_millis(period)).await;
         }
     }
 

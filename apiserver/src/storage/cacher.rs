@@ -18,9 +18,11 @@ use crate::metrics::Metrics;
 
 /// Events kept for watches that resume from a past resourceVersion.
 const HISTORY: usize = 10_000;
-/// How often the store is asked for progress, so idle watches get bookmarks and cached
-/// reads catch up with the store quickly.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// How often the store is asked for progress when nothing else asks, so idle watches get a
+/// bookmark about once a minute, as upstream's cacher sends them. Reads that need the cache to
+/// catch up ask at once (see [`Cacher::wait_for`]); a shorter period only makes every idle
+/// watcher in the cluster wake up more often.
+const PROGRESS_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
