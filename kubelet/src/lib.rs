@@ -51,8 +51,6 @@ pub enum Error {
     Server(#[source] server::ServerError),
     #[error("TLS bootstrap")]
     Bootstrap(#[source] bootstrap::BootstrapError),
-    #[error("client certificate rotation")]
-    Rotation(#[source] certificate::Error),
 }
 
 async fn client(config: &Config) -> Result<kube::Client, Error> {
@@ -91,19 +89,23 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
             &config.node_name,
         )
         .await
-        .map_err(Error::Rotation)?
     } else {
-        None
+        Ok(None)
     };
+    // Without rotation the kubelet still runs on the kubeconfig's credentials as they are.
     let client = match rotation {
-        Some((client, manager)) => {
+        Ok(Some((client, manager))) => {
             tokio::spawn(manager.run(shutdown.clone()));
             client
         }
-        None => {
+        Ok(None) => {
             if config.rotate_certificates {
                 tracing::warn!(kubeconfig = %config.kubeconfig.display(), "rotateCertificates is set but the kubeconfig has no client certificate; not rotating");
             }
+            client(&config).await?
+        }
+        Err(e) => {
+            tracing::warn!(error = %certificate::chain(&e), "cannot rotate the client certificate; using the kubeconfig's credentials as they are");
             client(&config).await?
         }
     };

@@ -71,6 +71,8 @@ pub enum Error {
     Timeout { name: String },
     #[error("bootstrap credentials")]
     Bootstrap(#[source] BootstrapError),
+    #[error("the kubeconfig names a proxy ({0}); the rotating client does not speak to proxies")]
+    Proxy(String),
 }
 
 /// A client certificate and its key as the kubelet presents them.
@@ -245,7 +247,7 @@ pub fn register_metrics(registry: &prometheus::Registry) {
 }
 
 /// The message of `e` and its causes, `a: b: c`.
-fn chain(e: &dyn std::error::Error) -> String {
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
@@ -288,6 +290,9 @@ pub async fn start(
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .map_err(kubeconfig_error)?;
+    if let Some(proxy) = &config.proxy_url {
+        return Err(Error::Proxy(proxy.to_string()));
+    }
     let read = |path: &Path| {
         std::fs::read(path).map_err(|source| Error::Read {
             path: path.display().to_string(),
@@ -346,11 +351,6 @@ fn embedded_key(auth: &kube::config::AuthInfo) -> Option<String> {
 }
 
 impl Manager {
-    /// The slot the node client reads its certificate from.
-    pub fn certificate(&self) -> Arc<ClientCertificate> {
-        self.cert.clone()
-    }
-
     /// Rotates before each certificate expires, until `shutdown`.
     pub async fn run(mut self, shutdown: Shutdown) {
         tracing::info!("client certificate rotation is enabled");
@@ -477,6 +477,29 @@ mod tests {
         assert_eq!(pauses, [2, 4, 8, 16, 32, 32, 32, 32]);
         assert_eq!(retry_pause(0, 1.0), Duration::from_millis(2_200));
         assert_eq!(retry_pause(u32::MAX, 1.0), Duration::from_secs(32));
+    }
+
+    #[test]
+    fn metrics_report_the_ttl_and_the_renewal_errors() {
+        let registry = prometheus::Registry::new();
+        register_metrics(&registry);
+        let names: Vec<String> = registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "kubelet_certificate_manager_client_expiration_renew_errors",
+                "kubelet_certificate_manager_client_ttl_seconds",
+            ]
+        );
+        record_not_after(SystemTime::now() + Duration::from_secs(3600));
+        let ttl = client_ttl_seconds();
+        assert!((3590.0..=3600.0).contains(&ttl), "{ttl}");
+        record_not_after(SystemTime::now() - Duration::from_secs(60));
+        assert!(client_ttl_seconds() < -59.0, "negative once expired");
     }
 
     fn issued(cn: &str, org: &str) -> (String, String) {
