@@ -80,17 +80,14 @@ pub fn request(node: &str) -> Result<(String, String), rcgen::Error> {
     Ok((key.serialize_pem(), csr.pem()?))
 }
 
-/// Runs the bootstrap unless `kubeconfig` already exists.
-pub async fn run(
-    kubeconfig: &Path,
-    bootstrap: &Path,
-    cert_dir: &Path,
-    node: &str,
-) -> Result<(), BootstrapError> {
-    let kc = Kubeconfig::read_from(bootstrap).map_err(|source| BootstrapError::Kubeconfig {
-        path: bootstrap.display().to_string(),
+/// A client with the credentials of the kubeconfig at `path`, and the server URL and CA data
+/// (base64) a kubeconfig written after the bootstrap needs.
+pub async fn client_from(path: &Path) -> Result<(kube::Client, String, String), BootstrapError> {
+    let kubeconfig_error = |source| BootstrapError::Kubeconfig {
+        path: path.display().to_string(),
         source,
-    })?;
+    };
+    let kc = Kubeconfig::read_from(path).map_err(kubeconfig_error)?;
     let cluster = kc
         .clusters
         .first()
@@ -108,33 +105,124 @@ pub async fn run(
     };
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
-        .map_err(|source| BootstrapError::Kubeconfig {
-            path: bootstrap.display().to_string(),
-            source,
-        })?;
+        .map_err(kubeconfig_error)?;
     let client = kube::Client::try_from(config).map_err(BootstrapError::Client)?;
-    let (key_pem, csr_pem) = request(node).map_err(BootstrapError::Key)?;
-    let digest = sha2::Sha256::digest(csr_pem.as_bytes());
-    let name = format!(
-        "node-csr-{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
-    )
-    .to_lowercase()
-    .replace('_', "-");
-    let csrs: Api<CertificateSigningRequest> = Api::all(client);
-    let csr = CertificateSigningRequest {
+    Ok((client, server, ca_data))
+}
+
+/// The CertificateSigningRequest for the node's client certificate: `name` as the bootstrap
+/// names it, or a generated `csr-<suffix>` name as upstream's certificate manager asks for.
+pub fn csr_object(csr_pem: &str, name: Option<String>) -> CertificateSigningRequest {
+    CertificateSigningRequest {
         metadata: ObjectMeta {
-            name: Some(name.clone()),
+            generate_name: name.is_none().then(|| "csr-".to_string()),
+            name,
             ..Default::default()
         },
         spec: CertificateSigningRequestSpec {
-            request: ByteString(csr_pem.into_bytes()),
+            request: ByteString(csr_pem.as_bytes().to_vec()),
             signer_name: SIGNER.into(),
             usages: Some(vec!["digital signature".into(), "client auth".into()]),
             ..Default::default()
         },
         status: None,
+    }
+}
+
+/// The bootstrap's CSR name: a digest of the request, so a restarted bootstrap finds its own.
+fn digest_name(csr_pem: &str) -> String {
+    let digest = sha2::Sha256::digest(csr_pem.as_bytes());
+    format!(
+        "node-csr-{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
+    )
+    .to_lowercase()
+    .replace('_', "-")
+}
+
+/// Waits until CSR `name` carries a certificate; a Denied or Failed condition, or the CSR
+/// going away, ends the wait with an error. Other API errors are retried.
+pub async fn wait_issued(
+    csrs: &Api<CertificateSigningRequest>,
+    name: &str,
+) -> Result<Vec<u8>, BootstrapError> {
+    loop {
+        match csrs.get(name).await {
+            Ok(c) => {
+                let status = c.status.unwrap_or_default();
+                for cond in status.conditions.unwrap_or_default() {
+                    if (cond.type_ == "Denied" || cond.type_ == "Failed") && cond.status == "True" {
+                        return Err(BootstrapError::Refused {
+                            name: name.to_string(),
+                            how: cond.type_.to_lowercase(),
+                            message: cond.message.unwrap_or_default(),
+                        });
+                    }
+                }
+                if let Some(cert) = status.certificate.filter(|c| !c.0.is_empty()) {
+                    return Ok(cert.0);
+                }
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                return Err(BootstrapError::Refused {
+                    name: name.to_string(),
+                    how: "deleted".into(),
+                    message: "the request is gone".into(),
+                })
+            }
+            Err(e) => {
+                tracing::debug!(csr = %name, error = %e, "reading the certificate signing request")
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Whether the kubeconfig at `path` holds a client certificate that is still valid (upstream's
+/// check before it decides to bootstrap again): a missing or unreadable file, no certificate or
+/// an expired one all mean no.
+pub async fn kubeconfig_still_valid(path: &Path) -> bool {
+    let Ok(kc) = Kubeconfig::read_from(path) else {
+        return false;
     };
+    let Ok(config) = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await
+    else {
+        return false;
+    };
+    let auth = &config.auth_info;
+    let pem = match (&auth.client_certificate_data, &auth.client_certificate) {
+        (Some(data), _) => base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .ok(),
+        (None, Some(file)) => std::fs::read(file).ok(),
+        (None, None) => None,
+    };
+    let Some(pem) = pem else {
+        return false;
+    };
+    match crate::certificate::validity(&pem) {
+        Ok((_, not_after)) if std::time::SystemTime::now() < not_after => true,
+        Ok((_, not_after)) => {
+            tracing::warn!(kubeconfig = %path.display(), not_after = %crate::certificate::rfc3339(not_after), "the client certificate of the kubeconfig has expired");
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+/// Runs the bootstrap: requests the client certificate with the bootstrap credentials, stores
+/// it in `cert_dir` and writes `kubeconfig` pointing at it.
+pub async fn run(
+    kubeconfig: &Path,
+    bootstrap: &Path,
+    cert_dir: &Path,
+    node: &str,
+) -> Result<(), BootstrapError> {
+    let (client, server, ca_data) = client_from(bootstrap).await?;
+    let (key_pem, csr_pem) = request(node).map_err(BootstrapError::Key)?;
+    let name = digest_name(&csr_pem);
+    let csrs: Api<CertificateSigningRequest> = Api::all(client);
+    let csr = csr_object(&csr_pem, Some(name.clone()));
     // Post until the apiserver answers (it may still be starting).
     loop {
         match csrs.create(&PostParams::default(), &csr).await {
@@ -147,24 +235,7 @@ pub async fn run(
         }
     }
     tracing::info!(csr = %name, "waiting for the client certificate to be issued");
-    let cert = loop {
-        if let Ok(c) = csrs.get(&name).await {
-            let status = c.status.unwrap_or_default();
-            for cond in status.conditions.unwrap_or_default() {
-                if (cond.type_ == "Denied" || cond.type_ == "Failed") && cond.status == "True" {
-                    return Err(BootstrapError::Refused {
-                        name,
-                        how: cond.type_.to_lowercase(),
-                        message: cond.message.unwrap_or_default(),
-                    });
-                }
-            }
-            if let Some(cert) = status.certificate.filter(|c| !c.0.is_empty()) {
-                break cert.0;
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+    let cert = wait_issued(&csrs, &name).await?;
     let file = store(cert_dir, &cert, key_pem.as_bytes())?;
     let text = kubeconfig_yaml(&server, &ca_data, &file);
     if let Some(dir) = kubeconfig.parent() {

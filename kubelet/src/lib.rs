@@ -2,6 +2,7 @@
 //! status to the apiserver.
 
 pub mod bootstrap;
+pub mod certificate;
 pub mod cni;
 pub mod credentials;
 pub mod cri;
@@ -69,14 +70,45 @@ async fn client(config: &Config) -> Result<kube::Client, Error> {
 /// Runs the kubelet until `shutdown` triggers. Pods keep running after it returns.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     if let Some(boot) = &config.bootstrap_kubeconfig {
-        if !config.kubeconfig.exists() {
+        // As upstream: bootstrap again when the kubeconfig's certificate has expired (or is
+        // missing), if the bootstrap credentials are there to do it with.
+        let bootstrap_needed = !config.kubeconfig.exists()
+            || (boot.exists() && !bootstrap::kubeconfig_still_valid(&config.kubeconfig).await);
+        if bootstrap_needed {
             tokio::select! {
                 r = bootstrap::run(&config.kubeconfig, boot, &config.cert_dir, &config.node_name) => r.map_err(Error::Bootstrap)?,
                 _ = shutdown.wait() => return Ok(()),
             }
         }
     }
-    let client = client(&config).await?;
+    let rotation = if config.rotate_certificates {
+        certificate::start(
+            &config.kubeconfig,
+            config.bootstrap_kubeconfig.as_deref(),
+            &config.cert_dir,
+            &config.node_name,
+        )
+        .await
+    } else {
+        Ok(None)
+    };
+    // Without rotation the kubelet still runs on the kubeconfig's credentials as they are.
+    let client = match rotation {
+        Ok(Some((client, manager))) => {
+            tokio::spawn(manager.run(shutdown.clone()));
+            client
+        }
+        Ok(None) => {
+            if config.rotate_certificates {
+                tracing::warn!(kubeconfig = %config.kubeconfig.display(), "rotateCertificates is set but the kubeconfig has no client certificate; not rotating");
+            }
+            client(&config).await?
+        }
+        Err(e) => {
+            tracing::warn!(error = %certificate::chain(&e), "cannot rotate the client certificate; using the kubeconfig's credentials as they are");
+            client(&config).await?
+        }
+    };
     log_archive::init(&config.root_dir);
     let runtime = cri::Runtime::new(&config.runtime_endpoint).map_err(Error::Runtime)?;
     let version = loop {

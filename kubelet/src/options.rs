@@ -55,6 +55,10 @@ pub struct Options {
     /// kubelet requests a client certificate with it (TLS bootstrap) and writes --kubeconfig.
     #[arg(long, default_value = "")]
     pub bootstrap_kubeconfig: String,
+    /// Rotate the client certificate: request a new one from the certificates API as the
+    /// current one nears expiry (rotateCertificates).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub rotate_certificates: Option<bool>,
     /// Path to a KubeletConfiguration (kubelet.config.k8s.io/v1beta1) YAML file.
     #[arg(long, default_value = "")]
     pub config: String,
@@ -213,6 +217,7 @@ struct KubeletConfiguration {
     image_gc_low_threshold_percent: Option<u8>,
     #[serde(rename = "imageMinimumGCAge")]
     image_minimum_gc_age: Option<String>,
+    rotate_certificates: Option<bool>,
 }
 
 /// KubeletConfiguration `authentication`.
@@ -247,6 +252,8 @@ struct AuthorizationConfig {
 pub struct Config {
     pub kubeconfig: PathBuf,
     pub bootstrap_kubeconfig: Option<PathBuf>,
+    /// Rotate the client certificate (certificate.rs).
+    pub rotate_certificates: bool,
     pub node_name: String,
     pub node_ip: Option<IpAddr>,
     pub root_dir: PathBuf,
@@ -428,6 +435,10 @@ impl Options {
             kubeconfig: PathBuf::from(&self.kubeconfig),
             bootstrap_kubeconfig: (!self.bootstrap_kubeconfig.is_empty())
                 .then(|| PathBuf::from(&self.bootstrap_kubeconfig)),
+            rotate_certificates: self
+                .rotate_certificates
+                .or(file.rotate_certificates)
+                .unwrap_or(false),
             node_name,
             node_ip: self.node_ip,
             root_dir: self.root_dir,
@@ -754,6 +765,33 @@ mod tests {
             o.merge(KubeletConfiguration::default()).is_err(),
             "a cert needs its key"
         );
+    }
+
+    #[test]
+    fn rotate_certificates_comes_from_the_flag_or_the_file_and_defaults_off() {
+        let file =
+            |yaml: &str| -> KubeletConfiguration { serde_yaml_ng::from_str(yaml).expect("yaml") };
+        let c = base().merge(file("{}")).expect("valid");
+        assert!(!c.rotate_certificates);
+        let c = base()
+            .merge(file("rotateCertificates: true"))
+            .expect("valid");
+        assert!(c.rotate_certificates);
+        let flag = |arg: &str| {
+            Options::parse_from(["kubelet", "--kubeconfig=/k", "--hostname-override=n", arg])
+        };
+        let c = flag("--rotate-certificates")
+            .merge(file("{}"))
+            .expect("valid");
+        assert!(
+            c.rotate_certificates,
+            "a bare flag means true, as Go's bool flags"
+        );
+        let c = flag("--rotate-certificates=false")
+            .merge(file("rotateCertificates: true"))
+            .expect("valid");
+        assert!(!c.rotate_certificates, "the flag wins over the file");
+        assert!(Options::try_parse_from(["kubelet", "--rotate-certificates=maybe"]).is_err());
     }
 
     #[test]

@@ -352,6 +352,7 @@ async fn metrics(state: &State) -> Resp {
         "Number of routes to other nodes' podCIDRs the kubelet keeps (protocol 75)",
     )
     .set(crate::routes::programmed());
+    crate::certificate::register_metrics(&registry);
     let mut out = Vec::new();
     if prometheus::TextEncoder::new()
         .encode(&registry.gather(), &mut out)
