@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::error::{qualified, ApiError};
 use crate::serviceaccount::TokenAuthority;
@@ -244,24 +243,11 @@ fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, (usize, &'static str)> {
 
 /// The user named by a client certificate: CommonName is the user, each Organization a
 /// group. Chain verification against --client-ca-file already happened in the TLS handshake;
-/// this only reads the leaf.
+/// the validity period is checked again on every request (see
+/// [`component_base::x509::client_identity`]).
 pub fn user_from_client_cert(der: &[u8]) -> Option<UserInfo> {
-    let (_, cert) = X509Certificate::from_der(der).ok()?;
-    let subject = cert.subject();
-    // Go's pkix.Name keeps the last CommonName when there are several.
-    let name = subject
-        .iter_common_name()
-        .filter_map(|a| a.as_str().ok())
-        .last()?;
-    if name.is_empty() {
-        return None;
-    }
-    let groups = subject
-        .iter_organization()
-        .filter_map(|a| a.as_str().ok())
-        .map(str::to_owned)
-        .collect();
-    Some(UserInfo::new(name, groups))
+    let (name, groups) = component_base::x509::client_identity(der)?;
+    Some(UserInfo::new(&name, groups))
 }
 
 /// The token of an `Authorization: Bearer <token>` header, as upstream splits it.

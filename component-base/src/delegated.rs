@@ -278,16 +278,9 @@ impl CertAuth {
     }
 }
 
-/// The CN and the O values of a DER certificate's subject.
+/// The CN and the O values of a valid DER certificate's subject.
 fn subject(der: &[u8]) -> Option<(String, Vec<String>)> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let subject = cert.subject();
-    let cn = subject.iter_common_name().next()?.as_str().ok()?.to_owned();
-    let orgs = subject
-        .iter_organization()
-        .filter_map(|o| o.as_str().ok().map(str::to_owned))
-        .collect();
-    Some((cn, orgs))
+    crate::x509::client_identity(der)
 }
 
 /// The user a front proxy names in its headers, if it names one.

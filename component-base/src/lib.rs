@@ -16,6 +16,8 @@ pub mod oci;
 pub mod ratelimit;
 pub mod shutdown;
 pub mod tls;
+#[cfg(feature = "x509")]
+pub mod x509;
 
 pub use error::Error;
 pub use health::Health;

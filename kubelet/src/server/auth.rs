@@ -93,19 +93,10 @@ pub fn attributes(method: &http::Method, path: &str) -> (&'static str, &'static 
     (verb, subresource)
 }
 
-/// The CN and O of a DER client certificate (already verified by TLS).
+/// The CN and O of a DER client certificate (chain verified by TLS; validity checked here on
+/// every request).
 pub fn user_from_cert(der: &[u8]) -> Option<User> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let subject = cert.subject();
-    let name = subject
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())?
-        .to_string();
-    let mut groups: Vec<String> = subject
-        .iter_organization()
-        .filter_map(|o| o.as_str().ok().map(str::to_string))
-        .collect();
+    let (name, mut groups) = component_base::x509::client_identity(der)?;
     groups.push("system:authenticated".into());
     Some(User {
         name,
