@@ -124,6 +124,14 @@ impl KubeDns {
                 other => Err(format!("{other:?}")),
             }
         });
+        // The DNS sockets are bound after the health server (UDP first, then TCP): a TCP
+        // connection that succeeds means both answer.
+        eventually("kube-dns DNS port", START_TIMEOUT, || {
+            server.assert_running();
+            std::net::TcpStream::connect(("127.0.0.1", server.dns))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
         server
     }
 
