@@ -221,7 +221,8 @@ pub fn client_ttl_seconds() -> f64 {
     }
 }
 
-/// `kubelet_certificate_manager_client_expiration_renew_errors`: failed rotations.
+/// `kubelet_certificate_manager_client_expiration_renew_errors_total`: failed rotations
+/// (upstream names the counter without `_total`; promtool requires the suffix).
 pub fn renew_errors() -> u64 {
     RENEW_ERRORS.load(Ordering::Relaxed)
 }
@@ -238,7 +239,7 @@ pub fn register_metrics(registry: &prometheus::Registry) {
         let _ = registry.register(Box::new(ttl));
     }
     if let Ok(errors) = prometheus::IntCounter::new(
-        "kubelet_certificate_manager_client_expiration_renew_errors",
+        "kubelet_certificate_manager_client_expiration_renew_errors_total",
         "Counter of certificate renewal errors.",
     ) {
         errors.inc_by(renew_errors());
@@ -491,7 +492,7 @@ mod tests {
         assert_eq!(
             names,
             [
-                "kubelet_certificate_manager_client_expiration_renew_errors",
+                "kubelet_certificate_manager_client_expiration_renew_errors_total",
                 "kubelet_certificate_manager_client_ttl_seconds",
             ]
         );
