@@ -247,16 +247,8 @@ impl LeaderElector {
             if let Some(spec) = lease.spec.as_mut() {
                 spec.renew_time = Some(now.clone());
             }
-            match self
-                .api
-                .replace(&self.lock.name, &PostParams::default(), &lease)
-                .await
-            {
-                Ok(updated) => {
-                    self.observe(updated.spec.clone().unwrap_or_default());
-                    self.written = Some(updated);
-                    return Attempt::Held;
-                }
+            match self.replace(&lease).await {
+                Ok(updated) => return self.hold(updated),
                 Err(e) => {
                     tracing::debug!(lease = %self.lease_name(), error = %e, "optimistic renewal failed; reading the lease");
                 }
@@ -283,11 +275,7 @@ impl LeaderElector {
                 }),
             };
             return match self.api.create(&PostParams::default(), &lease).await {
-                Ok(created) => {
-                    self.observe(created.spec.clone().unwrap_or_default());
-                    self.written = Some(created);
-                    Attempt::Held
-                }
+                Ok(created) => self.hold(created),
                 Err(e) => Attempt::Failed(e.to_string()),
             };
         };
@@ -310,19 +298,25 @@ impl LeaderElector {
         next.renew_time = Some(now);
         let mut lease = existing;
         lease.spec = Some(next);
-        // `replace` sends the resourceVersion we read, so a concurrent writer makes this a 409.
-        match self
-            .api
-            .replace(&self.lock.name, &PostParams::default(), &lease)
-            .await
-        {
-            Ok(updated) => {
-                self.observe(updated.spec.clone().unwrap_or_default());
-                self.written = Some(updated);
-                Attempt::Held
-            }
+        match self.replace(&lease).await {
+            Ok(updated) => self.hold(updated),
             Err(e) => Attempt::Failed(e.to_string()),
         }
+    }
+
+    /// Writes `lease` back; it carries the resourceVersion it was read or written at, so a
+    /// concurrent writer makes this a 409.
+    async fn replace(&self, lease: &Lease) -> Result<Lease, kube::Error> {
+        self.api
+            .replace(&self.lock.name, &PostParams::default(), lease)
+            .await
+    }
+
+    /// We hold the lease as `written` says.
+    fn hold(&mut self, written: Lease) -> Attempt {
+        self.observe(written.spec.clone().unwrap_or_default());
+        self.written = Some(written);
+        Attempt::Held
     }
 
     /// Records `spec` with the local time when it differs from what we saw last.
@@ -362,11 +356,7 @@ impl LeaderElector {
         spec.renew_time = Some(now.clone());
         spec.acquire_time = Some(now);
         lease.spec = Some(spec);
-        match self
-            .api
-            .replace(&self.lock.name, &PostParams::default(), &lease)
-            .await
-        {
+        match self.replace(&lease).await {
             Ok(_) => tracing::info!(lease = %self.lease_name(), "released leader lease"),
             Err(e) => {
                 tracing::warn!(lease = %self.lease_name(), error = %e, "failed to release lease")
