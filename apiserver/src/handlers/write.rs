@@ -271,11 +271,25 @@ where
     let info = ctx.entry.info.clone();
     let api = ctx.api.clone();
     let key = ctx.key(name);
-    let mut current = api
-        .storage
-        .get(&key, &info.resource)
-        .await
-        .map_err(|e| e.to_api(&info.group, &info.resource, name))?;
+    let read = |key: String| {
+        let api = api.clone();
+        let info = info.clone();
+        async move {
+            api.storage
+                .get(&key, &info.resource)
+                .await
+                .map_err(|e| e.to_api(&info.group, &info.resource, name))
+        }
+    };
+    // As upstream's GuaranteedUpdate: start from the watch cache's copy. The write is guarded
+    // by the revision it was read at, so a stale copy costs a retry, never a wrong result; only
+    // the answers that the copy alone would decide (a resourceVersion precondition that does
+    // not match, an unchanged object, a missing object) are checked against the store first.
+    let mut current = cached(ctx, &key);
+    let mut fresh = current.is_none();
+    if fresh {
+        current = read(key.clone()).await?;
+    }
     for _ in 0..MAX_RETRIES {
         let Some((cur, cur_rev)) = current.take() else {
             let Some(mut new) = mutate(None)? else {
@@ -301,6 +315,11 @@ where
         let requested_rv = object::resource_version(&new).to_string();
         let precondition = !requested_rv.is_empty();
         if precondition && requested_rv != cur_rev.to_string() {
+            if !fresh {
+                current = read(key.clone()).await?;
+                fresh = true;
+                continue;
+            }
             return Err(ApiError::stale(&info.group, &info.resource, name));
         }
         if !precondition && !ctx.entry.strategy.allow_unconditional_update() {
@@ -347,6 +366,11 @@ where
         // An unchanged object is not written again, unless it is encrypted with a key that
         // is no longer the first: rewriting is how keys rotate.
         if same_object(&new, &stored) && !api.storage.needs_rewrite(&key).await {
+            if !fresh {
+                current = read(key.clone()).await?;
+                fresh = true;
+                continue;
+            }
             return Ok((stored, false));
         }
         let allocated = api
@@ -362,8 +386,9 @@ where
                     object::set_meta(&mut new, "resourceVersion", json!(rv.to_string()));
                     Ok((new, false))
                 }
-                Err(StorageError::Conflict(fresh)) if !precondition => {
-                    current = fresh.map(|b| *b);
+                Err(StorageError::Conflict(now)) if !precondition => {
+                    current = now.map(|b| *b);
+                    fresh = true;
                     continue;
                 }
                 Err(e) => Err(e.to_api(&info.group, &info.resource, name)),
@@ -379,9 +404,10 @@ where
                 object::set_meta(&mut new, "resourceVersion", json!(rv.to_string()));
                 return Ok((new, false));
             }
-            Err(StorageError::Conflict(fresh)) if !precondition => {
+            Err(StorageError::Conflict(now)) if !precondition => {
                 api.release(&allocated.allocated).await;
-                current = fresh.map(|b| *b);
+                current = now.map(|b| *b);
+                fresh = true;
             }
             Err(e) => {
                 api.release(&allocated.allocated).await;
@@ -390,6 +416,13 @@ where
         }
     }
     Err(ApiError::stale(&info.group, &info.resource, name))
+}
+
+/// The watch cache's copy of `key` and the revision it was stored at, if the cache has it.
+fn cached(ctx: &Ctx, key: &str) -> Option<(Value, i64)> {
+    let obj = ctx.entry.cacher.get(key).0?;
+    let rev = object::resource_version(&obj).parse::<i64>().ok()?;
+    Some(((*obj).clone(), rev))
 }
 
 /// A server-side apply request (its field ownership is computed by the apply itself).
