@@ -261,6 +261,11 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, Error>
     let db = sled::Config::new()
         .path(&db_path)
         .cache_capacity(256 * 1024 * 1024)
+        // No timer flush: every Raft append is flushed before it is acknowledged, and that
+        // flush carries the state machine's writes too (one sled log). The state machine may
+        // lag on disk, never the log it is replayed from; snapshots flush it first. sled's
+        // 500 ms flusher only added wake-ups (each flush wakes all seven of its IO threads).
+        .flush_every_ms(None)
         .open()
         .map_err(|source| Error::DataDir {
             path: db_path.clone(),
