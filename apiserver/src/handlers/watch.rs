@@ -137,13 +137,15 @@ fn start(ctx: Ctx) -> Result<Resp, (Ctx, ApiError)> {
                     scope: crate::metrics::scope(&info.namespace, &info.name, true, false),
                 });
                 let shutdown = api.shutdown.clone();
-                tokio::select! {
-                    _ = run(&ctx, &filter, &mut enc, sub, &tx, bookmarks, initial_events) => {}
-                    _ = tokio::time::sleep(timeout) => {}
-                    _ = shutdown.wait() => {}
-                    _ = tx.closed() => {}
+                let fell_behind = tokio::select! {
+                    behind = run(&ctx, &filter, &mut enc, sub, &tx, bookmarks, initial_events) => behind,
+                    _ = tokio::time::sleep(timeout) => false,
+                    _ = shutdown.wait() => false,
+                    _ = tx.closed() => false,
+                };
+                if fell_behind {
+                    api.metrics.watcher_terminated(&ctx.entry.info.resource);
                 }
-                api.metrics.watcher_terminated(&ctx.entry.info.resource);
             });
         }
     }
@@ -156,6 +158,8 @@ fn line_bytes(v: &Value) -> Bytes {
     Bytes::from(b)
 }
 
+/// Sends the subscription's events until the client goes away; true when it ended because
+/// the watcher fell behind even the history (upstream counts those as terminated watchers).
 async fn run(
     ctx: &Ctx,
     filter: &Filter,
@@ -164,11 +168,11 @@ async fn run(
     tx: &mpsc::Sender<Result<Frame<Bytes>, Infallible>>,
     bookmarks: bool,
     initial_events: bool,
-) {
+) -> bool {
     let mut last_rv = sub.rv;
     for obj in std::mem::take(&mut sub.initial) {
         if filter.matches(ctx, &obj) && !send(ctx, enc, tx, "ADDED", &obj).await {
-            return;
+            return false;
         }
     }
     if initial_events {
@@ -181,12 +185,12 @@ async fn run(
             .await
             .is_err()
         {
-            return;
+            return false;
         }
     }
     for ev in std::mem::take(&mut sub.backlog) {
         if !deliver(ctx, filter, enc, tx, &ev).await {
-            return;
+            return false;
         }
         last_rv = ev.rv;
     }
@@ -199,7 +203,7 @@ async fn run(
                     continue;
                 }
                 if !deliver(ctx, filter, enc, tx, &ev).await {
-                    return;
+                    return false;
                 }
                 last_rv = ev.rv;
             }
@@ -211,13 +215,38 @@ async fn run(
                     last_bookmark = last_rv;
                     let line = json!({"type": "BOOKMARK", "object": bookmark(ctx, last_rv)});
                     if tx.send(Ok(Frame::data(line_bytes(&line)))).await.is_err() {
-                        return;
+                        return false;
                     }
                 }
             }
-            // Too slow to keep up: end the watch; the client resumes from its last version.
-            Err(broadcast::error::RecvError::Lagged(_)) => return,
-            Err(broadcast::error::RecvError::Closed) => return,
+            // Behind by more than the live channel holds: continue from the history, which
+            // still has every event after `last_rv` unless the watcher fell out of its window
+            // too; then end the watch, and the client resumes from its last version.
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                let trigger_value = ctx
+                    .entry
+                    .cacher
+                    .trigger()
+                    .and_then(|t| filter.fields.requires_exact_match(t.field));
+                let Ok(resumed) =
+                    ctx.entry
+                        .cacher
+                        .subscribe_triggered(Some(last_rv), &prefix, trigger_value)
+                else {
+                    return true;
+                };
+                sub.live = resumed.live;
+                for ev in resumed.backlog {
+                    if ev.rv <= last_rv {
+                        continue;
+                    }
+                    if !deliver(ctx, filter, enc, tx, &ev).await {
+                        return false;
+                    }
+                    last_rv = ev.rv;
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return false,
         }
     }
 }

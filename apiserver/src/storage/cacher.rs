@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use proto::etcdserverpb::{self as pb, watch_request::RequestUnion};
@@ -16,8 +16,17 @@ use tokio_stream::StreamExt;
 use super::{prefix_end, Storage, StorageError};
 use crate::metrics::Metrics;
 
-/// Events kept for watches that resume from a past resourceVersion.
+/// Events kept for watches that resume from a past resourceVersion: everything of the last
+/// [`HISTORY_FRESH`], and at least [`HISTORY_MIN`] events, up to [`HISTORY`]. Upstream's
+/// cacher sizes its window the same way (a time window between a lower and an upper bound), so
+/// a steady trickle of writes (every Lease renewal) does not keep 10,000 old objects alive.
 const HISTORY: usize = 10_000;
+const HISTORY_MIN: usize = 100;
+const HISTORY_FRESH: Duration = Duration::from_secs(150);
+/// Slots of a resource's live channel. A watcher that falls further behind resumes from the
+/// history (see `handlers::watch`), so this bounds memory, not correctness: tokio's broadcast
+/// allocates every slot up front, ~40 bytes each, for each of the ~50 resources.
+const LIVE_CAPACITY: usize = 1024;
 /// How often the store is asked for progress when nothing else asks, so idle watches get a
 /// bookmark about once a minute, as upstream's cacher sends them. Reads that need the cache to
 /// catch up ask at once (see [`Cacher::wait_for`]); a shorter period only makes every idle
@@ -50,6 +59,8 @@ pub struct Event {
     pub object: Arc<Value>,
     pub prev: Option<Arc<Value>>,
     pub rv: i64,
+    /// When this server received it (for the history's time window).
+    at: Instant,
     /// `object` as JSON, serialized once for every watcher that sends it unchanged.
     json: OnceLock<Bytes>,
 }
@@ -68,6 +79,7 @@ impl Event {
             object,
             prev,
             rv,
+            at: Instant::now(),
             json: OnceLock::new(),
         }
     }
@@ -150,8 +162,9 @@ pub fn trigger_for(prefix: &str) -> Option<Trigger> {
     })
 }
 
-/// Capacity of a trigger value's channel (one node's pods).
-const TRIGGERED_CAPACITY: usize = 1024;
+/// Capacity of a trigger value's channel (one node's pods); as for [`LIVE_CAPACITY`], a
+/// watcher that falls behind resumes from the history.
+const TRIGGERED_CAPACITY: usize = 256;
 
 /// A consistent view for a watch: what happened after the requested revision, then live.
 pub struct Subscription {
@@ -173,7 +186,7 @@ impl Cacher {
     ) -> Result<Arc<Self>, StorageError> {
         let (rv_tx, _) = watch::channel(0);
         let (progress_tx, progress_rx) = mpsc::channel(1);
-        let (notices, _) = broadcast::channel(4096);
+        let (notices, _) = broadcast::channel(LIVE_CAPACITY);
         let cacher = Arc::new(Self {
             resource: resource.to_string(),
             trigger: trigger_for(&prefix),
@@ -232,7 +245,7 @@ impl Cacher {
             st.ready = true;
         }
         // Watchers of the previous generation cannot be continued consistently.
-        let (fresh, _) = broadcast::channel(4096);
+        let (fresh, _) = broadcast::channel(LIVE_CAPACITY);
         *self.notices.write().unwrap_or_else(|e| e.into_inner()) = fresh;
         self.metrics
             .set_storage_objects(&self.resource, count as i64);
@@ -427,7 +440,13 @@ impl Cacher {
                 };
                 let event = Arc::new(event);
                 st.history.push_back(event.clone());
-                if st.history.len() > HISTORY {
+                while st.history.len() > HISTORY
+                    || (st.history.len() > HISTORY_MIN
+                        && st
+                            .history
+                            .front()
+                            .is_some_and(|e| e.at.elapsed() > HISTORY_FRESH))
+                {
                     if let Some(old) = st.history.pop_front() {
                         st.oldest = old.rv;
                     }

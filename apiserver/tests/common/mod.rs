@@ -875,6 +875,30 @@ impl ApiServer {
         }
     }
 
+    /// A streaming GET (e.g. a watch) with curl as `user`, its body on the child's stdout,
+    /// which nothing reads until the caller does: a client that stops reading, as far as the
+    /// server can tell (a pipe and the socket buffers, not a reader thread, hold what came).
+    #[allow(dead_code)]
+    pub fn spawn_stream(&self, path: &str, user: User) -> std::process::Child {
+        let p = |p: &Path| p.to_string_lossy().into_owned();
+        let mut cmd = Command::new(&self.curl);
+        cmd.args(["--silent", "--show-error", "--no-buffer", "--cacert"])
+            .arg(p(&self.pki.ca_cert));
+        match self.cred(user) {
+            Cred::Cert(cert, key) => cmd.arg("--cert").arg(cert).arg("--key").arg(key),
+            Cred::Token(token) => cmd
+                .arg("--header")
+                .arg(format!("Authorization: Bearer {token}")),
+            Cred::None => &mut cmd,
+        };
+        cmd.arg(format!("{}{path}", self.url()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.curl))
+    }
+
     /// One HTTP request with curl; returns the status code and the body. `body` is sent as is
     /// (from a file, so it may be large); `content_type` defaults to none. Panics if no HTTP
     /// answer came back at all.

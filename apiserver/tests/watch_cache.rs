@@ -1,9 +1,16 @@
-//! Updates against the real binary start from the watch cache's copy of the object, as
-//! upstream's GuaranteedUpdate does: one store request per update when the cache is current,
-//! and the same answers as a store read when it lags (a resourceVersion precondition the copy
-//! does not match, an update that changes nothing).
+//! The watch cache against the real binary:
+//! - updates start from the cache's copy of the object, as upstream's GuaranteedUpdate does:
+//!   one store request per update when the cache is current, and the same answers as a store
+//!   read when it lags (a resourceVersion precondition the copy does not match, an update that
+//!   changes nothing);
+//! - a watcher that stops reading for a while still gets every event, from the history, once
+//!   it reads again.
 
 mod common;
+
+use std::io::{BufRead, BufReader};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use common::{ApiServer, User};
 use serde_json::{json, Value};
@@ -120,4 +127,82 @@ fn updates_read_the_watch_cache_and_the_store_only_when_the_cache_lags() {
         "{got:#}"
     );
     assert_eq!(got["metadata"]["resourceVersion"], json!(latest), "{got:#}");
+}
+
+#[test]
+fn a_watcher_that_stops_reading_still_gets_every_event_in_order() {
+    // 16 KiB each: far more than a pipe and the sockets hold, so the server's watch task
+    // blocks and its live channel (1,024 events) overflows long before the last update.
+    const UPDATES: usize = 1_500;
+    let k = ApiServer::start();
+    let ns = k.namespace("slow-watch");
+    let path = format!("/api/v1/namespaces/{ns}/configmaps");
+    let cm = |i: usize, pad: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"},
+               "data": {"i": i.to_string(), "pad": pad}})
+        .to_string()
+    };
+    let pad = "x".repeat(16 * 1024);
+    let (code, body) = k.raw_request(
+        "POST",
+        &path,
+        Some(cm(0, "").as_bytes()),
+        Some("application/json"),
+        User::Admin,
+    );
+    assert_eq!(code, 201, "{body}");
+    let rv = rv_of(&body);
+    let mut watch = k.spawn_stream(
+        &format!("{path}?watch=1&resourceVersion={rv}&timeoutSeconds=300"),
+        User::Admin,
+    );
+    let stdout = watch.stdout.take().expect("stdout");
+    for i in 1..=UPDATES {
+        let (code, body) = k.raw_request(
+            "PUT",
+            &format!("{path}/big"),
+            Some(cm(i, &pad).as_bytes()),
+            Some("application/json"),
+            User::Admin,
+        );
+        assert_eq!(code, 200, "update {i}: {body}");
+    }
+    // Now read: every update, in order, none missing, and the watch still open.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = 0usize;
+    while seen < UPDATES {
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => line,
+            Err(e) => {
+                let _ = watch.kill();
+                panic!("the watch ended or stalled after {seen} of {UPDATES} events: {e}");
+            }
+        };
+        let ev: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        match ev["type"].as_str() {
+            Some("MODIFIED") => {
+                seen += 1;
+                assert_eq!(
+                    ev["object"]["data"]["i"],
+                    json!(seen.to_string()),
+                    "event {seen} out of order"
+                );
+            }
+            Some("BOOKMARK") => {}
+            _ => panic!(
+                "unexpected event after {seen}: {}",
+                &line[..line.len().min(300)]
+            ),
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
 }
