@@ -17,9 +17,10 @@ use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
-/// How many changed objects a slow subscriber may fall behind before it misses some (it then
-/// relies on its periodic resync).
-const FANOUT_BUFFER: usize = 8192;
+/// How many changed objects a slow subscriber may fall behind before it is re-sent the whole
+/// cache instead. tokio's broadcast allocates every slot up front (~40 bytes each, per
+/// informer), so this bounds memory; being behind costs a resync, not a missed change.
+const FANOUT_BUFFER: usize = 1024;
 
 /// A resource type's shared cache and change feed.
 pub struct Informer<K: Resource<DynamicType = ()> + 'static> {
@@ -48,16 +49,20 @@ where
     }
 
     /// Every object that is added, changed or deleted from now on (and all objects after each
-    /// initial list).
+    /// initial list). A subscriber that falls more than the buffer behind gets every cached
+    /// object again in place of what it missed (changes are level-triggered: the current
+    /// state is what a controller acts on).
     pub fn subscribe(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
-        BroadcastStream::new(self.tx.subscribe()).filter_map(|item| async move {
-            match item {
-                Ok(obj) => Some(obj),
+        let store = self.store.clone();
+        BroadcastStream::new(self.tx.subscribe()).flat_map(move |item| {
+            let objects = match item {
+                Ok(obj) => vec![obj],
                 Err(e) => {
-                    tracing::warn!(kind = %K::kind(&()), error = %e, "informer subscriber lagged");
-                    None
+                    tracing::info!(kind = %K::kind(&()), error = %e, "informer subscriber fell behind; resyncing it from the cache");
+                    store.state()
                 }
-            }
+            };
+            futures::stream::iter(objects)
         })
     }
 
@@ -220,6 +225,36 @@ mod tests {
             },
             ..ServiceAccount::default()
         }
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_gets_the_whole_cache_again() {
+        let (reader, mut writer) = reflector::store::<ServiceAccount>();
+        let (tx, _) = broadcast::channel(2);
+        let informer = Informer {
+            store: reader,
+            tx: tx.clone(),
+            synced: Arc::new(AtomicBool::new(true)),
+        };
+        let mut feed = Box::pin(informer.subscribe());
+        for name in ["a", "b", "c", "d", "e"] {
+            let obj = account(name);
+            writer.apply_watcher_event(&Event::Apply(obj.clone()));
+            let _ = tx.send(Arc::new(obj));
+        }
+        drop(tx);
+        drop(informer);
+        let mut seen = Vec::new();
+        while let Some(obj) = feed.next().await {
+            seen.push(obj.metadata.name.clone().unwrap_or_default());
+        }
+        // a, b and c were overwritten in the 2-slot buffer: the whole cache comes instead,
+        // then what the buffer still holds.
+        let (resync, rest) = seen.split_at(seen.len() - 2);
+        let mut resync = resync.to_vec();
+        resync.sort();
+        assert_eq!(resync, ["a", "b", "c", "d", "e"], "{seen:?}");
+        assert_eq!(rest, ["d", "e"], "{seen:?}");
     }
 
     #[tokio::test]
