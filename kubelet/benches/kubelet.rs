@@ -372,7 +372,7 @@ fn startup(rt: &tokio::runtime::Runtime, lines: &mut Vec<String>) -> anyhow::Res
     let kubelet = Kubelet::start(
         &containerd,
         "bench",
-        (230, "kbb"),
+        (10, "kbb"),
         |node| server.kubeconfig_for_cert(&format!("system:node:{node}"), &["system:nodes"]),
         &[],
     );
