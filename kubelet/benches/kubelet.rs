@@ -5,8 +5,15 @@
 //!   after another, then 3 bursts of 20 created at once; each pod's latency is from the
 //!   benchmark's create call until a watch sees it Running. The baseline does the same work
 //!   straight through the CRI on the same containerd (RunPodSandbox with the same CNI network,
-//!   CreateContainer, StartContainer), 50 times one after another and 20 at once. After the
-//!   last burst (20 pods running) the kubelet's RSS is read from /proc.
+//!   CreateContainer, StartContainer), 50 times one after another and 20 at once. Each phase
+//!   starts once the previous phase's sandboxes are gone from the runtime (the kubelet tears
+//!   pods down after their grace-0 deletion has already removed them from the API;
+//!   BENCH_NO_TEARDOWN_WAIT=1 starts as soon as the API is empty, as the bench did before
+//!   2026-11-23). After the last burst (20 pods running) the kubelet's RSS is read from /proc,
+//!   and the CPU the kubelet, containerd and the apiserver spent on the bursts from
+//!   /proc/<pid>/stat. BENCH_TIMELINE=1 prints each burst pod's timeline as the benchmark's
+//!   watch saw it; KUBELET_RUST_LOG=info,kubelet::timeline=debug with KEEP_TEST_DIRS=1 keeps
+//!   the kubelet's side of it in its log.
 //!   Goals: p99 <= 1 s, RSS <= 30 MiB.
 //! - **hollow** (the release kube-apiserver, kube-scheduler and kube-controller-manager's node
 //!   lifecycle controller, `hollow-node` running 1,000
@@ -15,7 +22,8 @@
 //!   density pods) created through the API until every one is Running. Goal: both within 60 s.
 //!
 //! Env: BENCH_ONLY ("startup" or "hollow"), BENCH_HOLLOW_NODES (1000), BENCH_HOLLOW_PODS
-//! (10000), BENCH_CONCURRENCY (64), KUBELET_BIN / KUBE_APISERVER_BIN / KUBE_SCHEDULER_BIN.
+//! (10000), BENCH_CONCURRENCY (64), KUBELET_BIN / KUBE_APISERVER_BIN / KUBE_SCHEDULER_BIN,
+//! BENCH_TIMELINE, BENCH_NO_TEARDOWN_WAIT, KUBELET_RUST_LOG.
 
 #[path = "../../apiserver/tests/common/mod.rs"]
 mod common;
@@ -294,7 +302,39 @@ async fn start_pods(
         .collect())
 }
 
-async fn delete_all(pods: &Api<Pod>, names: &[String]) -> anyhow::Result<()> {
+/// Deletes `names` and waits until the kubelet has removed their sandboxes from the runtime:
+/// a grace-0 delete takes the objects out of the API at once, and the next phase must not
+/// start while the kubelet is still tearing these pods down (the raw CRI baseline removes
+/// its sandboxes before each phase too).
+async fn delete_all(
+    pods: &Api<Pod>,
+    names: &[String],
+    rt: &Runtime,
+    ns: &str,
+) -> anyhow::Result<()> {
+    delete_objects(pods, names).await?;
+    if std::env::var_os("BENCH_NO_TEARDOWN_WAIT").is_some() {
+        return Ok(());
+    }
+    let deadline = Instant::now() + PHASE_TIMEOUT;
+    loop {
+        let left = rt
+            .list_pod_sandbox(None)
+            .await?
+            .iter()
+            .filter(|s| s.metadata.as_ref().is_some_and(|m| m.namespace == ns))
+            .count();
+        if left == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("{left} sandboxes still in the runtime after deletion");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn delete_objects(pods: &Api<Pod>, names: &[String]) -> anyhow::Result<()> {
     for name in names {
         let _ = pods
             .delete(name, &DeleteParams::default().grace_period(0))
@@ -405,6 +445,7 @@ async fn measure_startup(
     }
     let ns = server.namespace("bench");
     let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
+    let rt = Runtime::new(&containerd.endpoint())?;
     let seen = Arc::new(Mutex::new(HashMap::new()));
     let timelines = Timelines::default();
     let watcher = tokio::spawn(watch_running(
@@ -417,7 +458,7 @@ async fn measure_startup(
     // Warm-up: the first pod pays for the CNI bridge and image unpacking.
     let warm = vec!["warm".to_string()];
     start_pods(&pods, &node, &warm, &seen, &timelines).await?;
-    delete_all(&pods, &warm).await?;
+    delete_all(&pods, &warm, &rt, &ns).await?;
 
     let mut sequential = Latencies {
         case: "kubelet: 50 pods one after another".into(),
@@ -430,7 +471,7 @@ async fn measure_startup(
             .extend(start_pods(&pods, &node, &names, &seen, &timelines).await?);
     }
     let seq_names: Vec<String> = (0..50).map(|i| format!("seq-{i:02}")).collect();
-    delete_all(&pods, &seq_names).await?;
+    delete_all(&pods, &seq_names, &rt, &ns).await?;
 
     let mut bursts = Latencies {
         case: "kubelet: 3 bursts of 20 pods".into(),
@@ -456,12 +497,11 @@ async fn measure_startup(
             tokio::time::sleep(Duration::from_secs(5)).await;
             rss = kubelet.child.as_ref().map_or(0.0, |c| rss_mib(c.id()));
         }
-        delete_all(&pods, &names).await?;
+        delete_all(&pods, &names, &rt, &ns).await?;
     }
     watcher.abort();
 
     // The raw CRI baseline on the same containerd, through the network the kubelet set up.
-    let rt = Runtime::new(&containerd.endpoint())?;
     let logs = containerd.dir().join("cri-baseline-logs");
     let mut cri_seq = Latencies {
         case: "raw CRI: 50 pods one after another".into(),
