@@ -1266,27 +1266,31 @@ impl Worker {
             .and_then(|s| s.enable_service_links)
             .unwrap_or(true);
         let client = self.shared.client.clone();
-        let mut services = Vec::new();
-        let fetched = async {
-            let default: Api<Service> = Api::namespaced(client.clone(), "default");
-            services.extend(default.get_opt("kubernetes").await?);
-            if links && ns != "default" {
-                let api: Api<Service> = Api::namespaced(client.clone(), ns);
-                services.extend(api.list(&Default::default()).await?.items);
-            } else if links {
-                services = default.list(&Default::default()).await?.items;
-            }
-            Ok::<_, kube::Error>(())
-        }
-        .await;
-        match fetched {
-            Ok(()) => {}
+        // One round trip: the `kubernetes` Service and the namespace's Services are asked for
+        // at once (in `default` the list has both). In a burst of pod starts every round trip
+        // waits behind the others.
+        let default: Api<Service> = Api::namespaced(client.clone(), "default");
+        let fetched = if links && ns == "default" {
+            default.list(&Default::default()).await.map(|l| l.items)
+        } else if links {
+            let api: Api<Service> = Api::namespaced(client.clone(), ns);
+            futures::future::try_join(default.get_opt("kubernetes"), api.list(&Default::default()))
+                .await
+                .map(|(kubernetes, list)| kubernetes.into_iter().chain(list.items).collect())
+        } else {
+            default
+                .get_opt("kubernetes")
+                .await
+                .map(|k| k.into_iter().collect())
+        };
+        let services: Vec<Service> = match fetched {
+            Ok(services) => services,
             Err(e) if self.mirrors.is_some() => {
                 tracing::debug!(error = %e, "no service variables for a static pod");
                 return Ok(Vec::new());
             }
             Err(e) => return Err(e.into()),
-        }
+        };
         let visible = service_env::visible(&services, ns, links);
         Ok(service_env::service_env(&visible))
     }
