@@ -5,8 +5,16 @@
 //!   after another, then 3 bursts of 20 created at once; each pod's latency is from the
 //!   benchmark's create call until a watch sees it Running. The baseline does the same work
 //!   straight through the CRI on the same containerd (RunPodSandbox with the same CNI network,
-//!   CreateContainer, StartContainer), 50 times one after another and 20 at once. After the
-//!   last burst (20 pods running) the kubelet's RSS is read from /proc.
+//!   CreateContainer, StartContainer), 50 times one after another and 20 at once; each kubelet
+//!   burst is followed by a raw CRI burst, so load from outside weighs on both alike. Each phase
+//!   starts once the previous phase's sandboxes are gone from the runtime (the kubelet tears
+//!   pods down after their grace-0 deletion has already removed them from the API;
+//!   BENCH_NO_TEARDOWN_WAIT=1 starts as soon as the API is empty, as the bench did before
+//!   2026-11-23). After the last burst (20 pods running) the kubelet's RSS is read from /proc,
+//!   and the CPU the kubelet, containerd and the apiserver spent on the bursts from
+//!   /proc/<pid>/stat. BENCH_TIMELINE=1 prints each burst pod's timeline as the benchmark's
+//!   watch saw it; KUBELET_RUST_LOG=info,kubelet::timeline=debug with KEEP_TEST_DIRS=1 keeps
+//!   the kubelet's side of it in its log.
 //!   Goals: p99 <= 1 s, RSS <= 30 MiB.
 //! - **hollow** (the release kube-apiserver, kube-scheduler and kube-controller-manager's node
 //!   lifecycle controller, `hollow-node` running 1,000
@@ -15,7 +23,8 @@
 //!   density pods) created through the API until every one is Running. Goal: both within 60 s.
 //!
 //! Env: BENCH_ONLY ("startup" or "hollow"), BENCH_HOLLOW_NODES (1000), BENCH_HOLLOW_PODS
-//! (10000), BENCH_CONCURRENCY (64), KUBELET_BIN / KUBE_APISERVER_BIN / KUBE_SCHEDULER_BIN.
+//! (10000), BENCH_CONCURRENCY (64), KUBELET_BIN / KUBE_APISERVER_BIN / KUBE_SCHEDULER_BIN,
+//! BENCH_TIMELINE, BENCH_NO_TEARDOWN_WAIT, KUBELET_RUST_LOG.
 
 #[path = "../../apiserver/tests/common/mod.rs"]
 mod common;
@@ -151,11 +160,34 @@ fn busybox_pod(name: &str, node: &str) -> anyhow::Result<Pod> {
     }))?)
 }
 
+/// Each pod's states as the watch saw them change (phase, and the first container's state),
+/// with the instant each was first seen; printed with BENCH_TIMELINE=1.
+type Timelines = Arc<Mutex<HashMap<String, Vec<(Instant, String)>>>>;
+
+/// A pod's state for the timeline: `Pending`, `Pending/ContainerCreating`, `Running`, ...
+fn state_of(p: &Pod) -> String {
+    let status = p.status.as_ref();
+    let phase = status
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_else(|| "-".into());
+    let waiting = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.first())
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.waiting.as_ref())
+        .and_then(|w| w.reason.clone());
+    match waiting {
+        Some(reason) => format!("{phase}/{reason}"),
+        None => phase,
+    }
+}
+
 /// Running pods of `ns` as a watch sees them: name -> the instant it was first seen Running.
 async fn watch_running(
     client: Client,
     ns: String,
     seen: Arc<Mutex<HashMap<String, Instant>>>,
+    timelines: Timelines,
 ) -> anyhow::Result<()> {
     let pods: Api<Pod> = Api::namespaced(client, &ns);
     let mut rv = "0".to_string();
@@ -175,6 +207,16 @@ async fn watch_running(
             };
             if let Some(v) = p.metadata.resource_version.clone() {
                 rv = v;
+            }
+            let state = state_of(&p);
+            {
+                let mut timelines = timelines.lock().expect("timelines");
+                let line = timelines
+                    .entry(p.metadata.name.clone().unwrap_or_default())
+                    .or_default();
+                if line.last().is_none_or(|(_, s)| *s != state) {
+                    line.push((Instant::now(), state));
+                }
             }
             let running = p
                 .status
@@ -207,18 +249,24 @@ async fn wait_for(
     Ok(())
 }
 
-/// Creates `names` at once and returns each one's create -> Running latency.
+/// Creates `names` at once and returns each one's create -> Running latency. With
+/// BENCH_TIMELINE set, prints each pod's timeline (create sent and answered, the states the
+/// watch saw) in ms from the first create, and that instant's wall clock to match the
+/// kubelet's log (KUBELET_RUST_LOG=info,kubelet::timeline=debug KEEP_TEST_DIRS=1).
 async fn start_pods(
     pods: &Api<Pod>,
     node: &str,
     names: &[String],
     seen: &Arc<Mutex<HashMap<String, Instant>>>,
+    timelines: &Timelines,
 ) -> anyhow::Result<Vec<Duration>> {
+    let start = Instant::now();
+    let wall = k8s_openapi::chrono::Utc::now();
     let created = futures::future::try_join_all(names.iter().map(|name| async move {
         let pod = busybox_pod(name, node)?;
         let t0 = Instant::now();
         pods.create(&PostParams::default(), &pod).await?;
-        anyhow::Ok((name.clone(), t0))
+        anyhow::Ok((name.clone(), t0, t0.elapsed()))
     }))
     .await?;
     wait_for("pods Running", PHASE_TIMEOUT, || {
@@ -226,14 +274,68 @@ async fn start_pods(
         names.iter().all(|n| seen.contains_key(n))
     })
     .await?;
+    if names.len() > 1 && std::env::var_os("BENCH_TIMELINE").is_some() {
+        let timelines = timelines.lock().expect("timelines");
+        println!(
+            "timeline from {} (ms from the first create):",
+            wall.to_rfc3339()
+        );
+        for (name, t0, took) in &created {
+            let at = |i: Instant| i.saturating_duration_since(start).as_millis();
+            let states: Vec<String> = timelines
+                .get(name)
+                .into_iter()
+                .flatten()
+                .map(|(i, state)| format!("{state}@{}", at(*i)))
+                .collect();
+            println!(
+                "  {name}: create sent {} answered {} | {}",
+                at(*t0),
+                at(*t0 + *took),
+                states.join(" ")
+            );
+        }
+    }
     let seen = seen.lock().expect("seen");
     Ok(created
         .into_iter()
-        .map(|(name, t0)| seen[&name].duration_since(t0))
+        .map(|(name, t0, _)| seen[&name].duration_since(t0))
         .collect())
 }
 
-async fn delete_all(pods: &Api<Pod>, names: &[String]) -> anyhow::Result<()> {
+/// Deletes `names` and waits until the kubelet has removed their sandboxes from the runtime:
+/// a grace-0 delete takes the objects out of the API at once, and the next phase must not
+/// start while the kubelet is still tearing these pods down (the raw CRI baseline removes
+/// its sandboxes before each phase too).
+async fn delete_all(
+    pods: &Api<Pod>,
+    names: &[String],
+    rt: &Runtime,
+    ns: &str,
+) -> anyhow::Result<()> {
+    delete_objects(pods, names).await?;
+    if std::env::var_os("BENCH_NO_TEARDOWN_WAIT").is_some() {
+        return Ok(());
+    }
+    let deadline = Instant::now() + PHASE_TIMEOUT;
+    loop {
+        let left = rt
+            .list_pod_sandbox(None)
+            .await?
+            .iter()
+            .filter(|s| s.metadata.as_ref().is_some_and(|m| m.namespace == ns))
+            .count();
+        if left == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("{left} sandboxes still in the runtime after deletion");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn delete_objects(pods: &Api<Pod>, names: &[String]) -> anyhow::Result<()> {
     for name in names {
         let _ = pods
             .delete(name, &DeleteParams::default().grace_period(0))
@@ -311,7 +413,7 @@ fn startup(rt: &tokio::runtime::Runtime, lines: &mut Vec<String>) -> anyhow::Res
     let kubelet = Kubelet::start(
         &containerd,
         "bench",
-        (230, "kbb"),
+        (10, "kbb"),
         |node| server.kubeconfig_for_cert(&format!("system:node:{node}"), &["system:nodes"]),
         &[],
     );
@@ -344,13 +446,20 @@ async fn measure_startup(
     }
     let ns = server.namespace("bench");
     let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
+    let rt = Runtime::new(&containerd.endpoint())?;
     let seen = Arc::new(Mutex::new(HashMap::new()));
-    let watcher = tokio::spawn(watch_running(admin.clone(), ns.clone(), seen.clone()));
+    let timelines = Timelines::default();
+    let watcher = tokio::spawn(watch_running(
+        admin.clone(),
+        ns.clone(),
+        seen.clone(),
+        timelines.clone(),
+    ));
 
     // Warm-up: the first pod pays for the CNI bridge and image unpacking.
     let warm = vec!["warm".to_string()];
-    start_pods(&pods, &node, &warm, &seen).await?;
-    delete_all(&pods, &warm).await?;
+    start_pods(&pods, &node, &warm, &seen, &timelines).await?;
+    delete_all(&pods, &warm, &rt, &ns).await?;
 
     let mut sequential = Latencies {
         case: "kubelet: 50 pods one after another".into(),
@@ -360,32 +469,12 @@ async fn measure_startup(
         let names = vec![format!("seq-{i:02}")];
         sequential
             .samples
-            .extend(start_pods(&pods, &node, &names, &seen).await?);
+            .extend(start_pods(&pods, &node, &names, &seen, &timelines).await?);
     }
     let seq_names: Vec<String> = (0..50).map(|i| format!("seq-{i:02}")).collect();
-    delete_all(&pods, &seq_names).await?;
-
-    let mut bursts = Latencies {
-        case: "kubelet: 3 bursts of 20 pods".into(),
-        samples: Vec::new(),
-    };
-    let mut rss = 0.0;
-    for b in 0..3 {
-        let names: Vec<String> = (0..20).map(|i| format!("burst{b}-{i:02}")).collect();
-        bursts
-            .samples
-            .extend(start_pods(&pods, &node, &names, &seen).await?);
-        if b == 2 {
-            // 20 pods running: settle a moment so the reading is not a creation peak.
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            rss = kubelet.child.as_ref().map_or(0.0, |c| rss_mib(c.id()));
-        }
-        delete_all(&pods, &names).await?;
-    }
-    watcher.abort();
+    delete_all(&pods, &seq_names, &rt, &ns).await?;
 
     // The raw CRI baseline on the same containerd, through the network the kubelet set up.
-    let rt = Runtime::new(&containerd.endpoint())?;
     let logs = containerd.dir().join("cri-baseline-logs");
     let mut cri_seq = Latencies {
         case: "raw CRI: 50 pods one after another".into(),
@@ -398,21 +487,59 @@ async fn measure_startup(
         sandboxes.push(id);
     }
     cri_remove(&rt, &sandboxes).await?;
+
+    // Each kubelet burst is followed by a raw CRI burst, so that other load on the machine
+    // weighs on both alike.
+    let mut bursts = Latencies {
+        case: "kubelet: 3 bursts of 20 pods".into(),
+        samples: Vec::new(),
+    };
     let mut cri_burst = Latencies {
         case: "raw CRI: 3 bursts of 20 pods".into(),
         samples: Vec::new(),
     };
+    let mut rss = 0.0;
+    // CPU seconds the kubelet, containerd (without its shims) and the apiserver spend on the
+    // bursts, from the first create to the last pod Running, deletions not included; and
+    // containerd's over the raw CRI bursts.
+    let kubelet_pid = kubelet.child.as_ref().map(|c| c.id());
+    let pids = [kubelet_pid, containerd.pid(), server.pid()];
+    let mut burst_cpu = [0.0; 3];
+    let mut cri_burst_cpu = 0.0;
     for b in 0..3 {
-        let names: Vec<String> = (0..20).map(|i| format!("burst{b}-{i}")).collect();
+        let names: Vec<String> = (0..20).map(|i| format!("burst{b}-{i:02}")).collect();
+        let cpu0 = pids.map(|p| p.map_or(0.0, cpu_secs));
+        let samples = start_pods(&pods, &node, &names, &seen, &timelines).await?;
+        for (i, p) in pids.iter().enumerate() {
+            burst_cpu[i] += p.map_or(0.0, cpu_secs) - cpu0[i];
+        }
+        bursts.samples.extend(samples.iter().copied());
+        if b == 2 {
+            // 20 pods running: settle a moment so the reading is not a creation peak.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            rss = kubelet.child.as_ref().map_or(0.0, |c| rss_mib(c.id()));
+        }
+        delete_all(&pods, &names, &rt, &ns).await?;
+
+        let cpu0 = pids[1].map_or(0.0, cpu_secs);
         let results =
             futures::future::try_join_all(names.iter().map(|name| cri_pod(&rt, name, &logs)))
                 .await?;
+        cri_burst_cpu += pids[1].map_or(0.0, cpu_secs) - cpu0;
         let ids: Vec<String> = results.iter().map(|(_, id)| id.clone()).collect();
-        cri_burst
-            .samples
-            .extend(results.into_iter().map(|(d, _)| d));
+        let cri_samples: Vec<Duration> = results.into_iter().map(|(d, _)| d).collect();
         cri_remove(&rt, &ids).await?;
+        if std::env::var_os("BENCH_TIMELINE").is_some() {
+            let max_ms = |v: &[Duration]| ms(v.iter().copied().max().unwrap_or_default());
+            println!(
+                "burst {b}: kubelet max {} ms, raw CRI max {} ms",
+                max_ms(&samples),
+                max_ms(&cri_samples)
+            );
+        }
+        cri_burst.samples.extend(cri_samples);
     }
+    watcher.abort();
 
     lines.push(
         "\n### kubelet pod startup on containerd (create -> Running seen by a watch)\n".into(),
@@ -428,6 +555,11 @@ async fn measure_startup(
     lines.push(format!(
         "\nkubelet RSS with 20 pods running: {rss:.1} MiB (goal <= {GOAL_RSS_MIB:.0} MiB, {:.2}x)",
         rss / GOAL_RSS_MIB
+    ));
+    lines.push(format!(
+        "\nCPU over the 3 bursts (create to all Running): kubelet {:.2} s, containerd {:.2} s \
+         (shims not counted), kube-apiserver {:.2} s; containerd {:.2} s over the raw CRI bursts.",
+        burst_cpu[0], burst_cpu[1], burst_cpu[2], cri_burst_cpu
     ));
     Ok(())
 }

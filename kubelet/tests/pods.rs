@@ -586,6 +586,16 @@ fn volumes_bring_config_maps_secrets_pod_info_tokens_and_directories_into_the_co
         "--role=pod-reader",
         &format!("--serviceaccount={ns}:reader"),
     ]);
+    // A Service of the pod's namespace: its variables come with the `kubernetes` Service's.
+    s.server.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "backend",
+        "-n",
+        &ns,
+        "--tcp=8080:8080",
+    ]);
     let host_dir = s.containerd.dir().join("host-volume");
     let script = [
         "echo COLOR=$(cat /etc/cfg/colors/favourite)",
@@ -605,6 +615,8 @@ fn volumes_bring_config_maps_secrets_pod_info_tokens_and_directories_into_the_co
         "echo from-pod > /host/out.txt",
         "echo MEM_FS=$(grep ' /scratch-mem ' /proc/mounts | cut -d' ' -f3)",
         "echo SERVICE_HOST=$KUBERNETES_SERVICE_HOST",
+        "echo BACKEND_HOST=$BACKEND_SERVICE_HOST",
+        "echo BACKEND_PORT=$BACKEND_SERVICE_PORT",
         "echo SERVICE_PORT=$KUBERNETES_SERVICE_PORT",
         "echo DONE=1",
         "exec sleep 3600",
@@ -704,6 +716,7 @@ spec:
         ("SUB_WRITTEN", "yes"),
         ("MEM_FS", "tmpfs"),
         ("SERVICE_PORT", "443"),
+        ("BACKEND_PORT", "8080"),
     ];
     for (k, v) in want {
         assert_eq!(out.get(k).map(String::as_str), Some(v), "{k} in\n{log}");
@@ -715,6 +728,12 @@ spec:
         .unwrap_or_default()
         .to_string();
     assert_eq!(out["SERVICE_HOST"], service_ip);
+    let backend_ip = s.server.json(&["get", "service", "backend", "-n", &ns])["spec"]["clusterIP"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!backend_ip.is_empty());
+    assert_eq!(out["BACKEND_HOST"], backend_ip, "in\n{log}");
 
     // The volumes live under <root-dir>/pods/<uid>/volumes/<plugin>/<name>.
     let uid = pod["metadata"]["uid"].as_str().expect("uid").to_string();

@@ -206,6 +206,11 @@ fn upsert(
         w.tx.send_replace(Some(pod));
         return;
     }
+    tracing::debug!(
+        target: "kubelet::timeline",
+        pod = %pod.metadata.name.as_deref().unwrap_or_default(),
+        "pod seen; starting its worker"
+    );
     let (tx, rx) = watch::channel(Some(pod.clone()));
     let task = tokio::spawn(Worker::new(shared.clone(), pod).run(rx));
     workers.insert(uid, WorkerHandle { tx, task });

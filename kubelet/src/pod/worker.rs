@@ -212,6 +212,9 @@ pub struct Worker {
     dirty_at: Instant,
     /// The current sync changed the runtime.
     busy: bool,
+    /// When the worker was made, for the debug timeline of the pod's start (target
+    /// `kubelet::timeline`).
+    born: Instant,
 }
 
 impl Worker {
@@ -239,6 +242,7 @@ impl Worker {
             // A new worker may follow one that just tore the pod down.
             dirty_at: Instant::now(),
             busy: false,
+            born: Instant::now(),
         }
     }
 
@@ -274,6 +278,7 @@ impl Worker {
                 None => self.gone = true,
             }
             self.busy = false;
+            self.mark("sync start");
             let failed = match self.sync().await {
                 Ok(Next::Done) => {
                     tracing::info!(pod = %pod_ref, "pod torn down");
@@ -286,13 +291,15 @@ impl Worker {
                 }
             };
             let delay = self.resync_after(failed);
-            tokio::select! {
-                changed = rx.changed() => if changed.is_err() { return },
-                _ = relisted.changed() => {}
-                Ok(()) = evictions.changed() => {}
-                Ok(()) = mirror_changed(&mut mirrors) => {}
-                _ = tokio::time::sleep(delay) => {}
-            }
+            self.mark("sync done");
+            let woken = tokio::select! {
+                changed = rx.changed() => if changed.is_err() { return } else { "pod update" },
+                _ = relisted.changed() => "relist",
+                Ok(()) = evictions.changed() => "eviction",
+                Ok(()) = mirror_changed(&mut mirrors) => "mirror",
+                _ = tokio::time::sleep(delay) => "resync",
+            };
+            self.mark(format_args!("woken by {woken}"));
         }
     }
 
@@ -317,6 +324,17 @@ impl Worker {
         }
     }
 
+    /// One step of the pod's timeline, in ms since its worker was made: at debug level under
+    /// target `kubelet::timeline`.
+    fn mark(&self, step: impl std::fmt::Display) {
+        tracing::debug!(
+            target: "kubelet::timeline",
+            pod = %self.pod.metadata.name.as_deref().unwrap_or_default(),
+            ms = self.born.elapsed().as_millis() as u64,
+            "{step}"
+        );
+    }
+
     /// Notes that the runtime was (or may have been) changed just now.
     fn touched(&mut self) {
         self.busy = true;
@@ -328,10 +346,13 @@ impl Worker {
     async fn observe(&self) -> Result<RuntimeState, CriError> {
         if let Some(seen) = self.shared.pleg.observe(&self.uid) {
             if seen.at > self.dirty_at {
+                self.mark("observed (relist)");
                 return Ok(RuntimeState::from_record(&seen.record));
             }
         }
-        runtime_state(&self.shared.runtime, &self.uid).await
+        let state = runtime_state(&self.shared.runtime, &self.uid).await;
+        self.mark("observed (runtime)");
+        state
     }
 
     fn grace_period(&self) -> Duration {
@@ -415,6 +436,7 @@ impl Worker {
         }
         if acted? {
             state = runtime_state(&runtime, &self.uid).await?;
+            self.mark("re-read after acting");
         }
         let probed = self.probe(&state).await;
         if !matches!(probed, Ok(false)) {
@@ -553,7 +575,10 @@ impl Worker {
                 .sync(&client, &self.shared.node.root_dir, &self.pod)
                 .await
             {
-                Ok(()) => self.volumes_ready = true,
+                Ok(()) => {
+                    self.volumes_ready = true;
+                    self.mark("volumes ready");
+                }
                 Err(e) => {
                     // Upstream's FailedMount: containers wait in ContainerCreating.
                     tracing::warn!(pod_uid = %self.uid, error = %format!("{e:#}"), "MountVolume failed");
@@ -598,7 +623,9 @@ impl Worker {
                 if let Err(e) = tokio::fs::create_dir_all(&sandbox_config.log_directory).await {
                     tracing::warn!(dir = %sandbox_config.log_directory, error = %e, "create pod log directory");
                 }
+                self.mark("RunPodSandbox sent");
                 let id = runtime.run_pod_sandbox(sandbox_config.clone()).await?;
+                self.mark("RunPodSandbox done");
                 for s in &state.sandboxes {
                     ignore_not_found(runtime.remove_pod_sandbox(&s.id).await)?;
                 }
@@ -611,12 +638,14 @@ impl Worker {
         }
         let sandbox_is_new = state.ready_sandbox().map(|s| s.id.as_str()) != Some(&sandbox_id);
         let pod_ip = if sandbox_is_new {
-            runtime
+            let ip = runtime
                 .pod_sandbox_status(&sandbox_id)
                 .await?
                 .network
                 .map(|n| n.ip)
-                .unwrap_or_default()
+                .unwrap_or_default();
+            self.mark("PodSandboxStatus done");
+            ip
         } else {
             self.sandbox_ip(state, &sandbox_id).await
         };
@@ -838,6 +867,7 @@ impl Worker {
                 return Ok(false);
             }
         };
+        self.mark("image checked");
         let sources = self.env_sources(c).await?;
         let host_ip = self.shared.node.node_ip.to_string();
         let env = match spec::build_env(&self.pod, c, &sources, ctx.pod_ip, &host_ip) {
@@ -847,6 +877,7 @@ impl Worker {
                         env.push((k, v));
                     }
                 }
+                self.mark("environment built");
                 env
             }
             Err(e) => {
@@ -869,6 +900,7 @@ impl Worker {
         if let Err(e) = tokio::fs::create_dir_all(&log_dir).await {
             tracing::warn!(dir = %log_dir.display(), error = %e, "create container log directory");
         }
+        self.mark("CreateContainer sent");
         let id = match runtime
             .create_container(ctx.sandbox_id, config, ctx.sandbox_config.clone())
             .await
@@ -886,7 +918,10 @@ impl Worker {
             "Created",
             format!("Created container {}", c.name),
         );
-        if let Err(e) = runtime.start_container(&id).await {
+        self.mark("StartContainer sent");
+        let started = runtime.start_container(&id).await;
+        self.mark("StartContainer done");
+        if let Err(e) = started {
             self.shared.events.pod(
                 &self.pod,
                 Some(&c.name),
@@ -1231,27 +1266,31 @@ impl Worker {
             .and_then(|s| s.enable_service_links)
             .unwrap_or(true);
         let client = self.shared.client.clone();
-        let mut services = Vec::new();
-        let fetched = async {
-            let default: Api<Service> = Api::namespaced(client.clone(), "default");
-            services.extend(default.get_opt("kubernetes").await?);
-            if links && ns != "default" {
-                let api: Api<Service> = Api::namespaced(client.clone(), ns);
-                services.extend(api.list(&Default::default()).await?.items);
-            } else if links {
-                services = default.list(&Default::default()).await?.items;
-            }
-            Ok::<_, kube::Error>(())
-        }
-        .await;
-        match fetched {
-            Ok(()) => {}
+        // One round trip: the `kubernetes` Service and the namespace's Services are asked for
+        // at once (in `default` the list has both). In a burst of pod starts every round trip
+        // waits behind the others.
+        let default: Api<Service> = Api::namespaced(client.clone(), "default");
+        let fetched = if links && ns == "default" {
+            default.list(&Default::default()).await.map(|l| l.items)
+        } else if links {
+            let api: Api<Service> = Api::namespaced(client.clone(), ns);
+            futures::future::try_join(default.get_opt("kubernetes"), api.list(&Default::default()))
+                .await
+                .map(|(kubernetes, list)| kubernetes.into_iter().chain(list.items).collect())
+        } else {
+            default
+                .get_opt("kubernetes")
+                .await
+                .map(|k| k.into_iter().collect())
+        };
+        let services: Vec<Service> = match fetched {
+            Ok(services) => services,
             Err(e) if self.mirrors.is_some() => {
                 tracing::debug!(error = %e, "no service variables for a static pod");
                 return Ok(Vec::new());
             }
             Err(e) => return Err(e.into()),
-        }
+        };
         let visible = service_env::visible(&services, ns, links);
         Ok(service_env::service_env(&visible))
     }
@@ -1450,14 +1489,19 @@ impl Worker {
             "metadata": {"uid": self.uid},
             "status": value,
         });
-        match api
+        self.mark(format_args!(
+            "status patch sent ({})",
+            status.phase.as_deref().unwrap_or_default()
+        ));
+        let patched = api
             .patch_status(
                 m.name.as_deref().unwrap_or_default(),
                 &PatchParams::default(),
                 &Patch::Merge(&patch),
             )
-            .await
-        {
+            .await;
+        self.mark("status patch answered");
+        match patched {
             Ok(pod) => {
                 self.pod.status = pod.status;
                 self.last_status = Some(value);

@@ -211,6 +211,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         self.dir.as_ref().expect("temp dir present").path()
     }
 
+    /// The containerd process (its shims not included).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `unix://<socket>` for --container-runtime-endpoint.
     pub fn endpoint(&self) -> String {
         format!("unix://{}", self.socket.display())

@@ -105,7 +105,10 @@ impl Kubelet {
         let log = File::create(self.dir.join(format!("kubelet-{}.log", self.runs))).expect("log");
         let child = Command::new(kubelet_binary())
             .args(&self.args)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("KUBELET_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log)
