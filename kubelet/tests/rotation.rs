@@ -16,6 +16,9 @@ mod daemon;
 #[path = "common/kubelet.rs"]
 mod kubelet_process;
 
+#[path = "common/pki.rs"]
+mod pki;
+
 use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::fs;
@@ -33,10 +36,7 @@ use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
 use kubelet::certificate::{transport, ClientCertificate, Pair};
 use kubelet_process::Kubelet;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+use pki::TestCa;
 use x509_parser::prelude::FromDer as _;
 
 /// Deadline for nodes, pods and CSRs to reach a state.
@@ -45,50 +45,26 @@ const WAIT: Duration = Duration::from_secs(60);
 // ---------------------------------------------------------------------------------------------
 // The transport on its own.
 
-/// A CA and PEM pairs it issued.
+/// A CA (its certificate in `dir/ca.crt`) and PEM pairs it issued.
 struct TestPki {
     dir: PathBuf,
-    ca_der: Vec<u8>,
-    issuer: Issuer<'static, KeyPair>,
+    ca: TestCa,
 }
 
 impl TestPki {
     fn new(dir: &Path) -> Self {
-        let key = KeyPair::generate().expect("key");
-        let mut ca = CertificateParams::new(Vec::new()).expect("params");
-        ca.distinguished_name
-            .push(DnType::CommonName, "rotation-ca");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let cert = ca.self_signed(&key).expect("ca");
-        fs::write(dir.join("ca.crt"), cert.pem()).expect("write ca");
+        let ca = TestCa::new("rotation-ca");
+        ca.write_ca(&dir.join("ca.crt"));
         TestPki {
             dir: dir.to_path_buf(),
-            ca_der: cert.der().to_vec(),
-            issuer: Issuer::new(ca, key),
+            ca,
         }
     }
 
-    /// (certificate PEM, key PEM) for `cn`, a client certificate unless `sans` are given.
-    fn issue(&self, cn: &str, sans: Vec<String>) -> (String, String) {
-        let key = KeyPair::generate().expect("key");
-        let server = !sans.is_empty();
-        let mut params = CertificateParams::new(sans).expect("params");
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "system:nodes");
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![if server {
-            ExtendedKeyUsagePurpose::ServerAuth
-        } else {
-            ExtendedKeyUsagePurpose::ClientAuth
-        }];
-        let cert = params.signed_by(&key, &self.issuer).expect("sign");
-        (cert.pem(), key.serialize_pem())
+    /// (certificate PEM, key PEM) for `cn` in system:nodes, a client certificate unless
+    /// `sans` are given.
+    fn issue(&self, cn: &str, sans: &[&str]) -> (String, String) {
+        self.ca.issue(cn, &["system:nodes"], sans)
     }
 }
 
@@ -102,7 +78,7 @@ struct Seen {
 /// An HTTPS server requiring client certificates: `/whoami` answers the caller's CN,
 /// `/stream` sends a line every 200 ms for as long as the client reads.
 async fn whoami_server(pki: &TestPki) -> (String, Arc<Mutex<Vec<Seen>>>) {
-    let (cert, key) = pki.issue("whoami", vec!["127.0.0.1".into()]);
+    let (cert, key) = pki.issue("whoami", &["127.0.0.1"]);
     let (cert_path, key_path) = (pki.dir.join("server.crt"), pki.dir.join("server.key"));
     fs::write(&cert_path, cert).expect("write server cert");
     fs::write(&key_path, key).expect("write server key");
@@ -207,13 +183,13 @@ async fn a_rotated_certificate_is_presented_on_new_connections_and_the_old_ones_
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = TestPki::new(dir.path());
     let (url, seen) = whoami_server(&pki).await;
-    let (a_cert, a_key) = pki.issue("system:node:a", Vec::new());
-    let (b_cert, b_key) = pki.issue("system:node:b", Vec::new());
+    let (a_cert, a_key) = pki.issue("system:node:a", &[]);
+    let (b_cert, b_key) = pki.issue("system:node:b", &[]);
     let pair = |c: &str, k: &str| Pair::from_pem(c.as_bytes(), k.as_bytes()).expect("pair");
 
     let cert = ClientCertificate::new(pair(&a_cert, &a_key).key);
     let mut config = kube::Config::new(url.parse().expect("url"));
-    config.root_cert = Some(vec![pki.ca_der.clone()]);
+    config.root_cert = Some(vec![pki.ca.der.clone()]);
     let client = transport::client(config, cert.clone()).expect("client");
     assert_eq!(whoami(&client).await, "system:node:a");
 

@@ -8,6 +8,9 @@ mod common;
 #[path = "common/containerd.rs"]
 mod containerd;
 
+#[path = "common/pki.rs"]
+mod pki;
+
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -18,10 +21,7 @@ use std::time::{Duration, Instant};
 
 use common::{eventually, free_port, ApiServer, User, ADMIN_TOKEN};
 use containerd::{Containerd, BUSYBOX_IMAGE, PAUSE_IMAGE};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+use pki::TestCa;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -44,63 +44,23 @@ struct KubeletPki {
 
 fn kubelet_pki(dir: &Path) -> KubeletPki {
     fs::create_dir_all(dir).expect("pki dir");
-    let ca_key = KeyPair::generate().expect("key");
-    let mut ca = CertificateParams::new(Vec::new()).expect("params");
-    ca.distinguished_name
-        .push(DnType::CommonName, "kubelet-client-ca");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_pem = ca.self_signed(&ca_key).expect("ca").pem();
-    let issuer = Issuer::new(ca, ca_key);
-    let client = |cn: &str, org: &str, name: &str| -> (PathBuf, PathBuf) {
-        let key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::new(Vec::new()).expect("params");
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, org);
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = params.signed_by(&key, &issuer).expect("sign");
-        let (c, k) = (
-            dir.join(format!("{name}.crt")),
-            dir.join(format!("{name}.key")),
-        );
-        fs::write(&c, cert.pem()).expect("write cert");
-        fs::write(&k, key.serialize_pem()).expect("write key");
-        (c, k)
-    };
-    let ca_path = dir.join("kubelet-client-ca.crt");
-    fs::write(&ca_path, ca_pem).expect("write ca");
-    let (client_cert, client_key) = client(
-        "kube-apiserver-kubelet-client",
-        "system:masters",
+    let ca = TestCa::new("kubelet-client-ca");
+    let ca_path = ca.write_ca(&dir.join("kubelet-client-ca.crt"));
+    let (client_cert, client_key) = ca.write(
+        dir,
         "apiserver",
+        "kube-apiserver-kubelet-client",
+        &["system:masters"],
+        &[],
     );
-    let (alice_cert, alice_key) = client("alice", "developers", "alice");
-    let serving_key = KeyPair::generate().expect("key");
-    let mut serving =
-        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .expect("params");
-    serving
-        .distinguished_name
-        .push(DnType::CommonName, "kubelet-serving");
-    serving.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let serving_cert = dir.join("kubelet-serving.crt");
-    let serving_key_path = dir.join("kubelet-serving.key");
-    fs::write(
-        &serving_cert,
-        serving
-            .signed_by(&serving_key, &issuer)
-            .expect("sign")
-            .pem(),
-    )
-    .expect("write serving cert");
-    fs::write(&serving_key_path, serving_key.serialize_pem()).expect("write serving key");
+    let (alice_cert, alice_key) = ca.write(dir, "alice", "alice", &["developers"], &[]);
+    let (serving_cert, serving_key_path) = ca.write(
+        dir,
+        "kubelet-serving",
+        "kubelet-serving",
+        &[],
+        &["127.0.0.1", "localhost"],
+    );
     KubeletPki {
         ca: ca_path,
         client_cert,

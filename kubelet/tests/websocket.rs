@@ -16,6 +16,9 @@ mod kubelet_process;
 #[path = "common/proxied.rs"]
 mod proxied;
 
+#[path = "common/pki.rs"]
+mod pki;
+
 use std::fs;
 use std::process::Command;
 

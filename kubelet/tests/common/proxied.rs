@@ -13,10 +13,7 @@ use std::time::Duration;
 use crate::common::{self, eventually, ApiServer, User};
 use crate::containerd::{Containerd, BUSYBOX_IMAGE};
 use crate::kubelet_process::Kubelet;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+use crate::pki::TestCa;
 
 pub const WAIT: Duration = Duration::from_secs(60);
 
@@ -24,36 +21,15 @@ pub const WAIT: Duration = Duration::from_secs(60);
 /// (system:masters, so the kubelet's SubjectAccessReview allows nodes/proxy).
 fn kubelet_client_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     fs::create_dir_all(dir).expect("pki dir");
-    let ca_key = KeyPair::generate().expect("key");
-    let mut ca = CertificateParams::new(Vec::new()).expect("params");
-    ca.distinguished_name
-        .push(DnType::CommonName, "kubelet-client-ca");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_pem = ca.self_signed(&ca_key).expect("ca").pem();
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().expect("key");
-    let mut params = CertificateParams::new(Vec::new()).expect("params");
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "kube-apiserver-kubelet-client");
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, "system:masters");
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let cert = params.signed_by(&key, &issuer).expect("sign");
-    let (ca_path, cert_path, key_path) = (
-        dir.join("kubelet-client-ca.crt"),
-        dir.join("apiserver-kubelet-client.crt"),
-        dir.join("apiserver-kubelet-client.key"),
+    let ca = TestCa::new("kubelet-client-ca");
+    let ca_path = ca.write_ca(&dir.join("kubelet-client-ca.crt"));
+    let (cert_path, key_path) = ca.write(
+        dir,
+        "apiserver-kubelet-client",
+        "kube-apiserver-kubelet-client",
+        &["system:masters"],
+        &[],
     );
-    fs::write(&ca_path, ca_pem).expect("write ca");
-    fs::write(&cert_path, cert.pem()).expect("write cert");
-    fs::write(&key_path, key.serialize_pem()).expect("write key");
     (ca_path, cert_path, key_path)
 }
 
