@@ -21,8 +21,34 @@ fn meta(name: &str, namespace: Option<&str>) -> Value {
     m
 }
 
+/// The watch cache's copy of `key`, if the cache of its prefix holds it. The periodic checks
+/// read there first, as upstream's reconcilers read through the cacher: an idle cluster then
+/// costs the store nothing for them. Only a missing object is looked up in the store, and
+/// every write stays guarded by the revision it was read at.
+fn cached(api: &ApiServer, key: &str) -> Option<(Value, i64)> {
+    let cacher = key
+        .char_indices()
+        .rev()
+        .filter(|&(_, c)| c == '/')
+        .find_map(|(i, _)| api.catalog.cacher(&key[..i]))?;
+    let obj = cacher.get(key).0?;
+    let rev = object::resource_version(&obj).parse().ok()?;
+    Some(((*obj).clone(), rev))
+}
+
+/// [`cached`], or the store when the cache does not have it.
+async fn current(
+    api: &ApiServer,
+    key: &str,
+) -> Result<Option<(Value, i64)>, crate::storage::StorageError> {
+    match cached(api, key) {
+        Some(c) => Ok(Some(c)),
+        None => api.storage.get(key, "bootstrap").await,
+    }
+}
+
 async fn ensure(api: &ApiServer, key: &str, obj: Value) {
-    match api.storage.get(key, "bootstrap").await {
+    match current(api, key).await {
         Ok(Some(_)) => {}
         Ok(None) => match api.storage.create(key, &obj, "bootstrap").await {
             Ok(_) | Err(crate::storage::StorageError::AlreadyExists) => {}
@@ -266,7 +292,7 @@ async fn reconcile_endpoints(api: &ApiServer) {
             "endpoints",
         ),
     ] {
-        match api.storage.get(key, "bootstrap").await {
+        match current(api, key).await {
             Ok(Some((cur, rev))) => {
                 if cur[field] != obj[field] {
                     let mut next = cur.clone();

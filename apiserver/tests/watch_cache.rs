@@ -206,3 +206,38 @@ fn a_watcher_that_stops_reading_still_gets_every_event_in_order() {
     let _ = watch.kill();
     let _ = watch.wait();
 }
+
+#[test]
+fn the_kubernetes_service_check_reads_the_cache_not_the_store() {
+    let k = ApiServer::start();
+    // Point the kubernetes EndpointSlice elsewhere; the apiserver's 10 s check puts it back.
+    k.ok(&[
+        "patch",
+        "endpointslice",
+        "kubernetes",
+        "-n",
+        "default",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/endpoints/0/addresses/0","value":"192.0.2.1"}]"#,
+    ]);
+    let before = store_gets(&k, "bootstrap");
+    common::eventually(
+        "the EndpointSlice is repaired",
+        Duration::from_secs(30),
+        || {
+            let slice = k.json(&["get", "endpointslice", "kubernetes", "-n", "default"]);
+            let addr = &slice["endpoints"][0]["addresses"][0];
+            if *addr == json!("127.0.0.1") {
+                Ok(())
+            } else {
+                Err(format!("address {addr}"))
+            }
+        },
+    );
+    let gets = store_gets(&k, "bootstrap") - before;
+    assert_eq!(
+        gets, 0.0,
+        "the periodic check read the store although the cache had the objects"
+    );
+}
