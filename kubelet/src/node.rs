@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
 use k8s_openapi::chrono::Utc;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, GetParams, Patch, PatchParams, PostParams};
 
 use crate::cni;
 use crate::cri::Runtime;
@@ -454,7 +454,12 @@ impl NodeAgent {
                 _ = shutdown.wait() => break,
                 _ = tokio::time::sleep(self.config.node_status_update_frequency) => {}
             }
-            match api.get(&self.config.node_name).await {
+            // From the apiserver's watch cache (resourceVersion=0), as upstream's first try
+            // does: the status is a strategic-merge patch, so a copy a moment old is enough.
+            match api
+                .get_with(&self.config.node_name, &GetParams::any())
+                .await
+            {
                 Ok(current) => node = current,
                 Err(kube::Error::Api(e)) if e.code == 404 => {
                     // Deleted behind our back: register again, as upstream does on restart.
