@@ -26,13 +26,12 @@ fn meta(name: &str, namespace: Option<&str>) -> Value {
 /// costs the store nothing for them. Only a missing object is looked up in the store, and
 /// every write stays guarded by the revision it was read at.
 fn cached(api: &ApiServer, key: &str) -> Option<(Value, i64)> {
-    let cacher = key
+    let (obj, rev) = key
         .char_indices()
         .rev()
         .filter(|&(_, c)| c == '/')
-        .find_map(|(i, _)| api.catalog.cacher(&key[..i]))?;
-    let obj = cacher.get(key).0?;
-    let rev = object::resource_version(&obj).parse().ok()?;
+        .find_map(|(i, _)| api.catalog.cacher(&key[..i]))?
+        .get_at(key)?;
     Some(((*obj).clone(), rev))
 }
 

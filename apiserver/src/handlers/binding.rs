@@ -57,11 +57,7 @@ pub async fn bind_pod(ctx: &mut Ctx, name: &str, binding: &Binding<'_>) -> Resul
     let key = ctx.key(name);
     // The scheduler found the pod through this cache, so it is nearly always there; a stale
     // copy costs one retry, as the write is guarded by the revision it was read at.
-    let cached = ctx.entry.cacher.get(&key).0.and_then(|obj| {
-        let rev = object::resource_version(&obj).parse::<i64>().ok()?;
-        Some((obj, rev))
-    });
-    let mut current = match cached {
+    let mut current = match ctx.entry.cacher.get_at(&key) {
         Some(c) => Some(c),
         None => api
             .storage

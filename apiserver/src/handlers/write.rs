@@ -285,7 +285,11 @@ where
     // by the revision it was read at, so a stale copy costs a retry, never a wrong result; only
     // the answers that the copy alone would decide (a resourceVersion precondition that does
     // not match, an unchanged object, a missing object) are checked against the store first.
-    let mut current = cached(ctx, &key);
+    let mut current = ctx
+        .entry
+        .cacher
+        .get_at(&key)
+        .map(|(obj, rev)| ((*obj).clone(), rev));
     let mut fresh = current.is_none();
     if fresh {
         current = read(key.clone()).await?;
@@ -416,13 +420,6 @@ where
         }
     }
     Err(ApiError::stale(&info.group, &info.resource, name))
-}
-
-/// The watch cache's copy of `key` and the revision it was stored at, if the cache has it.
-fn cached(ctx: &Ctx, key: &str) -> Option<(Value, i64)> {
-    let obj = ctx.entry.cacher.get(key).0?;
-    let rev = object::resource_version(&obj).parse::<i64>().ok()?;
-    Some(((*obj).clone(), rev))
 }
 
 /// A server-side apply request (its field ownership is computed by the apply itself).

@@ -547,6 +547,13 @@ impl Cacher {
         (st.objects.get(key).cloned(), st.rv)
     }
 
+    /// One object by key with the revision it was stored at (its resourceVersion), if cached.
+    pub fn get_at(&self, key: &str) -> Option<(Arc<Value>, i64)> {
+        let obj = self.get(key).0?;
+        let rev = crate::object::resource_version(&obj).parse().ok()?;
+        Some((obj, rev))
+    }
+
     pub fn len(&self) -> usize {
         self.state().objects.len()
     }
