@@ -49,13 +49,14 @@ struct Node {
 
 #[derive(Default)]
 struct Graph {
-    /// Per watched resource (its plural.group/version key): uid -> node.
-    by_resource: HashMap<String, HashMap<String, Node>>,
+    /// Per watched resource (its plural.group/version key): uid -> node. Shared so that a
+    /// sweep's snapshot of the graph copies pointers, not strings.
+    by_resource: HashMap<String, HashMap<String, Arc<Node>>>,
     synced: HashSet<String>,
 }
 
 impl Graph {
-    fn nodes(&self) -> impl Iterator<Item = &Node> {
+    fn nodes(&self) -> impl Iterator<Item = &Arc<Node>> {
         self.by_resource.values().flat_map(|m| m.values())
     }
 }
@@ -173,7 +174,7 @@ async fn watch_resource(gc: Arc<Gc>, resource: ApiResource, namespaced: bool) {
     let mut events = metadata_watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
-    let mut buffer: HashMap<String, Node> = HashMap::new();
+    let mut buffer: HashMap<String, Arc<Node>> = HashMap::new();
     while let Some(event) = events.next().await {
         let event = match event {
             Ok(event) => event,
@@ -183,39 +184,60 @@ async fn watch_resource(gc: Arc<Gc>, resource: ApiResource, namespaced: bool) {
             }
         };
         let mut graph = gc.graph.lock().unwrap_or_else(|e| e.into_inner());
-        match event {
-            Event::Init => buffer.clear(),
+        let wake = match event {
+            Event::Init => {
+                buffer.clear();
+                false
+            }
             Event::InitApply(obj) => {
                 if let Some(node) = node_of(&obj, &resource, namespaced) {
-                    buffer.insert(node.uid.clone(), node);
+                    buffer.insert(node.uid.clone(), Arc::new(node));
                 }
+                false
             }
             Event::InitDone => {
                 graph
                     .by_resource
                     .insert(k.clone(), std::mem::take(&mut buffer));
                 graph.synced.insert(k.clone());
+                true
             }
-            Event::Apply(obj) => {
-                if let Some(node) = node_of(&obj, &resource, namespaced) {
-                    graph
+            Event::Apply(obj) => match node_of(&obj, &resource, namespaced) {
+                Some(node) => {
+                    let node = Arc::new(node);
+                    let old = graph
                         .by_resource
                         .entry(k.clone())
                         .or_default()
-                        .insert(node.uid.clone(), node);
+                        .insert(node.uid.clone(), node.clone());
+                    matters(&node) || old.is_some_and(|old| matters(&old))
                 }
-            }
+                None => false,
+            },
             Event::Delete(obj) => {
                 if let Some(uid) = obj.metadata.uid.as_deref() {
                     if let Some(m) = graph.by_resource.get_mut(&k) {
                         m.remove(uid);
                     }
                 }
+                // Its dependents may now be orphans.
+                true
             }
-        }
+        };
         drop(graph);
-        gc.wake.notify_one();
+        if wake {
+            gc.wake.notify_one();
+        }
     }
+}
+
+/// Whether an update of `node` can change what a sweep decides: only objects with owners
+/// (dependents) and objects being deleted (owners waiting on dependents) take part in a
+/// decision. Most updates in an idle cluster, such as Lease renewals and Events, are neither,
+/// and waking a full sweep for each of them was most of an idle controller-manager's CPU. The
+/// periodic resync still runs every [`RESYNC`].
+fn matters(node: &Node) -> bool {
+    !node.owners.is_empty() || node.deleting
 }
 
 /// What the sweep decided to do with one object.
@@ -350,11 +372,11 @@ impl Gc {
     }
 
     async fn sweep(&self) -> Result<(), Error> {
-        let nodes: Vec<Node> = {
+        let nodes: Vec<Arc<Node>> = {
             let graph = self.graph.lock().unwrap_or_else(|e| e.into_inner());
             graph.nodes().cloned().collect()
         };
-        let by_uid: HashMap<&str, &Node> = nodes.iter().map(|n| (n.uid.as_str(), n)).collect();
+        let by_uid: HashMap<&str, &Node> = nodes.iter().map(|n| (n.uid.as_str(), &**n)).collect();
         let mut dependents: HashMap<&str, Vec<&Node>> = HashMap::new();
         for node in &nodes {
             for r in &node.owners {
@@ -376,7 +398,10 @@ impl Gc {
                     plan.push(((*dep).clone(), Decision::DropOwners(vec![node.uid.clone()])));
                 }
                 if deps.is_empty() && self.settled(&node.uid, &mut free) {
-                    plan.push((node.clone(), Decision::RemoveFinalizer(ORPHAN_FINALIZER)));
+                    plan.push((
+                        Node::clone(node),
+                        Decision::RemoveFinalizer(ORPHAN_FINALIZER),
+                    ));
                 }
             } else if node.finalizers.iter().any(|f| f == FOREGROUND_FINALIZER) {
                 let mut blocking = 0;
@@ -399,7 +424,7 @@ impl Gc {
                 }
                 if blocking == 0 && self.settled(&node.uid, &mut free) {
                     plan.push((
-                        node.clone(),
+                        Node::clone(node),
                         Decision::RemoveFinalizer(FOREGROUND_FINALIZER),
                     ));
                 }
@@ -422,11 +447,11 @@ impl Gc {
             }
             if absent.len() == node.owners.len() {
                 plan.push((
-                    node.clone(),
+                    Node::clone(node),
                     Decision::Delete(PropagationPolicy::Background),
                 ));
             } else {
-                plan.push((node.clone(), Decision::DropOwners(absent)));
+                plan.push((Node::clone(node), Decision::DropOwners(absent)));
             }
         }
 
