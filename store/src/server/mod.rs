@@ -264,7 +264,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, Error>
         // No timer flush: every Raft append is flushed before it is acknowledged, and that
         // flush carries the state machine's writes too (one sled log). The state machine may
         // lag on disk, never the log it is replayed from; snapshots flush it first. sled's
-        // 500 ms flusher only added wake-ups (each flush wakes all seven of its IO threads).
+        // 500 ms flusher only added wake-ups of its IO threads.
         .flush_every_ms(None)
         .open()
         .map_err(|source| Error::DataDir {
