@@ -46,6 +46,12 @@ pub enum Error {
     },
     #[error("{tool} failed: {stderr}")]
     Tool { tool: &'static str, stderr: String },
+    #[error("nf_tables transaction failed: {what}")]
+    Netlink {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("failed to load kubeconfig")]
     Kubeconfig(#[source] kube::config::KubeconfigError),
     #[error("failed to infer the apiserver configuration")]

@@ -430,6 +430,28 @@ fn traffic_suite(mode: &str) {
             .join("\n")
     );
 
+    // A rollout: web's endpoints change (pod0 goes away). Traffic follows at once; in
+    // nftables mode only the endpoint ranges change (over netlink), not web's rules.
+    let web_before = web_fingerprint(&lab, mode);
+    apply(
+        &server,
+        &slice("web", "TCP", 8080, &[(&p1, "node-b", true)]),
+    );
+    wait_for(
+        "web answers only from pod1",
+        Duration::from_secs(20),
+        || answers(&lab, &client, &web, 6).iter().all(|a| a == "pod1"),
+    );
+    if mode == "nftables" {
+        assert_eq!(
+            web_before,
+            web_fingerprint(&lab, mode),
+            "a rollout rewrote the Service's rules"
+        );
+    }
+    let b = lab.curl_host(&format!("http://{}:30080/", lab.node_ip));
+    assert_eq!(b, "pod1", "NodePort after the rollout");
+
     // The user's rules survived every sync.
     assert_user_rules(&lab);
 
