@@ -179,6 +179,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
             client: client.clone(),
             node_name: config.node_name.clone(),
             root_dir: config.root_dir.clone(),
+            cgroup_root: config.cgroup_root.clone(),
             images: image_gc,
         }
         .run(shutdown.clone()),

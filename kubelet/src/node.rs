@@ -90,7 +90,7 @@ pub struct NodeAgent {
     pub runtime: Runtime,
     pub node_ip: IpAddr,
     pub runtime_version: String,
-    /// Memory and disk pressure as the eviction manager sees them.
+    /// Memory, disk and PID pressure as the eviction manager sees them.
     pub pressure: Arc<crate::eviction::State>,
 }
 
@@ -203,12 +203,21 @@ impl NodeAgent {
                     "kubelet has no disk pressure".into(),
                 )
             },
-            make(
-                "PIDPressure",
-                "False",
-                "KubeletHasSufficientPID",
-                "kubelet has sufficient PID available".into(),
-            ),
+            if self.pressure.pid_pressure() {
+                make(
+                    "PIDPressure",
+                    "True",
+                    "KubeletHasInsufficientPID",
+                    "kubelet has insufficient PID available".into(),
+                )
+            } else {
+                make(
+                    "PIDPressure",
+                    "False",
+                    "KubeletHasSufficientPID",
+                    "kubelet has sufficient PID available".into(),
+                )
+            },
             if ready {
                 make("Ready", "True", "KubeletReady", message)
             } else {

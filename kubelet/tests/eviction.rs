@@ -1,7 +1,8 @@
 //! The eviction manager and image garbage collection on a real kubelet and containerd:
 //! a memory threshold no machine meets (`memory.available<1Pi`) puts the node under
-//! MemoryPressure and evicts the BestEffort pod before the one within its requests; image GC
-//! with thresholds that always collect removes an unused imported image but keeps the images
+//! MemoryPressure and evicts the BestEffort pod before the one within its requests;
+//! `pid.available<100%` puts it under PIDPressure and evicts the pod with more processes first;
+//! image GC with thresholds that always collect removes an unused imported image but keeps the images
 //! of running containers and the sandbox image.
 
 #[path = "../../apiserver/tests/common/mod.rs"]
@@ -70,6 +71,16 @@ impl Stack {
     }
 
     fn run(&self, name: &str, resources: &str) {
+        self.run_command(
+            name,
+            &format!(
+                "    command: [\"sh\", \"-c\", \"while true; do sleep 1; done\"]\n{resources}"
+            ),
+        );
+    }
+
+    /// A busybox pod whose container is given by `rest` (command, resources).
+    fn run_command(&self, name: &str, rest: &str) {
         let yaml = format!(
             r#"apiVersion: v1
 kind: Pod
@@ -83,8 +94,7 @@ spec:
   - name: main
     image: {BUSYBOX_IMAGE}
     imagePullPolicy: IfNotPresent
-    command: ["sh", "-c", "while true; do sleep 1; done"]
-{resources}"#,
+{rest}"#,
             node = self.kubelet.node,
         );
         self.server
@@ -203,6 +213,69 @@ fn memory_pressure_sets_the_condition_and_evicts_the_best_effort_pod_first() {
     // The evicted pod stays Failed: its containers are not restarted.
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(s.pod("besteffort")["status"]["phase"], "Failed");
+}
+
+#[test]
+fn pid_pressure_sets_the_condition_and_evicts_the_pod_with_most_processes_first() {
+    // No thresholds (the test config's `evictionHard: {}`) until both pods run, so that neither
+    // is ranked before its processes exist.
+    let mut s = Stack::start("kw-pids", 50, &[], |_| {});
+    let sleepers = |n: usize| {
+        format!(
+            "    command: [\"sh\", \"-c\", \"for i in $(seq {n}); do sleep 3600 & done; \
+             while true; do sleep 1; done\"]\n"
+        )
+    };
+    s.run_command("busy", &sleepers(8));
+    s.run_command("quiet", &sleepers(1));
+    for name in ["busy", "quiet"] {
+        eventually("pod running", WAIT, || {
+            let p = s.pod(name);
+            if p["status"]["containerStatuses"][0]["state"]["running"].is_object() {
+                Ok(())
+            } else {
+                Err(p["status"].to_string())
+            }
+        });
+    }
+    // A threshold every node meets: fewer PIDs available than the node's whole capacity.
+    s.kubelet.kill9();
+    s.kubelet
+        .args
+        .push("--eviction-hard=pid.available<100%".into());
+    s.kubelet.spawn();
+    let condition = eventually("PIDPressure True", WAIT, || {
+        let c = s.node_condition("PIDPressure");
+        if c["status"] == "True" {
+            Ok(c)
+        } else {
+            Err(c.to_string())
+        }
+    });
+    assert_eq!(condition["reason"], "KubeletHasInsufficientPID");
+    assert_eq!(
+        condition["message"],
+        "kubelet has insufficient PID available"
+    );
+    assert_eq!(s.node_condition("MemoryPressure")["status"], "False");
+    let evicted = eventually("busy evicted", WAIT, || {
+        let p = s.pod("busy");
+        if p["status"]["phase"] == "Failed" {
+            Ok(p)
+        } else {
+            Err(p["status"].to_string())
+        }
+    });
+    // Same priority: the pod with more processes goes first.
+    assert_ne!(s.pod("quiet")["status"]["phase"], "Failed");
+    let status = &evicted["status"];
+    assert_eq!(status["reason"], "Evicted", "{status}");
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("The node was low on resource: pids. Threshold quantity: "),
+        "{message}"
+    );
+    assert!(!message.contains("Container"), "{message}");
 }
 
 /// An image nobody uses, imported under `docker.io/kube-test/unused:1.0`.

@@ -1,15 +1,18 @@
 //! The eviction manager: every [`MONITORING_INTERVAL`] it observes the node's signals
 //! (`memory.available`, `nodefs.available`, `nodefs.inodesFree`, `imagefs.available`,
-//! `imagefs.inodesFree`) against the hard thresholds (`--eviction-hard`, upstream's defaults),
-//! reports MemoryPressure/DiskPressure through the node's conditions (held for
-//! `--eviction-pressure-transition-period` after the signal clears), reclaims node-level
-//! resources first under disk pressure (unused images), and otherwise evicts one pod per
-//! interval, ranked as upstream: pods using more than they request first, then lower priority,
-//! then usage above requests. The pod's worker carries the eviction out (phase Failed, reason
+//! `imagefs.inodesFree`, `pid.available`) against the hard thresholds (`--eviction-hard`,
+//! upstream's defaults), reports MemoryPressure/DiskPressure/PIDPressure through the node's
+//! conditions (held for `--eviction-pressure-transition-period` after the signal clears),
+//! reclaims node-level resources first under disk pressure (unused images), and otherwise evicts
+//! one pod per interval, ranked as upstream: for memory and disk, pods using more than they
+//! request first, then lower priority, then usage above requests; for PIDs, lower priority
+//! first, then more processes. The pod's worker carries the eviction out (phase Failed, reason
 //! Evicted, upstream's message, an Evicted event, a DisruptionTarget condition).
 //!
 //! `memory.available` is the node's MemAvailable (/proc/meminfo) rather than upstream's
-//! cgroup working-set arithmetic; pod usage is the CRI's container stats.
+//! cgroup working-set arithmetic; pod usage is the CRI's container stats. `pid.available` is, as
+//! upstream, the smaller of `kernel.pid_max` and `kernel.threads-max` less the node's tasks
+//! (/proc/loadavg); a pod's processes are its cgroup's `pids.current`.
 
 pub mod image_gc;
 
@@ -42,6 +45,15 @@ pub enum Signal {
     NodeFsInodesFree,
     ImageFsAvailable,
     ImageFsInodesFree,
+    PidAvailable,
+}
+
+/// The node condition a signal reports through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pressure {
+    Memory,
+    Disk,
+    Pid,
 }
 
 impl Signal {
@@ -52,6 +64,7 @@ impl Signal {
             "nodefs.inodesFree" => Signal::NodeFsInodesFree,
             "imagefs.available" => Signal::ImageFsAvailable,
             "imagefs.inodesFree" => Signal::ImageFsInodesFree,
+            "pid.available" => Signal::PidAvailable,
             _ => return None,
         })
     }
@@ -61,12 +74,27 @@ impl Signal {
         match self {
             Signal::MemoryAvailable => "memory",
             Signal::NodeFsInodesFree | Signal::ImageFsInodesFree => "inodes",
+            Signal::PidAvailable => "pids",
             _ => "ephemeral-storage",
         }
     }
 
-    fn is_memory(self) -> bool {
-        self == Signal::MemoryAvailable
+    pub fn pressure(self) -> Pressure {
+        match self {
+            Signal::MemoryAvailable => Pressure::Memory,
+            Signal::PidAvailable => Pressure::Pid,
+            _ => Pressure::Disk,
+        }
+    }
+
+    /// How the signal's quantities print: bytes in binary units, counts in decimal ones.
+    fn format(self, value: u64) -> String {
+        match self {
+            Signal::PidAvailable | Signal::NodeFsInodesFree | Signal::ImageFsInodesFree => {
+                format_count(value)
+            }
+            _ => format_quantity(value),
+        }
     }
 }
 
@@ -95,7 +123,7 @@ impl Threshold {
     fn text(&self, capacity: u64) -> String {
         match &self.amount {
             Amount::Quantity { text, .. } => text.clone(),
-            Amount::Percent(_) => format_quantity(self.value(capacity)),
+            Amount::Percent(_) => self.signal.format(self.value(capacity)),
         }
     }
 }
@@ -149,6 +177,16 @@ pub fn format_quantity(bytes: u64) -> String {
     }
 }
 
+/// A count as a decimal Kubernetes quantity (k, M, G when it divides evenly).
+pub fn format_count(n: u64) -> String {
+    for (scale, suffix) in [(1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")] {
+        if n != 0 && n % scale == 0 {
+            return format!("{}{suffix}", n / scale);
+        }
+    }
+    n.to_string()
+}
+
 /// What one observation saw: (available, capacity) per signal.
 pub type Observations = HashMap<Signal, (u64, u64)>;
 
@@ -170,6 +208,8 @@ pub struct Candidate {
     pub priority: i32,
     /// Usage and request of the ranked resource, per container: (name, usage, request).
     pub containers: Vec<(String, u64, u64)>,
+    /// The pod's processes (ranked by under PID pressure).
+    pub processes: u64,
 }
 
 impl Candidate {
@@ -186,9 +226,17 @@ impl Candidate {
     }
 }
 
-/// Upstream's order: exceeding requests first, then lower priority, then more usage above
-/// requests.
-pub fn rank(pods: &mut [Candidate]) {
+/// Upstream's order: under PID pressure lower priority first, then more processes; otherwise
+/// exceeding requests first, then lower priority, then more usage above requests.
+pub fn rank(pods: &mut [Candidate], pressure: Pressure) {
+    if pressure == Pressure::Pid {
+        pods.sort_by(|a, b| {
+            a.priority
+                .cmp(&b.priority)
+                .then(b.processes.cmp(&a.processes))
+        });
+        return;
+    }
     pods.sort_by(|a, b| {
         b.exceeds()
             .cmp(&a.exceeds())
@@ -200,12 +248,16 @@ pub fn rank(pods: &mut [Candidate]) {
     });
 }
 
-/// Upstream's eviction message.
-pub fn message(resource: &str, threshold: &str, available: u64, pod: &Candidate) -> String {
+/// Upstream's eviction message; it names containers only for memory and disk.
+pub fn message(signal: Signal, threshold: &str, available: u64, pod: &Candidate) -> String {
+    let resource = signal.resource();
     let mut m = format!(
         "The node was low on resource: {resource}. Threshold quantity: {threshold}, available: {}. ",
-        format_quantity(available)
+        signal.format(available)
     );
+    if signal.pressure() == Pressure::Pid {
+        return m;
+    }
     for (name, usage, request) in &pod.containers {
         if usage > request {
             m.push_str(&format!(
@@ -232,6 +284,7 @@ pub struct Config {
 pub struct State {
     memory_pressure: AtomicBool,
     disk_pressure: AtomicBool,
+    pid_pressure: AtomicBool,
     requests: Mutex<HashMap<String, String>>,
     /// Bumped on every request, so that pod workers wake to carry it out.
     requested: tokio::sync::watch::Sender<u64>,
@@ -244,6 +297,18 @@ impl State {
 
     pub fn disk_pressure(&self) -> bool {
         self.disk_pressure.load(Ordering::Relaxed)
+    }
+
+    pub fn pid_pressure(&self) -> bool {
+        self.pid_pressure.load(Ordering::Relaxed)
+    }
+
+    fn flag(&self, pressure: Pressure) -> &AtomicBool {
+        match pressure {
+            Pressure::Memory => &self.memory_pressure,
+            Pressure::Disk => &self.disk_pressure,
+            Pressure::Pid => &self.pid_pressure,
+        }
     }
 
     /// The eviction message for pod `uid`, once.
@@ -276,7 +341,47 @@ pub struct Manager {
     pub client: kube::Client,
     pub node_name: String,
     pub root_dir: PathBuf,
+    /// `--cgroup-root`, under which each pod's cgroup (and its `pids.current`) is.
+    pub cgroup_root: String,
     pub images: Arc<image_gc::ImageGc>,
+}
+
+/// `pid.available`'s (available, capacity): the smaller of `kernel.pid_max` and
+/// `kernel.threads-max`, less the tasks /proc/loadavg counts.
+fn pids() -> Option<(u64, u64)> {
+    let read =
+        |path: &str| -> Option<u64> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
+    let max = read("/proc/sys/kernel/pid_max")?.min(read("/proc/sys/kernel/threads-max")?);
+    let loadavg = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some((max.saturating_sub(tasks_in_loadavg(&loadavg)?), max))
+}
+
+/// The task count of /proc/loadavg's fourth field (`running/total`).
+fn tasks_in_loadavg(loadavg: &str) -> Option<u64> {
+    loadavg
+        .split_whitespace()
+        .nth(3)?
+        .split_once('/')?
+        .1
+        .parse()
+        .ok()
+}
+
+/// The tasks in pod `uid`'s cgroup: `pids.current` of the pids hierarchy (cgroup v1) or of the
+/// unified one (v2).
+fn pod_processes(cgroup_root: &str, qos: &str, uid: &str) -> u64 {
+    let relative = crate::pod::resources::pod_cgroup_parent(cgroup_root, qos, uid);
+    let relative = relative.trim_start_matches('/');
+    ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"]
+        .iter()
+        .find_map(|h| {
+            std::fs::read_to_string(std::path::Path::new(h).join(relative).join("pids.current"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
 }
 
 fn statvfs(path: &std::path::Path) -> Option<(u64, u64, u64, u64)> {
@@ -319,15 +424,17 @@ impl Manager {
             obs.insert(Signal::ImageFsAvailable, (avail, cap));
             obs.insert(Signal::ImageFsInodesFree, (ifree, inodes));
         }
+        if let Some(pids) = pids() {
+            obs.insert(Signal::PidAvailable, pids);
+        }
         obs
     }
 
     /// Runs until `shutdown`.
     pub async fn run(self, shutdown: Shutdown) {
-        let mut last_memory: Option<Instant> = None;
-        let mut last_disk: Option<Instant> = None;
+        let mut last_met: HashMap<Pressure, Instant> = HashMap::new();
         loop {
-            self.tick(&mut last_memory, &mut last_disk).await;
+            self.tick(&mut last_met).await;
             tokio::select! {
                 _ = shutdown.wait() => return,
                 _ = tokio::time::sleep(MONITORING_INTERVAL) => {}
@@ -335,32 +442,26 @@ impl Manager {
         }
     }
 
-    async fn tick(&self, last_memory: &mut Option<Instant>, last_disk: &mut Option<Instant>) {
+    async fn tick(&self, last_met: &mut HashMap<Pressure, Instant>) {
         let mut obs = self.observe().await;
         let mut met = crossed(&self.config.hard, &obs);
         let now = Instant::now();
-        if met.iter().any(|t| t.signal.is_memory()) {
-            *last_memory = Some(now);
+        for t in &met {
+            last_met.insert(t.signal.pressure(), now);
         }
-        if met.iter().any(|t| !t.signal.is_memory()) {
-            *last_disk = Some(now);
-        }
-        let held = |t: &Option<Instant>| {
-            t.is_some_and(|t| now.duration_since(t) < self.config.pressure_transition_period)
-        };
-        let memory = held(last_memory);
-        let disk = held(last_disk);
-        if self.state.memory_pressure.swap(memory, Ordering::Relaxed) != memory {
-            tracing::info!(pressure = memory, "MemoryPressure changed");
-        }
-        if self.state.disk_pressure.swap(disk, Ordering::Relaxed) != disk {
-            tracing::info!(pressure = disk, "DiskPressure changed");
+        for pressure in [Pressure::Memory, Pressure::Disk, Pressure::Pid] {
+            let held = last_met
+                .get(&pressure)
+                .is_some_and(|t| now.duration_since(*t) < self.config.pressure_transition_period);
+            if self.state.flag(pressure).swap(held, Ordering::Relaxed) != held {
+                tracing::info!(?pressure, held, "node pressure changed");
+            }
         }
         if met.is_empty() || self.state.pending() {
             return;
         }
         // Disk: reclaim unused images before evicting anyone.
-        if met.iter().any(|t| !t.signal.is_memory()) {
+        if met.iter().any(|t| t.signal.pressure() == Pressure::Disk) {
             let freed = self.images.delete_unused(u64::MAX).await;
             if freed > 0 {
                 obs = self.observe().await;
@@ -374,7 +475,7 @@ impl Manager {
         // Memory first, as upstream orders its signals.
         let Some(threshold) = met
             .iter()
-            .find(|t| t.signal.is_memory())
+            .find(|t| t.signal.pressure() == Pressure::Memory)
             .or_else(|| met.first())
             .copied()
         else {
@@ -383,12 +484,7 @@ impl Manager {
         let (available, capacity) = obs.get(&threshold.signal).copied().unwrap_or_default();
         match self.pick(threshold.signal).await {
             Ok(Some(pod)) => {
-                let message = message(
-                    threshold.signal.resource(),
-                    &threshold.text(capacity),
-                    available,
-                    &pod,
-                );
+                let message = message(threshold.signal, &threshold.text(capacity), available, &pod);
                 tracing::warn!(pod_uid = %pod.uid, %message, "evicting pod");
                 self.state.request(&pod.uid, message);
             }
@@ -429,9 +525,9 @@ impl Manager {
                     .as_ref()
                     .is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"))
             })
-            .map(|p| candidate(p, signal, &stats))
+            .map(|p| candidate(p, signal, &stats, &self.cgroup_root))
             .collect();
-        rank(&mut candidates);
+        rank(&mut candidates, signal.pressure());
         Ok(candidates.into_iter().next())
     }
 }
@@ -440,9 +536,11 @@ fn candidate(
     pod: &Pod,
     signal: Signal,
     stats: &[crate::server::stats::ContainerUsage],
+    cgroup_root: &str,
 ) -> Candidate {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let resource = if signal.is_memory() {
+    let memory = signal.pressure() == Pressure::Memory;
+    let resource = if memory {
         "memory"
     } else {
         "ephemeral-storage"
@@ -466,7 +564,7 @@ fn candidate(
                 .iter()
                 .filter(|s| s.pod_uid == uid && s.container == c.name)
                 .map(|s| {
-                    if signal.is_memory() {
+                    if memory {
                         s.memory_working_set
                     } else {
                         s.rootfs_used.unwrap_or(0)
@@ -477,10 +575,16 @@ fn candidate(
             (c.name.clone(), usage, request)
         })
         .collect();
+    let processes = if signal.pressure() == Pressure::Pid {
+        pod_processes(cgroup_root, crate::pod::resources::qos_class(pod), &uid)
+    } else {
+        0
+    };
     Candidate {
         uid,
         priority: pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0),
         containers,
+        processes,
     }
 }
 
@@ -526,6 +630,7 @@ mod tests {
             uid: uid.into(),
             priority,
             containers: vec![("c".into(), usage, request)],
+            processes: 0,
         }
     }
 
@@ -538,7 +643,7 @@ mod tests {
             pod("important-over", 1000, 500, 0),
             pod("low-priority-within", -10, 100, 200),
         ];
-        rank(&mut pods);
+        rank(&mut pods, Pressure::Memory);
         let order: Vec<&str> = pods.iter().map(|p| p.uid.as_str()).collect();
         assert_eq!(
             order,
@@ -558,11 +663,52 @@ mod tests {
             uid: "u".into(),
             priority: 0,
             containers: vec![("main".into(), 2048, 0), ("quiet".into(), 10, 4096)],
+            processes: 3,
         };
         assert_eq!(
-            message("memory", "100Mi", 51200, &p),
+            message(Signal::MemoryAvailable, "100Mi", 51200, &p),
             "The node was low on resource: memory. Threshold quantity: 100Mi, available: 50Ki. \
              Container main was using 2Ki, request is 0, has larger consumption of memory. "
+        );
+    }
+
+    #[test]
+    fn pid_pressure_ranks_by_priority_then_processes_and_names_no_container() {
+        let pids = |uid: &str, priority: i32, processes: u64| Candidate {
+            uid: uid.into(),
+            priority,
+            containers: vec![("c".into(), 1 << 30, 0)],
+            processes,
+        };
+        let mut pods = vec![
+            pids("few", 0, 2),
+            pids("important-many", 1000, 500),
+            pids("many", 0, 40),
+            pids("low-priority-one", -5, 1),
+        ];
+        rank(&mut pods, Pressure::Pid);
+        let order: Vec<&str> = pods.iter().map(|p| p.uid.as_str()).collect();
+        assert_eq!(order, ["low-priority-one", "many", "few", "important-many"]);
+        let t = parse_thresholds("pid.available<10%").expect("valid");
+        assert_eq!(t[0].signal, Signal::PidAvailable);
+        assert_eq!(t[0].text(4_194_304), "419430");
+        assert_eq!(
+            message(Signal::PidAvailable, "1k", 4_000, &pods[0]),
+            "The node was low on resource: pids. Threshold quantity: 1k, available: 4k. "
+        );
+    }
+
+    #[test]
+    fn loadavg_gives_the_node_task_count() {
+        assert_eq!(
+            tasks_in_loadavg("0.52 0.58 0.59 3/1234 56789\n"),
+            Some(1234)
+        );
+        assert_eq!(tasks_in_loadavg("garbage"), None);
+        let (available, capacity) = pids().expect("/proc is readable");
+        assert!(
+            available > 0 && available < capacity,
+            "{available}/{capacity}"
         );
     }
 }
