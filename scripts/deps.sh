@@ -21,8 +21,9 @@ set -euo pipefail
 #                what kube-proxy programs (iptables-restore, nft) and how it deletes stale UDP
 #                flows (conntrack -D); its tests drive them inside throwaway network namespaces
 #   iproute2     `ip netns` / veth pairs for those namespaces
+#   strace       the store's durability test checks which sync calls acknowledge a put
 # protoc is not needed: the proto crate builds with the vendored protoc (protoc-bin-vendored).
-PACKAGES=(etcd-server etcd-client prometheus curl python3-venv openssl containerd runc containernetworking-plugins busybox-static bind9-dnsutils iptables nftables conntrack iproute2)
+PACKAGES=(etcd-server etcd-client prometheus curl python3-venv openssl containerd runc containernetworking-plugins busybox-static bind9-dnsutils iptables nftables conntrack iproute2 strace)
 
 if ! command -v cargo >/dev/null 2>&1; then
 	echo "deps: cargo not found; install the Rust toolchain pinned in rust-toolchain.toml (rustup)" >&2

@@ -314,6 +314,11 @@ pub(crate) struct IoBufs {
     pub segment_accountant: Mutex<SegmentAccountant>,
     pub segment_cleaner: SegmentCleaner,
     deferred_segment_ops: stack::Stack<SegmentOp>,
+    // Patched (kube-store): group sync. Each completed log write takes a ticket; `synced_through`
+    // is the highest ticket an fdatasync that began after that write has covered, so writes
+    // that complete together share one sync instead of one each.
+    writes_completed: std::sync::atomic::AtomicU64,
+    synced_through: Mutex<u64>,
     #[cfg(feature = "io_uring")]
     pub submission_mutex: Mutex<()>,
     #[cfg(feature = "io_uring")]
@@ -417,6 +422,8 @@ impl IoBufs {
             segment_accountant: Mutex::new(segment_accountant),
             segment_cleaner,
             deferred_segment_ops: stack::Stack::default(),
+            writes_completed: std::sync::atomic::AtomicU64::new(0),
+            synced_through: Mutex::new(0),
             #[cfg(feature = "io_uring")]
             submission_mutex: Mutex::new(()),
             #[cfg(feature = "io_uring")]
@@ -729,31 +736,18 @@ impl IoBufs {
             let f = &self.config.file;
             pwrite_all(f, data, log_offset)?;
             if !self.config.temporary {
-                #[cfg(target_os = "linux")]
-                {
-                    use std::os::unix::io::AsRawFd;
-                    let ret = unsafe {
-                        libc::sync_file_range(
-                            f.as_raw_fd(),
-                            i64::try_from(log_offset).unwrap(),
-                            i64::try_from(total_len).unwrap(),
-                            libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                                | libc::SYNC_FILE_RANGE_WRITE
-                                | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-                        )
-                    };
-                    if ret < 0 {
-                        let err = std::io::Error::last_os_error();
-                        if let Some(libc::ENOSYS) = err.raw_os_error() {
-                            f.sync_all()?;
-                        } else {
-                            return Err(err.into());
-                        }
-                    }
+                // Patched (kube-store): fdatasync, not sync_file_range. sync_file_range only
+                // starts and waits for writeback of the range: it neither flushes the device's
+                // volatile write cache nor persists the file's new size, so a power loss could
+                // lose writes this call reported durable.
+                let ticket = self.writes_completed.fetch_add(1, SeqCst) + 1;
+                let mut synced = self.synced_through.lock();
+                if *synced < ticket {
+                    // Every write with a ticket up to `covers` is complete: this sync covers it.
+                    let covers = self.writes_completed.load(SeqCst);
+                    f.sync_data()?;
+                    *synced = covers;
                 }
-
-                #[cfg(not(target_os = "linux"))]
-                f.sync_all()?;
             }
         }
         io_fail!(self, "buffer write post");
