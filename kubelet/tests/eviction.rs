@@ -105,6 +105,30 @@ spec:
         self.server.json(&["get", "pod", name, "-n", &self.ns])
     }
 
+    /// Waits until the node reports condition `type_` True, and returns it.
+    fn wait_condition_true(&self, type_: &str) -> serde_json::Value {
+        eventually(&format!("{type_} True"), WAIT, || {
+            let c = self.node_condition(type_);
+            if c["status"] == "True" {
+                Ok(c)
+            } else {
+                Err(c.to_string())
+            }
+        })
+    }
+
+    /// Waits until pod `name` is Failed (evicted), and returns it.
+    fn wait_failed(&self, name: &str) -> serde_json::Value {
+        eventually(&format!("{name} evicted"), WAIT, || {
+            let p = self.pod(name);
+            if p["status"]["phase"] == "Failed" {
+                Ok(p)
+            } else {
+                Err(p["status"].to_string())
+            }
+        })
+    }
+
     fn images(&self) -> String {
         String::from_utf8_lossy(&self.containerd.ctr(&["images", "ls", "-q"]).stdout).into_owned()
     }
@@ -123,14 +147,7 @@ fn memory_pressure_sets_the_condition_and_evicts_the_best_effort_pod_first() {
         "    resources:\n      requests: {memory: 1Gi, cpu: 10m}\n",
     );
     s.run("besteffort", "");
-    let condition = eventually("MemoryPressure True", WAIT, || {
-        let c = s.node_condition("MemoryPressure");
-        if c["status"] == "True" {
-            Ok(c)
-        } else {
-            Err(c.to_string())
-        }
-    });
+    let condition = s.wait_condition_true("MemoryPressure");
     assert_eq!(condition["reason"], "KubeletHasInsufficientMemory");
     assert_eq!(
         condition["message"],
@@ -163,14 +180,7 @@ fn memory_pressure_sets_the_condition_and_evicts_the_best_effort_pod_first() {
         }
     });
 
-    let evicted = eventually("besteffort evicted", WAIT, || {
-        let p = s.pod("besteffort");
-        if p["status"]["phase"] == "Failed" {
-            Ok(p)
-        } else {
-            Err(p["status"].to_string())
-        }
-    });
+    let evicted = s.wait_failed("besteffort");
     // The pod within its requests is still there when the BestEffort one goes.
     assert_ne!(s.pod("within")["status"]["phase"], "Failed");
     let status = &evicted["status"];
@@ -244,28 +254,14 @@ fn pid_pressure_sets_the_condition_and_evicts_the_pod_with_most_processes_first(
         .args
         .push("--eviction-hard=pid.available<100%".into());
     s.kubelet.spawn();
-    let condition = eventually("PIDPressure True", WAIT, || {
-        let c = s.node_condition("PIDPressure");
-        if c["status"] == "True" {
-            Ok(c)
-        } else {
-            Err(c.to_string())
-        }
-    });
+    let condition = s.wait_condition_true("PIDPressure");
     assert_eq!(condition["reason"], "KubeletHasInsufficientPID");
     assert_eq!(
         condition["message"],
         "kubelet has insufficient PID available"
     );
     assert_eq!(s.node_condition("MemoryPressure")["status"], "False");
-    let evicted = eventually("busy evicted", WAIT, || {
-        let p = s.pod("busy");
-        if p["status"]["phase"] == "Failed" {
-            Ok(p)
-        } else {
-            Err(p["status"].to_string())
-        }
-    });
+    let evicted = s.wait_failed("busy");
     // Same priority: the pod with more processes goes first.
     assert_ne!(s.pod("quiet")["status"]["phase"], "Failed");
     let status = &evicted["status"];
