@@ -84,6 +84,8 @@ fn config(
         snapshot_count,
         heartbeat_interval_ms: 100,
         election_timeout_ms: 600,
+        // Set by `run_member` from the member's directory.
+        wal_dir: PathBuf::new(),
     }
 }
 
@@ -108,7 +110,11 @@ async fn run_member(
     dir: PathBuf,
     cfg: RaftConfig,
 ) -> anyhow::Result<Running> {
-    let db = open_db(&dir).await?;
+    let db = open_db(&dir.join("db")).await?;
+    let cfg = RaftConfig {
+        wal_dir: dir.join("wal"),
+        ..cfg
+    };
     let mvcc = Mvcc::open(
         &db,
         Options {
@@ -361,8 +367,8 @@ async fn a_restarted_member_keeps_its_log_and_vote_and_rejoins() -> anyhow::Resu
 
     // What the stopped member persisted: the same vote and at least the same log.
     {
-        let db = open_db(&dir).await?;
-        let log = raft::LogStore::open(&db)?;
+        let db = open_db(&dir.join("db")).await?;
+        let log = raft::LogStore::open(&db, &dir.join("wal"))?;
         assert_eq!(log.read_vote()?, Some(before.vote));
         let last = log.log_state()?.last_log_id.map(|l| l.index);
         assert!(

@@ -1,4 +1,4 @@
-//! openraft's storage test suite against the sled log store and the MVCC state machine.
+//! openraft's storage test suite against the write-ahead log store and the MVCC state machine.
 
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageError;
@@ -12,7 +12,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine<Mvcc>, tempfile::TempDir> f
         &self,
     ) -> Result<(tempfile::TempDir, LogStore, StateMachine<Mvcc>), StorageError<NodeId>> {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = sled::open(dir.path()).expect("open sled");
+        let db = sled::open(dir.path().join("db")).expect("open sled");
         let mvcc = Mvcc::open(
             &db,
             Options {
@@ -20,12 +20,12 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine<Mvcc>, tempfile::TempDir> f
             },
         )
         .expect("open mvcc");
-        let (log, sm) = open_storage(&db, mvcc)?;
+        let (log, sm) = open_storage(&db, &dir.path().join("wal"), mvcc)?;
         Ok((dir, log, sm))
     }
 }
 
 #[test]
-fn sled_log_and_mvcc_state_machine_pass_the_openraft_storage_suite() {
+fn wal_log_and_mvcc_state_machine_pass_the_openraft_storage_suite() {
     Suite::test_all(SledMvccBuilder).expect("openraft storage suite");
 }

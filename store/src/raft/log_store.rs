@@ -1,28 +1,25 @@
-//! The Raft log, vote and purge/commit pointers in sled trees, flushed before openraft relies on them.
+//! The Raft log, vote and purge/commit pointers in the write-ahead log under `member/wal`,
+//! durable before openraft relies on them.
 // openraft's `StorageError` is the error type its storage traits require; its size is not ours.
 #![allow(clippy::result_large_err)]
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::path::Path;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
     AnyError, Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageError, StorageIOError,
     Vote,
 };
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
+use super::wal::{Wal, WalState, SEGMENT_BYTES};
 use super::{NodeId, TypeConfig};
 
-/// Entries keyed by their index, big-endian so sled's order is the log's order.
-pub(crate) const LOG_TREE: &str = "raft_log";
-/// Vote, last purged log id and committed log id.
-pub(crate) const META_TREE: &str = "raft_meta";
-
-const KEY_VOTE: &[u8] = b"vote";
-const KEY_LAST_PURGED: &[u8] = b"last_purged";
-const KEY_COMMITTED: &[u8] = b"committed";
+/// Where releases before the write-ahead log kept the Raft log in the sled db: entries keyed by
+/// big-endian index, and the vote and pointers. Read once to move them into the log.
+const LEGACY_LOG_TREE: &str = "raft_log";
+const LEGACY_META_TREE: &str = "raft_meta";
 
 type StorageResult<T> = Result<T, StorageError<NodeId>>;
 
@@ -37,54 +34,35 @@ fn io_err<E: std::error::Error + 'static>(
 /// replication tasks use.
 #[derive(Clone)]
 pub struct LogStore {
-    db: sled::Db,
-    log: sled::Tree,
-    meta: sled::Tree,
+    wal: Wal,
 }
 
 impl LogStore {
-    /// Opens (or creates) the log trees in `db`.
-    pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
-        Ok(Self {
-            db: db.clone(),
-            log: db.open_tree(LOG_TREE)?,
-            meta: db.open_tree(META_TREE)?,
-        })
+    /// Opens the log at `dir`, creating it on first start. A data dir from before the
+    /// write-ahead log has its Raft log in `db`: it is moved into the new log, then dropped
+    /// from the db.
+    pub fn open(db: &sled::Db, dir: &Path) -> StorageResult<Self> {
+        Self::open_with(db, dir, SEGMENT_BYTES)
     }
 
-    fn read_meta<T: DeserializeOwned>(&self, key: &[u8]) -> StorageResult<Option<T>> {
-        let Some(raw) = self
-            .meta
-            .get(key)
-            .map_err(|e| io_err(StorageIOError::read, &e))?
-        else {
-            return Ok(None);
+    pub(crate) fn open_with(db: &sled::Db, dir: &Path, segment_bytes: u64) -> StorageResult<Self> {
+        let read = |e: &dyn std::error::Error| -> StorageError<NodeId> {
+            StorageIOError::read_logs(AnyError::error(e.to_string())).into()
         };
-        let v = bincode::deserialize(&raw).map_err(|e| io_err(StorageIOError::read, &e))?;
-        Ok(Some(v))
-    }
-
-    fn write_meta<T: Serialize>(
-        &self,
-        key: &[u8],
-        v: &T,
-        on_err: fn(AnyError) -> StorageIOError<NodeId>,
-    ) -> StorageResult<()> {
-        let raw = bincode::serialize(v).map_err(|e| io_err(on_err, &e))?;
-        self.meta.insert(key, raw).map_err(|e| io_err(on_err, &e))?;
-        Ok(())
-    }
-
-    /// Waits until everything written to the db so far is on disk.
-    async fn flush(&self, on_err: fn(AnyError) -> StorageIOError<NodeId>) -> StorageResult<()> {
-        let start = std::time::Instant::now();
-        // Inline, not `flush_async`: the Raft core waits for this flush anyway, and sled's async
-        // flush hands every call to its thread pool and back (two context switches per write
-        // batch; measured ~15% more puts/s inline).
-        let res = self.db.flush();
-        crate::metrics::WAL_FSYNC.observe(start.elapsed().as_secs_f64());
-        res.map_err(|e| io_err(on_err, &e))?;
-        Ok(())
+        let wal = if Wal::exists(dir) {
+            Wal::open(dir, segment_bytes).map_err(|e| read(&e))?
+        } else {
+            let (state, entries) = legacy_log(db).map_err(|e| read(&*e))?;
+            Wal::create(dir, segment_bytes, &state, &entries).map_err(|e| read(&e))?
+        };
+        // Dropped only once the log holding them is on disk (also after a crash in between).
+        let names = db.tree_names();
+        for tree in [LEGACY_LOG_TREE, LEGACY_META_TREE] {
+            if names.iter().any(|n| n.as_ref() == tree.as_bytes()) {
+                db.drop_tree(tree).map_err(|e| read(&e))?;
+            }
+        }
+        Ok(Self { wal })
     }
 
     /// Entries with index in `range` that are present, in order.
@@ -101,39 +79,19 @@ impl LogStore {
             Bound::Unbounded => 0,
         };
         let end = match range.end_bound() {
-            Bound::Included(&e) if e < start => return Ok(Vec::new()),
-            Bound::Included(&e) => Bound::Included(e.to_be_bytes()),
-            Bound::Excluded(&e) if e <= start => return Ok(Vec::new()),
-            Bound::Excluded(&e) => Bound::Excluded(e.to_be_bytes()),
-            Bound::Unbounded => Bound::Unbounded,
+            Bound::Included(&e) => e.saturating_add(1),
+            Bound::Excluded(&e) => e,
+            Bound::Unbounded => u64::MAX,
         };
-        self.log
-            .range((Bound::Included(start.to_be_bytes()), end))
-            .values()
-            .map(|v| {
-                let v = v.map_err(|e| io_err(StorageIOError::read_logs, &e))?;
-                bincode::deserialize(&v).map_err(|e| io_err(StorageIOError::read_logs, &e))
-            })
-            .collect()
-    }
-
-    fn last_entry_log_id(&self) -> StorageResult<Option<LogId<NodeId>>> {
-        let Some((_, v)) = self
-            .log
-            .last()
-            .map_err(|e| io_err(StorageIOError::read_logs, &e))?
-        else {
-            return Ok(None);
-        };
-        let entry: Entry<TypeConfig> =
-            bincode::deserialize(&v).map_err(|e| io_err(StorageIOError::read_logs, &e))?;
-        Ok(Some(entry.log_id))
+        self.wal
+            .entries(start, end)
+            .map_err(|e| io_err(StorageIOError::read_logs, &e))
     }
 
     /// The last purged log id and the last log id (the purged one if the log is empty).
     pub fn log_state(&self) -> StorageResult<LogState<TypeConfig>> {
-        let last_purged_log_id: Option<LogId<NodeId>> = self.read_meta(KEY_LAST_PURGED)?;
-        let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
+        let last_purged_log_id = self.wal.state().purged;
+        let last_log_id = self.wal.last_log_id().or(last_purged_log_id);
         Ok(LogState {
             last_purged_log_id,
             last_log_id,
@@ -142,70 +100,82 @@ impl LogStore {
 
     /// Stores the vote; returns only once it is on disk.
     pub async fn save_vote(&self, vote: &Vote<NodeId>) -> StorageResult<()> {
-        self.write_meta(KEY_VOTE, vote, StorageIOError::write_vote)?;
-        self.flush(StorageIOError::write_vote).await
+        self.wal
+            .save_vote(vote)
+            .map_err(|e| io_err(StorageIOError::write_vote, &e))
     }
 
     pub fn read_vote(&self) -> StorageResult<Option<Vote<NodeId>>> {
-        self.read_meta(KEY_VOTE)
+        Ok(self.wal.state().vote)
     }
 
-    /// Records the committed log id. Not flushed on its own: it is a hint for re-applying on
-    /// restart and rides on the next flush; losing it only means waiting for the leader.
+    /// Records the committed log id. Not synced on its own: it is a hint for re-applying on
+    /// restart and rides on the next sync; losing it only means waiting for the leader.
     pub fn save_committed(&self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
-        self.write_meta(KEY_COMMITTED, &committed, StorageIOError::write)
+        self.wal
+            .save_committed(committed)
+            .map_err(|e| io_err(StorageIOError::write, &e))
     }
 
     pub fn read_committed(&self) -> StorageResult<Option<LogId<NodeId>>> {
-        Ok(self
-            .read_meta::<Option<LogId<NodeId>>>(KEY_COMMITTED)?
-            .flatten())
+        Ok(self.wal.state().committed)
     }
 
-    /// Appends entries in one batch and returns once they are on disk (one flush per call).
+    /// Appends entries in one write and returns once they are on disk (one sync per call).
+    /// Inline on the Raft core's task: the core waits for the sync anyway.
     pub async fn append(&self, entries: Vec<Entry<TypeConfig>>) -> StorageResult<()> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let mut batch = sled::Batch::default();
-        for entry in &entries {
-            let raw = bincode::serialize(entry)
-                .map_err(|e| StorageIOError::write_log_entry(entry.log_id, AnyError::new(&e)))?;
-            batch.insert(&entry.log_id.index.to_be_bytes(), raw);
-        }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| io_err(StorageIOError::write_logs, &e))?;
-        self.flush(StorageIOError::write_logs).await
+        self.wal
+            .append(&entries)
+            .map_err(|e| io_err(StorageIOError::write_logs, &e))
     }
 
-    /// Deletes entries from `log_id.index` on, atomically, and flushes so that conflicting
-    /// entries a new leader overwrote cannot come back after a crash.
+    /// Deletes entries from `log_id.index` on, durably, so that conflicting entries a new
+    /// leader overwrote cannot come back after a crash.
     pub async fn truncate(&self, log_id: LogId<NodeId>) -> StorageResult<()> {
-        let mut batch = sled::Batch::default();
-        for key in self.log.range(log_id.index.to_be_bytes()..).keys() {
-            batch.remove(key.map_err(|e| io_err(StorageIOError::write_logs, &e))?);
-        }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| io_err(StorageIOError::write_logs, &e))?;
-        self.flush(StorageIOError::write_logs).await
+        self.wal
+            .truncate(log_id.index)
+            .map_err(|e| io_err(StorageIOError::write_logs, &e))
     }
 
-    /// Deletes entries up to `log_id.index`, inclusive. The purge pointer is written before the
-    /// entries go: sled persists writes in order, so a crash can leave stale entries below the
-    /// pointer (harmless) but never a hole above it.
+    /// Deletes entries up to `log_id.index`, inclusive, and the segments left holding none.
     pub fn purge(&self, log_id: LogId<NodeId>) -> StorageResult<()> {
-        self.write_meta(KEY_LAST_PURGED, &log_id, StorageIOError::write_logs)?;
-        let mut batch = sled::Batch::default();
-        for key in self.log.range(..=log_id.index.to_be_bytes()).keys() {
-            batch.remove(key.map_err(|e| io_err(StorageIOError::write_logs, &e))?);
-        }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| io_err(StorageIOError::write_logs, &e))?;
-        Ok(())
+        self.wal
+            .purge(log_id)
+            .map_err(|e| io_err(StorageIOError::write_logs, &e))
     }
+}
+
+/// A Raft log as data dirs from before the write-ahead log kept it.
+type LegacyLog = (WalState, Vec<Entry<TypeConfig>>);
+
+/// The Raft log a data dir from before the write-ahead log kept in `db`, if any.
+fn legacy_log(db: &sled::Db) -> Result<LegacyLog, Box<dyn std::error::Error>> {
+    let names = db.tree_names();
+    let has = |t: &str| names.iter().any(|n| n.as_ref() == t.as_bytes());
+    let mut state = WalState::default();
+    let mut entries = Vec::new();
+    if has(LEGACY_META_TREE) {
+        let meta = db.open_tree(LEGACY_META_TREE)?;
+        if let Some(v) = meta.get(b"vote")? {
+            state.vote = Some(bincode::deserialize::<Vote<NodeId>>(&v)?);
+        }
+        if let Some(v) = meta.get(b"committed")? {
+            state.committed = bincode::deserialize::<Option<LogId<NodeId>>>(&v)?;
+        }
+        if let Some(v) = meta.get(b"last_purged")? {
+            state.purged = Some(bincode::deserialize::<LogId<NodeId>>(&v)?);
+        }
+    }
+    if has(LEGACY_LOG_TREE) {
+        for v in db.open_tree(LEGACY_LOG_TREE)?.iter().values() {
+            let entry: Entry<TypeConfig> = bincode::deserialize(&v?)?;
+            // Stale entries below the purge pointer could remain after a crash mid-purge.
+            if state.purged.is_none_or(|p| entry.log_id.index > p.index) {
+                entries.push(entry);
+            }
+        }
+    }
+    Ok((state, entries))
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -292,8 +262,8 @@ mod tests {
 
     fn open() -> (tempfile::TempDir, sled::Db, LogStore) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = sled::open(dir.path()).expect("open sled");
-        let store = LogStore::open(&db).expect("open log store");
+        let db = sled::open(dir.path().join("db")).expect("open sled");
+        let store = LogStore::open(&db, &dir.path().join("wal")).expect("open log store");
         (dir, db, store)
     }
 
@@ -351,11 +321,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn log_vote_and_committed_survive_reopening_the_db() {
+    async fn log_vote_and_committed_survive_reopening() {
         let dir = tempfile::tempdir().expect("tempdir");
+        let wal = dir.path().join("wal");
         {
-            let db = sled::open(dir.path()).expect("open sled");
-            let store = LogStore::open(&db).expect("open");
+            let db = sled::open(dir.path().join("db")).expect("open sled");
+            let store = LogStore::open(&db, &wal).expect("open");
             store
                 .append((1..=5).map(|i| blank(2, i)).collect())
                 .await
@@ -366,10 +337,9 @@ mod tests {
                 .expect("vote");
             store.save_committed(Some(log_id(2, 4))).expect("committed");
             store.purge(log_id(2, 1)).expect("purge");
-            db.flush_async().await.expect("flush");
         }
-        let db = sled::open(dir.path()).expect("reopen sled");
-        let store = LogStore::open(&db).expect("reopen");
+        let db = sled::open(dir.path().join("db")).expect("reopen sled");
+        let store = LogStore::open(&db, &wal).expect("reopen");
         assert_eq!(
             store.read_vote().expect("vote"),
             Some(Vote::new_committed(2, 7))
@@ -383,5 +353,56 @@ mod tests {
             store.log_state().expect("state").last_purged_log_id,
             Some(log_id(2, 1))
         );
+    }
+
+    /// A data dir written before the write-ahead log: the log moves over whole, once.
+    #[tokio::test]
+    async fn a_raft_log_kept_in_sled_moves_into_the_wal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wal = dir.path().join("wal");
+        {
+            let db = sled::open(dir.path().join("db")).expect("open sled");
+            let log = db.open_tree(LEGACY_LOG_TREE).expect("log tree");
+            for i in 1..=6 {
+                let raw = bincode::serialize(&blank(3, i)).expect("encode");
+                log.insert(i.to_be_bytes(), raw).expect("insert");
+            }
+            let meta = db.open_tree(LEGACY_META_TREE).expect("meta tree");
+            let put = |k: &[u8], raw: Vec<u8>| meta.insert(k, raw).expect("insert");
+            put(
+                b"vote",
+                bincode::serialize(&Vote::<NodeId>::new_committed(3, 1)).expect("vote"),
+            );
+            put(
+                b"committed",
+                bincode::serialize(&Some(log_id(3, 5))).expect("committed"),
+            );
+            put(
+                b"last_purged",
+                bincode::serialize(&log_id(3, 2)).expect("purged"),
+            );
+            db.flush().expect("flush");
+        }
+        for _ in 0..2 {
+            let db = sled::open(dir.path().join("db")).expect("open sled");
+            let store = LogStore::open(&db, &wal).expect("open");
+            assert_eq!(indexes(&store.entries(..).expect("read")), vec![3, 4, 5, 6]);
+            assert_eq!(
+                store.read_vote().expect("vote"),
+                Some(Vote::new_committed(3, 1))
+            );
+            assert_eq!(
+                store.read_committed().expect("committed"),
+                Some(log_id(3, 5))
+            );
+            let names = db.tree_names();
+            assert!(
+                !names
+                    .iter()
+                    .any(|n| n.as_ref() == LEGACY_LOG_TREE.as_bytes()),
+                "the sled copy of the log was not dropped"
+            );
+            db.flush().expect("flush");
+        }
     }
 }

@@ -1,7 +1,7 @@
-//! Raft replication with openraft: sled log storage, the state machine over MVCC, peer transport.
+//! Raft replication with openraft: the log in its own write-ahead log, the state machine over MVCC, peer transport.
 //!
 //! CONTRACT (the server module builds against these; keep them stable):
-//! - [`start`] opens the Raft log in the given sled db, wraps [`crate::mvcc::Mvcc`] as the
+//! - [`start`] opens the Raft log in [`RaftConfig::wal_dir`], wraps [`crate::mvcc::Mvcc`] as the
 //!   state machine, serves nothing itself, and returns a [`RaftNode`].
 //! - [`peer_service`] builds the tonic `RaftPeer` service: Raft RPCs go to openraft, the
 //!   forwarding RPCs go to the [`ForwardHandler`] the server module provides.
@@ -18,6 +18,7 @@ mod network;
 mod peer;
 mod state_machine;
 mod storage;
+mod wal;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -145,6 +146,8 @@ pub struct RaftConfig {
     pub snapshot_count: u64,
     pub heartbeat_interval_ms: u64,
     pub election_timeout_ms: u64,
+    /// The write-ahead log's directory (etcd's `member/wal`).
+    pub wal_dir: std::path::PathBuf,
 }
 
 /// The server-side handler for RPCs a follower forwards to the leader.
@@ -295,7 +298,7 @@ pub(crate) async fn start_raft<B: StateBackend>(
 ) -> Result<(Raft, Channels), RaftError> {
     let config = Arc::new(openraft_config(cfg)?);
     let channels = Channels::new(cfg.peer_tls.as_ref())?;
-    let (log_store, state_machine) = open_storage(db, backend)
+    let (log_store, state_machine) = open_storage(db, &cfg.wal_dir, backend)
         .map_err(|e| RaftError::Raft(format!("opening raft storage: {e}")))?;
     let network = NetworkFactory {
         id: cfg.id,

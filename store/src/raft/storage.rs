@@ -1,22 +1,26 @@
-//! Opens the Raft storage over one sled db: the [`LogStore`] and the [`StateMachine`] openraft drives.
+//! Opens the Raft storage: the [`LogStore`] in its write-ahead log and the [`StateMachine`] over
+//! a sled db, the two halves openraft drives.
 // openraft's `StorageError` is the error type its storage traits require; its size is not ours.
 #![allow(clippy::result_large_err)]
 
-use openraft::{AnyError, StorageError, StorageIOError};
+use std::path::Path;
+
+use openraft::StorageError;
 
 use super::log_store::LogStore;
 use super::state_machine::{StateBackend, StateMachine};
 use super::NodeId;
 
-/// Opens the Raft log (trees `raft_log`, `raft_meta`) and the state machine over `backend` with
-/// its current snapshot (`raft_snapshot`) in `db`. The two halves share only the db, so openraft
-/// applies entries while it appends and flushes the log.
+/// Opens the Raft log in `wal_dir` and the state machine over `backend` with its current
+/// snapshot (`raft_snapshot`) in `db`. The two halves share nothing, so openraft applies
+/// entries while it appends and syncs the log, and applying never waits for a disk sync: the
+/// log is what a restart replays from.
 pub fn open_storage<B: StateBackend>(
     db: &sled::Db,
+    wal_dir: &Path,
     backend: B,
 ) -> Result<(LogStore, StateMachine<B>), StorageError<NodeId>> {
-    let log = LogStore::open(db)
-        .map_err(|e| StorageError::from(StorageIOError::read_logs(AnyError::new(&e))))?;
+    let log = LogStore::open(db, wal_dir)?;
     Ok((log, StateMachine::open(db, backend)?))
 }
 
@@ -81,14 +85,14 @@ mod tests {
         ) -> Result<(tempfile::TempDir, LogStore, StateMachine<MetaOnly>), StorageError<NodeId>>
         {
             let dir = tempfile::tempdir().expect("tempdir");
-            let db = sled::open(dir.path()).expect("open sled");
-            let (log, sm) = open_storage(&db, MetaOnly::default())?;
+            let db = sled::open(dir.path().join("db")).expect("open sled");
+            let (log, sm) = open_storage(&db, &dir.path().join("wal"), MetaOnly::default())?;
             Ok((dir, log, sm))
         }
     }
 
     #[test]
-    fn sled_log_storage_passes_the_openraft_suite_with_a_stub_state_machine() {
+    fn wal_log_storage_passes_the_openraft_suite_with_a_stub_state_machine() {
         Suite::test_all(Builder).expect("openraft storage suite");
     }
 }

@@ -261,10 +261,10 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, Error>
     let db = sled::Config::new()
         .path(&db_path)
         .cache_capacity(256 * 1024 * 1024)
-        // No timer flush: every Raft append is flushed before it is acknowledged, and that
-        // flush carries the state machine's writes too (one sled log). The state machine may
-        // lag on disk, never the log it is replayed from; snapshots flush it first. sled's
-        // 500 ms flusher only added wake-ups of its IO threads.
+        // No timer flush: the Raft log is in its own write-ahead log (`member/wal`), synced
+        // before anything is acknowledged; the state machine flushes this db in the background
+        // at most once a second after applying, and snapshots flush it before the log may be
+        // purged. sled's 500 ms flusher only added wake-ups of its IO threads.
         .flush_every_ms(None)
         .open()
         .map_err(|source| Error::DataDir {
@@ -315,6 +315,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, Error>
         snapshot_count: config.snapshot_count,
         heartbeat_interval_ms: config.heartbeat_interval.as_millis() as u64,
         election_timeout_ms: config.election_timeout.as_millis() as u64,
+        wal_dir: member_dir.join("wal"),
     };
     // Bind peers first so the others can reach us as soon as Raft starts talking.
     let mut peer_listeners = Vec::new();
