@@ -12,6 +12,7 @@ use pb::response_op::Response as OpResponse;
 
 use super::codec;
 use super::index::{record_size, LeaseState, Live, Pending, Rev, Span, State};
+use super::overlay::WriteBatch;
 use super::read::{self, Reader};
 use super::{MvccError, RevisionEvents};
 
@@ -112,11 +113,12 @@ struct RequestCtx {
     saved_size: u64,
 }
 
-/// Applies the requests of one `apply` call against the state, collecting one sled batch.
+/// Applies the requests of one `apply` call against the state, collecting one write batch.
 pub(crate) struct Applier<'a> {
     pub st: &'a mut State,
-    tree: &'a sled::Tree,
-    pub batch: sled::Batch,
+    /// What was applied before this call (`pending` is ignored: the applier has its own).
+    base: Reader<'a>,
+    pub batch: WriteBatch,
     /// Records written by this call, readable before the batch reaches sled.
     pending: Pending,
     pub revisions: Vec<RevisionEvents>,
@@ -125,11 +127,11 @@ pub(crate) struct Applier<'a> {
 }
 
 impl<'a> Applier<'a> {
-    pub fn new(st: &'a mut State, tree: &'a sled::Tree, want_events: bool, quota: u64) -> Self {
+    pub fn new(st: &'a mut State, base: Reader<'a>, want_events: bool, quota: u64) -> Self {
         Self {
             st,
-            tree,
-            batch: sled::Batch::default(),
+            base,
+            batch: WriteBatch::default(),
             pending: Pending::default(),
             revisions: Vec::new(),
             want_events,
@@ -185,7 +187,8 @@ impl<'a> Applier<'a> {
 
     fn reader(&self) -> Reader<'_> {
         Reader {
-            tree: self.tree,
+            tree: self.base.tree,
+            overlay: self.base.overlay,
             pending: Some(&self.pending),
         }
     }

@@ -9,6 +9,7 @@ mod apply;
 pub(crate) use apply::{Reject, COMPACTED, FUTURE_REV, LEASE_NOT_FOUND};
 mod codec;
 mod index;
+mod overlay;
 mod read;
 #[cfg(test)]
 mod tests;
@@ -20,6 +21,7 @@ use tokio::sync::broadcast;
 
 use apply::Applier;
 use index::State;
+use overlay::{Backend, Overlay};
 use read::Reader;
 
 use proto::etcdserverpb as pb;
@@ -93,9 +95,11 @@ pub struct Mvcc {
 
 struct Inner {
     db: sled::Db,
-    tree: sled::Tree,
+    /// The sled tree and the applied writes not yet in it.
+    backend: Backend,
     /// Index, leases, alarms and counters. Apply holds the write lock from the first request
-    /// until the batch is in sled and subscribers are notified; reads hold the read lock.
+    /// until the batch is in the overlay and subscribers are notified; reads hold the read
+    /// lock (and take the overlay's after it).
     state: RwLock<State>,
     events: broadcast::Sender<Notification>,
     quota: u64,
@@ -126,11 +130,20 @@ impl Inner {
         self.size.store(st.size, Ordering::Release);
     }
 
-    fn reader(&self) -> Reader<'_> {
+    fn reader<'a>(&'a self, overlay: &'a Overlay) -> Reader<'a> {
         Reader {
-            tree: &self.tree,
+            tree: &self.backend.tree,
+            overlay,
             pending: None,
         }
+    }
+
+    /// Reloads the state from sled after a failed apply (whose writes never reached the
+    /// overlay): everything applied before it is written back first.
+    fn reload(&self, st: &mut State) -> Result<(), MvccError> {
+        self.backend.write_back()?;
+        *st = State::load(&self.backend.tree)?;
+        Ok(())
     }
 }
 
@@ -146,7 +159,7 @@ impl Mvcc {
         };
         let inner = Inner {
             db: db.clone(),
-            tree,
+            backend: Backend::new(tree),
             rev: AtomicI64::new(state.rev),
             compact_rev: AtomicI64::new(state.compact_rev),
             size: AtomicU64::new(state.size),
@@ -173,14 +186,16 @@ impl Mvcc {
     /// (the current revision); the caller fills cluster_id, member_id and raft_term.
     pub fn range(&self, req: &pb::RangeRequest) -> Result<pb::RangeResponse, MvccError> {
         let st = self.inner.read_state();
-        read::range(&st, &self.inner.reader(), req, st.rev, st.rev)
+        let ov = self.inner.backend.overlay();
+        read::range(&st, &self.inner.reader(&ov), req, st.rev, st.rev)
     }
 
-    /// Applies entries in order, atomically in one sled batch together with `meta` (an opaque
-    /// blob of the Raft layer: last applied log id and membership). Returns one response per
-    /// entry (`InternalRaftResponse::default()` for entries without a request). A request that
-    /// MVCC rules reject (unknown lease, NOSPACE, ...) gets an error response and changes nothing.
-    /// Does not flush; the caller decides when to call [`Mvcc::flush`].
+    /// Applies entries in order, atomically together with `meta` (an opaque blob of the Raft
+    /// layer: last applied log id and membership). Returns one response per entry
+    /// (`InternalRaftResponse::default()` for entries without a request). A request that MVCC
+    /// rules reject (unknown lease, NOSPACE, ...) gets an error response and changes nothing.
+    /// The writes go to the in-memory overlay (see `overlay.rs`); [`Mvcc::flush`] puts them in
+    /// sled and on disk, and the caller decides when.
     pub fn apply(
         &self,
         entries: &[ApplyEntry<'_>],
@@ -192,7 +207,8 @@ impl Mvcc {
         // gets all of this batch's events (with prev_kv) or none of them.
         let want_events = inner.events.receiver_count() > 0;
         let start_rev = st.rev;
-        let mut applier = Applier::new(&mut st, &inner.tree, want_events, inner.quota);
+        let ov = inner.backend.overlay();
+        let mut applier = Applier::new(&mut st, inner.reader(&ov), want_events, inner.quota);
         let mut responses = Vec::with_capacity(entries.len());
         let mut failure = None;
         for entry in entries {
@@ -211,19 +227,17 @@ impl Mvcc {
         let mut batch = std::mem::take(&mut applier.batch);
         let revisions = std::mem::take(&mut applier.revisions);
         drop(applier);
+        drop(ov);
 
         if let Some(e) = failure {
-            *st = State::load(&inner.tree)?;
+            inner.reload(&mut st)?;
             return Err(e);
         }
         batch.insert(codec::META_RAFT, meta);
         if st.rev != start_rev {
             batch.insert(codec::META_REVISION, &st.rev.to_be_bytes()[..]);
         }
-        if let Err(e) = inner.tree.apply_batch(batch) {
-            *st = State::load(&inner.tree)?;
-            return Err(e.into());
-        }
+        inner.backend.merge(batch);
         inner.publish(&st);
         if !revisions.is_empty() {
             // No receiver left is fine: nobody is watching.
@@ -234,19 +248,32 @@ impl Mvcc {
 
     /// The `meta` blob stored by the last apply or restore, if any.
     pub fn meta(&self) -> Result<Option<Vec<u8>>, MvccError> {
-        Ok(self.inner.tree.get(codec::META_RAFT)?.map(|v| v.to_vec()))
+        let _st = self.inner.read_state();
+        let ov = self.inner.backend.overlay();
+        Ok(match ov.get(codec::META_RAFT) {
+            Some(v) => v.map(|v| v.to_vec()),
+            None => self
+                .inner
+                .backend
+                .tree
+                .get(codec::META_RAFT)?
+                .map(|v| v.to_vec()),
+        })
     }
 
-    /// Flushes everything applied so far to disk.
+    /// Moves everything applied so far into sled and flushes it to disk.
     pub fn flush(&self) -> Result<(), MvccError> {
+        self.inner.backend.write_back()?;
         self.inner.db.flush()?;
         Ok(())
     }
 
     /// The whole state (history, leases, alarms, meta) as one self-describing blob.
     pub fn snapshot(&self) -> Result<Vec<u8>, MvccError> {
+        // Holding the state lock, no apply can add to the overlay once it is written back.
         let _st = self.inner.read_state();
-        codec::encode_snapshot(self.inner.tree.iter())
+        self.inner.backend.write_back()?;
+        codec::encode_snapshot(self.inner.backend.tree.iter())
     }
 
     /// Replaces the whole state with a blob from [`Mvcc::snapshot`] and sends `Reset`.
@@ -254,18 +281,20 @@ impl Mvcc {
         let entries = codec::decode_snapshot(data)?;
         let inner = &*self.inner;
         let mut st = inner.write_state();
+        // Written back first, so the overlay is empty and the tree is the whole old state.
+        inner.backend.write_back()?;
         // One batch that removes every old key and inserts every new one: sled applies it
         // atomically, so a crash leaves either the old or the new state.
         let mut batch = sled::Batch::default();
-        for key in inner.tree.iter().keys() {
+        for key in inner.backend.tree.iter().keys() {
             batch.remove(key?);
         }
         for (k, v) in entries {
             batch.insert(k, v);
         }
-        inner.tree.apply_batch(batch)?;
+        inner.backend.tree.apply_batch(batch)?;
         inner.db.flush()?;
-        *st = State::load(&inner.tree)?;
+        *st = State::load(&inner.backend.tree)?;
         inner.publish(&st);
         let _ = inner.events.send(Notification::Reset);
         Ok(())
@@ -280,9 +309,10 @@ impl Mvcc {
         if st.compact_rev > 0 && from_rev < st.compact_rev {
             return Err(MvccError::Compacted);
         }
+        let ov = self.inner.backend.overlay();
         read::events(
             &st,
-            &self.inner.reader(),
+            &self.inner.reader(&ov),
             from_rev.max(1),
             to_rev.min(st.rev),
         )
@@ -347,7 +377,8 @@ impl Mvcc {
         let mut hasher = crc32fast::Hasher::new();
         let start = codec::record_key(1, 0);
         let end = codec::record_key(upto.saturating_add(1), 0);
-        for item in self.inner.tree.range(start..end) {
+        let ov = self.inner.backend.overlay();
+        for item in overlay::range(&self.inner.backend.tree, &ov, &start, &end) {
             let (k, v) = item?;
             hasher.update(&k);
             hasher.update(&v);

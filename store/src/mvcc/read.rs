@@ -10,22 +10,29 @@ use pb::range_request::{SortOrder, SortTarget};
 
 use super::codec;
 use super::index::{Pending, Span, State};
+use super::overlay::{self, Overlay};
 use super::{MvccError, RevisionEvents};
 
-/// Where records are read from: sled, overlaid with the records of an apply in progress.
+/// Where records are read from: sled, overlaid with applied writes not yet in sled, overlaid
+/// with the records of an apply in progress.
 pub(crate) struct Reader<'a> {
     pub tree: &'a sled::Tree,
+    pub overlay: &'a Overlay,
     pub pending: Option<&'a Pending>,
 }
 
 impl Reader<'_> {
     pub fn load(&self, main: i64, sub: u32) -> Result<mvccpb::KeyValue, MvccError> {
+        let missing = || MvccError::Corrupt(format!("missing record {main}.{sub}"));
         let raw = match self.pending.and_then(|p| p.get(&(main, sub))) {
             Some(v) => v.clone(),
-            None => self
-                .tree
-                .get(codec::record_key(main, sub))?
-                .ok_or_else(|| MvccError::Corrupt(format!("missing record {main}.{sub}")))?,
+            None => {
+                let key = codec::record_key(main, sub);
+                match self.overlay.get(&key) {
+                    Some(v) => v.cloned().ok_or_else(missing)?,
+                    None => self.tree.get(key)?.ok_or_else(missing)?,
+                }
+            }
         };
         Ok(codec::decode_record(&raw)?.1)
     }
@@ -217,7 +224,7 @@ pub(crate) fn events(
     }
     let start = codec::record_key(from, 0);
     let end = codec::record_key(to.saturating_add(1), 0);
-    for item in rd.tree.range(start..end) {
+    for item in overlay::range(rd.tree, rd.overlay, &start, &end) {
         let (k, v) = item?;
         let (main, sub) = codec::parse_record_key(&k)?;
         let (tombstone, kv) = codec::decode_record(&v)?;

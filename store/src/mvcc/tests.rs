@@ -168,8 +168,10 @@ fn grant(m: &Mvcc, id: i64, ttl: i64) -> InternalRaftResponse {
     apply(m, Request::LeaseGrant(pb::LeaseGrantRequest { ttl, id }))
 }
 
+/// Records in sled once everything applied is written back.
 fn record_count(m: &Mvcc) -> usize {
-    m.inner.tree.scan_prefix(b"r").count()
+    m.inner.backend.write_back().expect("write back");
+    m.inner.backend.tree.scan_prefix(b"r").count()
 }
 
 /// Everything observable about the state, for "nothing changed" checks.
