@@ -386,9 +386,12 @@ impl Mvcc {
         Ok((hasher.finalize(), st.compact_rev))
     }
 
-    /// Bytes on disk (the sled database).
+    /// Bytes of the database: sled's size on disk, or the logical bytes in use when more of
+    /// them are still in the overlay than sled has written (etcd's dbSize is never below
+    /// dbSizeInUse).
     pub fn db_size(&self) -> u64 {
-        self.inner.db.size_on_disk().unwrap_or(0)
+        let on_disk = self.inner.db.size_on_disk().unwrap_or(0);
+        on_disk.max(self.db_size_in_use())
     }
 
     /// Logical bytes in use (what the quota is checked against).

@@ -217,14 +217,21 @@ impl RaftNode {
             .map_err(|e| RaftError::Raft(format!("waiting for applied index {index}: {e}")))
     }
 
-    /// The leader this member currently follows (or is), if known.
+    /// The leader this member currently follows (or is), if known. From the server metrics,
+    /// which change only with leadership and membership: every response header reads this, and
+    /// the full metrics are rewritten on every append and apply.
     pub fn current_leader(&self) -> Option<NodeId> {
-        self.raft.metrics().borrow().current_leader
+        self.raft.server_metrics().borrow().current_leader
     }
 
     /// The current Raft term.
     pub fn current_term(&self) -> u64 {
-        self.raft.metrics().borrow().current_term
+        self.raft
+            .server_metrics()
+            .borrow()
+            .vote
+            .leader_id()
+            .get_term()
     }
 
     /// The index of the last entry applied to the state machine (0 if none).

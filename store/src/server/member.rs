@@ -134,15 +134,15 @@ impl EtcdServer {
     }
 
     pub fn term(&self) -> u64 {
-        self.node.raft.metrics().borrow().current_term
+        self.node.current_term()
     }
 
     pub fn leader(&self) -> Option<NodeId> {
-        self.node.raft.metrics().borrow().current_leader
+        self.node.current_leader()
     }
 
     pub fn is_leader(&self) -> bool {
-        let m = self.node.raft.metrics();
+        let m = self.node.raft.server_metrics();
         let m = m.borrow();
         m.state == ServerState::Leader && m.current_leader == Some(self.id)
     }

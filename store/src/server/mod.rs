@@ -625,7 +625,9 @@ impl raft::ForwardHandler for Forward {
 /// soon as the membership has anyone else or the member stops leading. An idle single-member
 /// store then wakes only for requests.
 async fn tick_only_with_peers(server: Arc<EtcdServer>, shutdown: Shutdown) {
-    let mut rx = server.node.raft.metrics();
+    // Server metrics change only with leadership and membership; the full metrics change with
+    // every append and apply, and waking this task for each put costs a thread hand-off.
+    let mut rx = server.node.raft.server_metrics();
     let mut ticking = true;
     loop {
         let alone = {
@@ -647,7 +649,7 @@ async fn tick_only_with_peers(server: Arc<EtcdServer>, shutdown: Shutdown) {
 }
 
 async fn count_leader_changes(server: Arc<EtcdServer>, shutdown: Shutdown) {
-    let mut rx = server.node.raft.metrics();
+    let mut rx = server.node.raft.server_metrics();
     let mut last: Option<NodeId> = None;
     loop {
         let leader = rx.borrow_and_update().current_leader;
@@ -669,7 +671,7 @@ async fn publish_attributes(
     shutdown: Shutdown,
     ready: tokio::sync::watch::Sender<bool>,
 ) {
-    let mut metrics = server.node.raft.metrics();
+    let mut metrics = server.node.raft.server_metrics();
     loop {
         let current = {
             let m = metrics.borrow_and_update();
