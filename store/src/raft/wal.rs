@@ -234,6 +234,15 @@ fn record_crc(prev: u32, len: u32, body: &[u8]) -> u32 {
     h.finalize()
 }
 
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// Whether `fd` is on tmpfs (statfs magic `TMPFS_MAGIC`).
+// `f_type`'s width differs between architectures; it is i64 on x86_64.
+#[allow(clippy::unnecessary_cast)]
+fn on_tmpfs(fd: impl std::os::fd::AsFd) -> bool {
+    rustix::fs::fstatfs(fd).is_ok_and(|st| st.f_type as i64 == TMPFS_MAGIC)
+}
+
 fn segment_name(seq: u64) -> String {
     format!("{seq:016x}.{SUFFIX}")
 }
@@ -257,8 +266,11 @@ fn create_segment(
         .truncate(true)
         .open(&tmp)
         .map_err(io_at(&tmp))?;
-    // Preallocation is an optimisation: a filesystem without fallocate still works.
-    let _ = rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, segment_bytes);
+    // Preallocation is an optimisation: a filesystem without fallocate still works. On tmpfs
+    // it would only pin 64 MiB of memory per segment, and there is no sync to speed up.
+    if !on_tmpfs(&file) {
+        let _ = rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, segment_bytes);
+    }
     let mut w = Writer {
         dir: dir_file.try_clone().map_err(io_at(dir))?,
         file,
@@ -842,6 +854,49 @@ mod tests {
             Err(WalError::Corrupt { .. }) => {}
             Err(e) => panic!("expected corruption, got {e}"),
             Ok(_) => panic!("a corrupt sealed segment opened"),
+        }
+    }
+
+    /// Bytes the filesystem allocated for segment 0.
+    fn allocated(dir: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(dir.join(segment_name(0)))
+            .expect("segment")
+            .blocks()
+            * 512
+    }
+
+    /// The filesystem type of `dir`, asked independently of the code under test.
+    #[allow(clippy::unnecessary_cast)]
+    fn fs_type(dir: &Path) -> i64 {
+        let f = File::open(dir).expect("open dir");
+        rustix::fs::fstatfs(&f).expect("statfs").f_type as i64
+    }
+
+    #[test]
+    fn segments_are_preallocated_except_on_tmpfs() {
+        const SEGMENT: u64 = 8 << 20;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        if fs_type(tmp.path()) != TMPFS_MAGIC {
+            let dir = tmp.path().join("wal");
+            let _wal = Wal::create(&dir, SEGMENT, &WalState::default(), &[]).expect("create");
+            assert!(
+                allocated(&dir) >= SEGMENT,
+                "segment not preallocated: {} bytes",
+                allocated(&dir)
+            );
+        }
+        let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
+            return;
+        };
+        if fs_type(shm.path()) == TMPFS_MAGIC {
+            let dir = shm.path().join("wal");
+            let _wal = Wal::create(&dir, SEGMENT, &WalState::default(), &[]).expect("create");
+            assert!(
+                allocated(&dir) < SEGMENT / 8,
+                "a tmpfs segment pinned {} bytes",
+                allocated(&dir)
+            );
         }
     }
 
