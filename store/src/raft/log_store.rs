@@ -42,18 +42,14 @@ impl LogStore {
     /// write-ahead log has its Raft log in `db`: it is moved into the new log, then dropped
     /// from the db.
     pub fn open(db: &sled::Db, dir: &Path) -> StorageResult<Self> {
-        Self::open_with(db, dir, SEGMENT_BYTES)
-    }
-
-    pub(crate) fn open_with(db: &sled::Db, dir: &Path, segment_bytes: u64) -> StorageResult<Self> {
         let read = |e: &dyn std::error::Error| -> StorageError<NodeId> {
             StorageIOError::read_logs(AnyError::error(e.to_string())).into()
         };
         let wal = if Wal::exists(dir) {
-            Wal::open(dir, segment_bytes).map_err(|e| read(&e))?
+            Wal::open(dir, SEGMENT_BYTES).map_err(|e| read(&e))?
         } else {
             let (state, entries) = legacy_log(db).map_err(|e| read(&*e))?;
-            Wal::create(dir, segment_bytes, &state, &entries).map_err(|e| read(&e))?
+            Wal::create(dir, SEGMENT_BYTES, &state, &entries).map_err(|e| read(&e))?
         };
         // Dropped only once the log holding them is on disk (also after a crash in between).
         let names = db.tree_names();
@@ -241,24 +237,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
 #[cfg(test)]
 mod tests {
-    use openraft::{CommittedLeaderId, EntryPayload};
-
+    use super::super::test_log::{blank, indexes, log_id};
     use super::*;
-
-    fn log_id(term: u64, index: u64) -> LogId<NodeId> {
-        LogId::new(CommittedLeaderId::new(term, 1), index)
-    }
-
-    fn blank(term: u64, index: u64) -> Entry<TypeConfig> {
-        Entry {
-            log_id: log_id(term, index),
-            payload: EntryPayload::Blank,
-        }
-    }
-
-    fn indexes(entries: &[Entry<TypeConfig>]) -> Vec<u64> {
-        entries.iter().map(|e| e.log_id.index).collect()
-    }
 
     fn open() -> (tempfile::TempDir, sled::Db, LogStore) {
         let dir = tempfile::tempdir().expect("tempdir");

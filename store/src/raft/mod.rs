@@ -20,6 +20,29 @@ mod state_machine;
 mod storage;
 mod wal;
 
+/// Log entries for the storage tests.
+#[cfg(test)]
+mod test_log {
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+
+    use super::{NodeId, TypeConfig};
+
+    pub fn log_id(term: u64, index: u64) -> LogId<NodeId> {
+        LogId::new(CommittedLeaderId::new(term, 1), index)
+    }
+
+    pub fn blank(term: u64, index: u64) -> Entry<TypeConfig> {
+        Entry {
+            log_id: log_id(term, index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    pub fn indexes(entries: &[Entry<TypeConfig>]) -> Vec<u64> {
+        entries.iter().map(|e| e.log_id.index).collect()
+    }
+}
+
 use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::sync::Arc;

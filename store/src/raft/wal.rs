@@ -708,24 +708,8 @@ impl Wal {
 
 #[cfg(test)]
 mod tests {
-    use openraft::{CommittedLeaderId, EntryPayload};
-
+    use super::super::test_log::{blank, indexes, log_id};
     use super::*;
-
-    fn log_id(term: u64, index: u64) -> LogId<NodeId> {
-        LogId::new(CommittedLeaderId::new(term, 1), index)
-    }
-
-    fn blank(term: u64, index: u64) -> Entry<TypeConfig> {
-        Entry {
-            log_id: log_id(term, index),
-            payload: EntryPayload::Blank,
-        }
-    }
-
-    fn indexes(entries: &[Entry<TypeConfig>]) -> Vec<u64> {
-        entries.iter().map(|e| e.log_id.index).collect()
-    }
 
     fn segments(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
